@@ -1,0 +1,1 @@
+"""Clip libraries: the SQLite manifest, the builder and its worker."""

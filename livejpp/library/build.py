@@ -1,0 +1,448 @@
+"""Building a library: find videos, hand them to workers, commit each finished clip.
+
+The builder is the only writer of the manifest. A clip becomes part of the library in one step:
+its `.part` file is renamed into place and its rows are committed in one transaction. On start,
+any file the manifest does not name (left by a killed run) is removed, and videos that were cut
+off resume from their first missing clip.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from livejpp.features.sets import feature_sets_for
+from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore
+from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
+from livejpp.media.clips import plan_clips
+from livejpp.media.decode import MediaError, probe
+
+log = logging.getLogger("livejpp.library")
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .webm .mkv .avi .mpg .mpeg .m2v .ts .mts .m2ts .wmv .flv .ogv .3gp .dv .mxf .gif".split()
+)
+
+
+@dataclass
+class BuildReport:
+    """What a build did: printed at the end, returned to callers and tests."""
+
+    videos_added: int = 0
+    videos_resumed: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    clips_added: int = 0
+    seconds_added: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+
+
+def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files named directly are all tried; folders are searched recursively for video extensions."""
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
+        elif path.exists():
+            found.append(path)
+        else:
+            missing.append((str(path), "no such file or folder"))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, missing
+
+
+def content_hash(path: Path) -> str:
+    """blake2b of the whole file: the same video under another name is recognised."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
+
+
+class _Lock:
+    """One build per library at a time (a second one fails at once with a clear message)."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        self._file = open(root / ".lock", "w")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._file.close()
+            raise LibraryError(f"{root}: another build is writing to this library") from exc
+
+    def release(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def _remove_orphans(store: LibraryStore) -> int:
+    """Delete clip files the manifest does not name: what a killed run left half-done."""
+    known = store.clip_files()
+    clips_root = store.root / CLIPS_DIR
+    removed = 0
+    if not clips_root.exists():
+        return 0
+    for f in clips_root.rglob("*"):
+        if f.is_file() and f.relative_to(store.root).as_posix() not in known:
+            f.unlink()
+            removed += 1
+    for d in sorted((d for d in clips_root.rglob("*") if d.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    return removed
+
+
+def _check_settings(store: LibraryStore, settings: BuildSettings | None) -> BuildSettings:
+    """A library keeps the settings it was created with; a build asking for others is refused."""
+    stored = store.settings()
+    if not stored:
+        if settings is None:
+            raise LibraryError(f"{store.root}: library has no build settings (empty or damaged)")
+        with store.transaction():
+            store.set_meta("settings", json.dumps(asdict(settings)))
+        return settings
+    existing = BuildSettings(**stored)
+    if settings is not None and settings != existing:
+        diff = ", ".join(
+            f"{k}={getattr(existing, k)!r} (asked {getattr(settings, k)!r})"
+            for k in stored
+            if getattr(existing, k) != getattr(settings, k)
+        )
+        raise LibraryError(
+            f"{store.root}: library was built with other settings: {diff}; use `library add` or a new --out"
+        )
+    return existing
+
+
+def build_library(
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    settings: BuildSettings | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    create: bool = True,
+) -> BuildReport:
+    """Add the videos in `inputs` to the library at `out` (created if `create`), resuming any
+    unfinished work. `settings=None` uses the library's own."""
+    root = Path(out)
+    if not create and not (root / "library.sqlite").exists():
+        raise LibraryError(f"{root}: not a livejpp library (no library.sqlite)")
+    lock = _Lock(root)
+    try:
+        with LibraryStore(root, create=create) as store:
+            return _Builder(store, _check_settings(store, settings), jobs or os.cpu_count() or 1, progress).run(inputs)
+    finally:
+        lock.release()
+
+
+class _Builder:
+    def __init__(self, store: LibraryStore, settings: BuildSettings, jobs: int, progress: bool):
+        self.store = store
+        self.settings = settings
+        self.jobs = max(1, jobs)
+        self.progress = progress
+        self.report = BuildReport()
+        self.feature_sets = feature_sets_for(settings.features)
+        self.video_ids: dict[str, int] = {}
+        self.paths: dict[str, str] = {}
+        self.clip_counts: dict[str, int] = {}
+        self.bar: tqdm | None = None
+        self.videos_total = 0
+        self.videos_done = 0
+
+    # --- planning ------------------------------------------------------------------------
+    def _skip(self, path: str, reason: str) -> None:
+        log.warning("skipped %s: %s", path, reason)
+        self.report.skipped.append((path, reason))
+        with self.store.transaction():
+            self.store.record_skip(path, reason)
+            self.store.log("warning", f"skipped: {reason}", path)
+
+    def _plan(self, inputs: Iterable[str | os.PathLike]) -> list[VideoJob]:
+        files, missing = find_videos(inputs)
+        for path, reason in missing:
+            self._skip(path, reason)
+        jobs: list[VideoJob] = []
+        seen: set[str] = set()
+        for path in tqdm(files, desc="probing", unit="file", disable=not self.progress or len(files) < 20, leave=False):
+            try:
+                info = probe(path)
+            except MediaError as exc:
+                self._skip(exc.path, exc.reason)
+                continue
+            try:
+                key = content_hash(path)
+            except OSError as exc:
+                self._skip(str(path), f"cannot read ({exc.strerror})")
+                continue
+            if key in seen:
+                self.report.duplicates.append(str(path))
+                log.info("%s: same content as another input, added once", path)
+                continue
+            seen.add(key)
+            row = self.store.video_by_hash(key)
+            if row is not None and row["status"] == "done":
+                self.report.duplicates.append(str(path))
+                log.info("%s: already in the library", path)
+                continue
+            planned = plan_clips(info.duration, self.settings.clip_seconds, self.settings.hop)
+            if not planned:
+                half = self.settings.clip_seconds / 2
+                self._skip(
+                    str(path),
+                    f"shorter than half a clip ({info.duration:.1f} s < {half:g} s): no clips",
+                )
+                continue
+            done = set()
+            if row is not None:
+                done = self.store.done_clip_indices(row["id"])
+                self.video_ids[key] = row["id"]
+                self.report.videos_resumed += 1
+                log.info("%s: resuming after %d finished clips", path, len(done))
+            self.paths[key] = str(path)
+            self.clip_counts[key] = max(1, sum(c.index not in done for c in planned))
+            jobs.append(
+                VideoJob(
+                    key=key,
+                    info=info,
+                    done=frozenset(done),
+                    first_index=min(
+                        (c.index for c in planned if c.index not in done), default=max(done, default=-1) + 1
+                    ),
+                    clip_dir=str(self.store.root / CLIPS_DIR / key[:16]),
+                    clip_dir_rel=f"{CLIPS_DIR}/{key[:16]}",
+                    settings=self.settings,
+                    feature_sets=self.feature_sets,
+                    threads=max(1, (os.cpu_count() or 1) // self.jobs),
+                )
+            )
+        return jobs
+
+    # --- committing ----------------------------------------------------------------------
+    def _ensure_video(self, job: VideoJob) -> int:
+        if job.key in self.video_ids:
+            return self.video_ids[job.key]
+        info = job.info
+        with self.store.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO videos (content_hash, path, size, duration, width, height, fps, rotation, codec, "
+                "audio_codec, status, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'partial', ?)",
+                (
+                    job.key,
+                    info.path,
+                    os.path.getsize(info.path),
+                    info.duration,
+                    info.width,
+                    info.height,
+                    float(info.fps),
+                    info.rotation,
+                    info.codec,
+                    info.audio_codec,
+                    time.time(),
+                ),
+            )
+            self.video_ids[job.key] = cur.lastrowid
+        return self.video_ids[job.key]
+
+    def _commit_clip(self, clip: ClipResult) -> None:
+        video_id = self.video_ids.get(clip.key)
+        if video_id is None:  # a late clip of a video already reported as failed
+            if clip.part_path is not None and os.path.exists(clip.part_path):
+                os.remove(clip.part_path)
+            return
+        with self.store.transaction() as db:
+            if clip.part_path is not None:
+                os.replace(clip.part_path, self.store.root / clip.playback)
+            cur = db.execute(
+                "INSERT OR REPLACE INTO clips (video_id, idx, start, end, playback, width, height, fps, frames, "
+                "audio, audio_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    video_id,
+                    clip.index,
+                    clip.start,
+                    clip.end,
+                    clip.playback,
+                    clip.width,
+                    clip.height,
+                    clip.fps,
+                    clip.frames,
+                    clip.audio,
+                    clip.audio_level,
+                ),
+            )
+            for name, rows in clip.features.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO features (clip_id, feature_set, seconds, data) VALUES (?, ?, ?, ?)",
+                    (cur.lastrowid, name, rows.shape[0], rows.astype("float32").tobytes()),
+                )
+        self.report.clips_added += 1
+        self.report.seconds_added += clip.end - clip.start
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _commit_video(self, done: VideoDone) -> None:
+        path = self.paths[done.key]
+        video_id = self.video_ids[done.key]
+        with self.store.transaction() as db:
+            clips = db.execute("SELECT COUNT(*) FROM clips WHERE video_id = ?", (video_id,)).fetchone()[0]
+            if clips == 0:
+                db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
+            else:
+                db.execute(
+                    "UPDATE videos SET status = 'done', duration = ?, tail_dropped = ?, note = ? WHERE id = ?",
+                    (done.duration, done.tail_dropped, done.note, video_id),
+                )
+                self.store.clear_skip(path)
+                self.store.log("info", f"added: {clips} clips", path)
+        if clips == 0:
+            self._skip(path, done.note or "no clip could be made")
+        else:
+            self.report.videos_added += 1
+            if done.note:
+                log.warning("%s: %s", path, done.note)
+                self.report.notes.append((path, done.note))
+        self._video_finished()
+
+    def _video_failed(self, key: str, reason: str) -> None:
+        path = self.paths[key]
+        video_id = self.video_ids.get(key)
+        if video_id is not None:
+            with self.store.transaction() as db:
+                if not db.execute("SELECT 1 FROM clips WHERE video_id = ?", (video_id,)).fetchone():
+                    db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
+                    del self.video_ids[key]
+        self._skip(path, reason)
+        self._video_finished()
+
+    def _video_finished(self) -> None:
+        self.videos_done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"videos {self.videos_done}/{self.videos_total}")
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, ClipResult):
+            self._commit_clip(message)
+        elif isinstance(message, VideoDone):
+            self._commit_video(message)
+
+    # --- running -------------------------------------------------------------------------
+    def run(self, inputs: Iterable[str | os.PathLike]) -> BuildReport:
+        started = time.monotonic()
+        removed = _remove_orphans(self.store)
+        if removed:
+            log.info("removed %d unfinished clip files left by an interrupted build", removed)
+        with self.store.transaction():
+            for fs in self.feature_sets:
+                self.store.register_feature_set(fs)
+        jobs = self._plan(inputs)
+        for job in jobs:
+            self._ensure_video(job)
+        self.videos_total = len(jobs)
+        total_clips = sum(self.clip_counts[j.key] for j in jobs)
+        self.bar = tqdm(
+            total=total_clips, unit="clip", desc="building", disable=not self.progress or not jobs, dynamic_ncols=True
+        )
+        self.bar.set_postfix_str(f"videos 0/{self.videos_total}")
+        try:
+            if self.jobs == 1 or len(jobs) <= 1:
+                self._run_here(jobs)
+            else:
+                self._run_pool(jobs)
+        except KeyboardInterrupt:
+            self.report.interrupted = True
+            log.warning("interrupted: finished clips are kept; run the same command again to resume")
+        finally:
+            self.bar.close()
+            self.bar = None
+            self.store.update_normalisation()
+            self.report.wall_seconds = time.monotonic() - started
+        return self.report
+
+    def _run_here(self, jobs: list[VideoJob]) -> None:
+        for job in jobs:
+            try:
+                process_video(job, self._handle)
+            except MediaError as exc:
+                self._video_failed(job.key, exc.reason)
+            except Exception as exc:  # noqa: BLE001 - one bad video must not stop the build
+                self._video_failed(job.key, _describe(exc))
+
+    def _run_pool(self, jobs: list[VideoJob]) -> None:
+        ctx = mp.get_context("spawn")
+        messages = ctx.Queue()
+        with cf.ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=ctx, initializer=_init_worker, initargs=(messages, os.getpid())
+        ) as pool:
+            futures = {pool.submit(_run_job, job): job for job in jobs}
+            finished: set[str] = set()
+            try:
+                while len(finished) < len(jobs):
+                    try:
+                        message = messages.get(timeout=0.2)
+                    except queue.Empty:
+                        message = None
+                    if message is not None:
+                        self._handle(message)
+                        if isinstance(message, VideoDone):
+                            finished.add(message.key)
+                        continue
+                    for future, job in futures.items():
+                        if job.key in finished or not future.done():
+                            continue
+                        error = future.exception() or future.result()
+                        if error is None:
+                            continue  # done; its VideoDone is still on the queue
+                        finished.add(job.key)
+                        self._video_failed(job.key, error if isinstance(error, str) else _describe(error))
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_messages = None
+
+
+def _init_worker(messages, parent: int) -> None:
+    """Keep the message queue, and end this worker when the builder dies (killed builds leave
+    no orphan still decoding)."""
+    global _messages
+    _messages = messages
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _run_job(job: VideoJob) -> str | None:
+    """Worker entry: None when the video went through, else the reason it failed."""
+    try:
+        process_video(job, _messages.put)
+    except MediaError as exc:
+        return exc.reason
+    except Exception as exc:  # noqa: BLE001 - reported by the builder, the build goes on
+        return _describe(exc)
+    return None

@@ -1,0 +1,300 @@
+"""The library manifest: one SQLite file beside the playback clips.
+
+Every change is one transaction, so a build killed at any point leaves the manifest as it was
+after the last finished clip. Feature arrays are stored as raw float32 bytes with their shape
+in the row (never pickled), and read back with numpy.frombuffer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from livejpp.features import FeatureSet
+
+SCHEMA_VERSION = 1
+MANIFEST = "library.sqlite"
+CLIPS_DIR = "clips"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    id INTEGER PRIMARY KEY,
+    content_hash TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    fps REAL NOT NULL,
+    rotation INTEGER NOT NULL,
+    codec TEXT NOT NULL,
+    audio_codec TEXT,
+    status TEXT NOT NULL CHECK (status IN ('partial', 'done')),
+    tail_dropped REAL NOT NULL DEFAULT 0,
+    note TEXT,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clips (
+    id INTEGER PRIMARY KEY,
+    video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    playback TEXT,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    fps REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    audio TEXT NOT NULL CHECK (audio IN ('ok', 'silent', 'absent')),
+    audio_level REAL,
+    UNIQUE (video_id, idx)
+);
+CREATE TABLE IF NOT EXISTS feature_sets (
+    name TEXT PRIMARY KEY,
+    modality TEXT NOT NULL CHECK (modality IN ('audio', 'visual')),
+    dim INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    names TEXT NOT NULL,
+    mean BLOB,
+    std BLOB,
+    count INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS features (
+    clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+    feature_set TEXT NOT NULL REFERENCES feature_sets(name),
+    seconds INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (clip_id, feature_set)
+);
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS build_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    level TEXT NOT NULL,
+    path TEXT,
+    message TEXT NOT NULL
+);
+"""
+
+
+class LibraryError(Exception):
+    """A library that cannot be opened or used as asked."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """A clip as stored: enough to play it and to find its features."""
+
+    id: int
+    video_id: int
+    video_hash: str
+    source: str
+    index: int
+    start: float
+    end: float
+    playback: str | None
+    audio: str
+
+    @property
+    def uid(self) -> str:
+        """A stable clip name across rebuilds: video content hash and clip number."""
+        return f"{self.video_hash[:12]}-{self.index:04d}"
+
+
+class LibraryStore:
+    """Read and write one library folder's manifest."""
+
+    def __init__(self, root: str | os.PathLike, create: bool = False):
+        self.root = Path(root)
+        path = self.root / MANIFEST
+        if not path.exists():
+            if not create:
+                raise LibraryError(f"{self.root}: not a livejpp library (no {MANIFEST})")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        if create:
+            self.db.executescript(_SCHEMA)  # idempotent DDL; executescript commits on its own
+        with self.transaction():
+            version = self.get_meta("schema_version")
+            if version is None:
+                if not create:
+                    raise LibraryError(f"{path}: manifest has no schema version")
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+                self.set_meta("created_at", str(time.time()))
+            elif int(version) != SCHEMA_VERSION:
+                raise LibraryError(f"{path}: schema version {version}, this livejpp reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> LibraryStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- settings -------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def settings(self) -> dict:
+        raw = self.get_meta("settings")
+        return json.loads(raw) if raw else {}
+
+    # --- feature sets ---------------------------------------------------------------------
+    def register_feature_set(self, fs: FeatureSet) -> None:
+        row = self.db.execute("SELECT dim, version FROM feature_sets WHERE name = ?", (fs.name,)).fetchone()
+        if row is None:
+            self.db.execute(
+                "INSERT INTO feature_sets (name, modality, dim, version, names) VALUES (?, ?, ?, ?, ?)",
+                (fs.name, fs.modality, fs.dim, fs.version, json.dumps(fs.names)),
+            )
+        elif (row[0], row[1]) != (fs.dim, fs.version):
+            raise LibraryError(
+                f"{self.root}: feature set {fs.name} is version {row[1]} ({row[0]}-d) here, "
+                f"this livejpp computes version {fs.version} ({fs.dim}-d); rebuild the library"
+            )
+
+    def feature_sets(self) -> dict[str, FeatureSet]:
+        rows = self.db.execute("SELECT name, modality, dim, version, names FROM feature_sets ORDER BY name")
+        return {r[0]: FeatureSet(r[0], r[1], r[2], r[3], tuple(json.loads(r[4]))) for r in rows}
+
+    def normalisation(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        row = self.db.execute("SELECT dim, mean, std FROM feature_sets WHERE name = ?", (name,)).fetchone()
+        if row is None or row[1] is None:
+            return None
+        return np.frombuffer(row[1], np.float32).copy(), np.frombuffer(row[2], np.float32).copy()
+
+    def update_normalisation(self) -> None:
+        """Mean and standard deviation per dimension over every stored second (one transaction)."""
+        with self.transaction():
+            for name, fs in self.feature_sets().items():
+                total = np.zeros(fs.dim, np.float64)
+                total_sq = np.zeros(fs.dim, np.float64)
+                count = 0
+                for seconds, blob in self.db.execute(
+                    "SELECT seconds, data FROM features WHERE feature_set = ?", (name,)
+                ):
+                    x = np.frombuffer(blob, np.float32).reshape(seconds, fs.dim).astype(np.float64)
+                    total += x.sum(axis=0)
+                    total_sq += (x * x).sum(axis=0)
+                    count += seconds
+                if count == 0:
+                    mean, std = None, None
+                else:
+                    m = total / count
+                    s = np.sqrt(np.maximum(total_sq / count - m * m, 0.0))
+                    s[s < 1e-6] = 1.0
+                    mean, std = m.astype(np.float32).tobytes(), s.astype(np.float32).tobytes()
+                self.db.execute(
+                    "UPDATE feature_sets SET mean = ?, std = ?, count = ? WHERE name = ?",
+                    (mean, std, count, name),
+                )
+
+    # --- videos and clips -----------------------------------------------------------------
+    def video_by_hash(self, content_hash: str) -> sqlite3.Row | None:
+        cur = self.db.execute("SELECT * FROM videos WHERE content_hash = ?", (content_hash,))
+        cur.row_factory = sqlite3.Row
+        return cur.fetchone()
+
+    def done_clip_indices(self, video_id: int) -> set[int]:
+        return {r[0] for r in self.db.execute("SELECT idx FROM clips WHERE video_id = ?", (video_id,))}
+
+    def clip_files(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT playback FROM clips WHERE playback IS NOT NULL")}
+
+    def clips(self) -> list[ClipRecord]:
+        rows = self.db.execute(
+            "SELECT c.id, c.video_id, v.content_hash, v.path, c.idx, c.start, c.end, c.playback, c.audio "
+            "FROM clips c JOIN videos v ON v.id = c.video_id ORDER BY c.video_id, c.idx"
+        )
+        return [ClipRecord(*r) for r in rows]
+
+    def features(self, name: str, clip_ids: list[int] | None = None) -> dict[int, np.ndarray]:
+        """Per-second features [seconds, dim] for each clip that has them."""
+        fs = self.feature_sets().get(name)
+        if fs is None:
+            raise LibraryError(f"{self.root}: no feature set named {name}")
+        rows = self.db.execute("SELECT clip_id, seconds, data FROM features WHERE feature_set = ?", (name,))
+        wanted = set(clip_ids) if clip_ids is not None else None
+        return {
+            clip_id: np.frombuffer(blob, np.float32).reshape(seconds, fs.dim)
+            for clip_id, seconds, blob in rows
+            if wanted is None or clip_id in wanted
+        }
+
+    def log(self, level: str, message: str, path: str | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO build_log (at, level, path, message) VALUES (?, ?, ?, ?)", (time.time(), level, path, message)
+        )
+
+    def record_skip(self, path: str, reason: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO skipped (path, reason, at) VALUES (?, ?, ?)", (path, reason, time.time())
+        )
+
+    def clear_skip(self, path: str) -> None:
+        self.db.execute("DELETE FROM skipped WHERE path = ?", (path,))
+
+    def summary(self) -> dict:
+        """What `library info` prints and a build ends with."""
+        q = self.db.execute
+        videos, partial = q("SELECT COUNT(*), COALESCE(SUM(status = 'partial'), 0) FROM videos").fetchone()
+        clips, footage = q("SELECT COUNT(*), COALESCE(SUM(end - start), 0) FROM clips").fetchone()
+        audio = dict(q("SELECT audio, COUNT(*) FROM clips GROUP BY audio").fetchall())
+        tails = q("SELECT COUNT(*) FROM videos WHERE tail_dropped > 0").fetchone()[0]
+        skipped = q("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+        sets = {
+            name: {"modality": fs.modality, "dim": fs.dim, "version": fs.version}
+            for name, fs in self.feature_sets().items()
+        }
+        return {
+            "library": str(self.root),
+            "schema_version": SCHEMA_VERSION,
+            "settings": self.settings(),
+            "videos": videos,
+            "videos_unfinished": partial,
+            "clips": clips,
+            "footage_hours": footage / 3600.0,
+            "clips_with_music": audio.get("ok", 0),
+            "clips_silent": audio.get("silent", 0),
+            "clips_without_audio": audio.get("absent", 0),
+            "tails_dropped": tails,
+            "feature_sets": sets,
+            "skipped": [{"path": p, "reason": r} for p, r in skipped],
+            "disk_bytes": disk_usage(self.root),
+        }
+
+
+def disk_usage(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())

@@ -1,0 +1,223 @@
+"""Turning one video into clips: one decode pass feeds the playback encoders and the features.
+
+Runs in a worker process. It writes each playback clip to a `.part` file and hands the clip's
+metadata and features to the builder through `emit`; only the builder touches the manifest, so a
+killed worker leaves nothing but a `.part` file that the next run removes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from livejpp.features import FeatureSet, whole_seconds
+from livejpp.features.audio import audio_features, is_silent, level_dbfs
+from livejpp.features.visual import ANALYSIS_SIZE, VisualFeatures
+from livejpp.media.clips import ClipEncoder, clip_start, keep_tail, playback_size
+from livejpp.media.decode import AudioReader, VideoInfo, iter_video_frames
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How a library cuts and encodes: fixed when it is created, shared by every later add."""
+
+    clip_seconds: float = 10.0
+    hop: float | None = None  # None: back to back clips
+    playback_height: int = 720
+    transcode: bool = True
+    features: str = "hand"
+    x264_preset: str = "ultrafast"
+    crf: int = 23
+
+    @property
+    def step(self) -> float:
+        return self.hop or self.clip_seconds
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    key: str  # content hash
+    info: VideoInfo
+    done: frozenset[int]  # clip indices already in the library (a resumed video)
+    first_index: int  # where decoding starts (the first missing clip)
+    clip_dir: str  # absolute folder for this video's playback clips
+    clip_dir_rel: str  # the same, relative to the library
+    settings: BuildSettings
+    feature_sets: tuple[FeatureSet, ...]
+    threads: int = 1
+
+
+@dataclass
+class ClipResult:
+    key: str
+    index: int
+    start: float
+    end: float
+    part_path: str | None
+    playback: str | None  # relative path once renamed
+    width: int
+    height: int
+    fps: float
+    frames: int
+    audio: str  # ok | silent | absent
+    audio_level: float | None
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class VideoDone:
+    key: str
+    duration: float
+    tail_dropped: float
+    note: str | None
+
+
+class _OpenClip:
+    def __init__(self, index: int, start: float, job: VideoJob, size: tuple[int, int]):
+        self.index = index
+        self.start = start
+        self.visual = VisualFeatures()
+        self.encoder: ClipEncoder | None = None
+        self.rel: str | None = None
+        if job.settings.transcode:
+            name = f"{index:05d}.mp4"
+            self.rel = f"{job.clip_dir_rel}/{name}"
+            part = os.path.join(job.clip_dir, f"{name}.part-{os.getpid()}")
+            self.encoder = ClipEncoder(
+                part,
+                start,
+                job.info.fps,
+                size,
+                rotation=job.info.rotation,
+                preset=job.settings.x264_preset,
+                crf=job.settings.crf,
+                threads=job.threads,
+            )
+
+
+def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
+    """Decode `job`'s video once from its first pending clip, emitting a ClipResult per clip."""
+    info, settings = job.info, job.settings
+    step, length = settings.step, settings.clip_seconds
+    eps = 0.25 / float(info.fps)
+    size = (
+        playback_size(info.width, info.height, settings.playback_height)
+        if settings.transcode
+        else (info.width, info.height)
+    )
+    os.makedirs(job.clip_dir, exist_ok=True)
+    start_time = clip_start(job.first_index, step)
+    audio = AudioReader(info.path, start=start_time, origin=info.start) if info.has_audio else None
+    extra = [_extractor(fs) for fs in job.feature_sets if not fs.name.startswith("hand_")]
+    scaler = VideoReformatter()
+    small_w, small_h = ANALYSIS_SIZE
+    if info.rotation in (90, 270):
+        small_w, small_h = small_h, small_w
+    open_clips: dict[int, _OpenClip] = {}
+    next_index = job.first_index
+    last_t = start_time
+    frames_seen = 0
+    try:
+        for t, frame in iter_video_frames(info.path, start=start_time, origin=info.start, threads=job.threads):
+            frames_seen += 1
+            for index in [i for i, c in open_clips.items() if c.start + length <= t + eps]:
+                _finish(open_clips.pop(index), clip_start(index, step) + length, job, audio, extra, emit)
+            while clip_start(next_index, step) <= t + eps:
+                if next_index not in job.done:
+                    open_clips[next_index] = _OpenClip(next_index, clip_start(next_index, step), job, size)
+                next_index += 1
+            if not open_clips:
+                last_t = t
+                continue
+            small = scaler.reformat(frame, width=small_w, height=small_h, format="rgb24").to_ndarray()
+            if info.rotation:
+                small = np.rot90(small, k=info.rotation // 90)
+            for clip in open_clips.values():
+                clip.visual.add(t - clip.start, small)
+                if clip.encoder is not None:
+                    clip.encoder.add(t, frame)
+                for ex in extra:
+                    ex.add_frame(clip.index, t - clip.start, frame)
+            last_t = t
+            if audio is not None:
+                audio.discard_before(min((c.start for c in open_clips.values()), default=t))
+        end_of_video = last_t + 1.0 / float(info.fps)
+        tail_dropped = 0.0
+        for _, clip in sorted(open_clips.items()):
+            if keep_tail(clip.start, end_of_video, length, step):
+                _finish(clip, end_of_video, job, audio, extra, emit)
+            else:
+                tail_dropped = max(tail_dropped, end_of_video - clip.start)
+                if clip.encoder is not None:
+                    clip.encoder.abort()
+        open_clips.clear()
+    finally:
+        for clip in open_clips.values():
+            if clip.encoder is not None:
+                clip.encoder.abort()
+        if audio is not None:
+            audio.close()
+    note = None
+    if frames_seen and end_of_video < info.duration - max(1.0, 0.05 * info.duration):
+        note = f"decoding stopped at {end_of_video:.1f} s of {info.duration:.1f} s (truncated or corrupt?)"
+    if frames_seen == 0 and job.first_index == 0:
+        note = "no frame could be decoded"
+    duration = end_of_video if frames_seen else (info.duration if job.first_index > 0 else 0.0)
+    done = VideoDone(job.key, duration, tail_dropped, note)
+    emit(done)
+    return done
+
+
+def _finish(clip: _OpenClip, end: float, job: VideoJob, audio: AudioReader | None, extra, emit) -> None:
+    seconds = whole_seconds(end - clip.start)
+    frames = 0
+    if clip.encoder is not None:
+        frames = clip.encoder.finish(end)
+    features: dict[str, np.ndarray] = {}
+    wanted = {fs.name for fs in job.feature_sets}
+    if "hand_visual" in wanted:
+        features["hand_visual"] = clip.visual.rows(seconds)
+    status, level = "absent", None
+    if audio is not None:
+        samples = audio.read(clip.start, end)
+        level = level_dbfs(samples)
+        if is_silent(samples):
+            status = "silent"
+        else:
+            status = "ok"
+            if "hand_audio" in wanted:
+                features["hand_audio"] = audio_features(samples)[:seconds]
+            for ex in extra:
+                if ex.feature_set.modality == "audio":
+                    features[ex.feature_set.name] = ex.audio_rows(samples, seconds)
+    for ex in extra:
+        if ex.feature_set.modality == "visual":
+            features[ex.feature_set.name] = ex.visual_rows(clip.index, seconds)
+    width, height = (clip.encoder.width, clip.encoder.height) if clip.encoder else (job.info.width, job.info.height)
+    emit(
+        ClipResult(
+            key=job.key,
+            index=clip.index,
+            start=clip.start,
+            end=end,
+            part_path=clip.encoder.path if clip.encoder else None,
+            playback=clip.rel,
+            width=width,
+            height=height,
+            fps=float(job.info.fps),
+            frames=frames,
+            audio=status,
+            audio_level=None if level is None or not np.isfinite(level) else float(level),
+            features=features,
+        )
+    )
+
+
+def _extractor(fs: FeatureSet):
+    from livejpp.features import pretrained
+
+    return pretrained.extractor_for(fs)

@@ -1,0 +1,1 @@
+"""Reading video and audio with PyAV, and writing playback clips."""

@@ -1,0 +1,278 @@
+"""Decoding with PyAV: probe a file, walk its frames, read its audio as mono float32.
+
+Every failure surfaces as a `MediaError` naming the file and the reason in one line, so the
+library builder can report it and carry on with the next video.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+#: The rate every audio feature is computed at; the same for library, render and live.
+AUDIO_RATE = 22050
+#: Output frame rates above this are capped (a 120 fps phone clip plays at 60).
+MAX_FPS = Fraction(60)
+
+
+class MediaError(Exception):
+    """A file that cannot be used, with a reason a user can act on."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the builder needs to know about a video before decoding it."""
+
+    path: str
+    duration: float  # seconds, from the container; refined while decoding
+    width: int  # as displayed (after rotation)
+    height: int
+    fps: Fraction  # output frame rate for the playback clips (constant)
+    rotation: int  # degrees counter-clockwise to apply to decoded frames (0, 90, 180, 270)
+    codec: str
+    has_audio: bool
+    audio_codec: str | None
+    start: float  # the video stream's first timestamp, taken as time zero
+
+
+def _short(exc: BaseException) -> str:
+    """One line of an FFmpeg error, without the errno prefix and the path PyAV repeats."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Open `path` and describe its first video stream, or raise MediaError saying why not."""
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise MediaError(path, f"cannot read ({exc.strerror})") from exc
+    if size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise MediaError(path, "cannot read (permission denied)")
+    try:
+        container = av.open(path)
+    except PermissionError as exc:
+        raise MediaError(path, "cannot read (permission denied)") from exc
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(path, f"not a readable video ({_short(exc)})") from exc
+    with container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if not ctx.width or not ctx.height:
+            raise MediaError(path, "video stream has no frame size (corrupt header?)")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or rate <= 0:
+            raise MediaError(path, "video stream has no frame rate")
+        fps = min(Fraction(rate).limit_denominator(1001), MAX_FPS)
+        duration = _duration(container, stream)
+        if duration <= 0:
+            raise MediaError(path, "video has no duration (no frames?)")
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        rotation = _rotation(container, stream)
+        width, height = ctx.width, ctx.height
+        if rotation in (90, 270):
+            width, height = height, width
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=path,
+            duration=duration,
+            width=width,
+            height=height,
+            fps=fps,
+            rotation=rotation,
+            codec=ctx.name,
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            start=start,
+        )
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.frames and stream.average_rate:
+        return float(stream.frames / stream.average_rate)
+    return 0.0
+
+
+def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Rotation from the display matrix, read from the first frame (where FFmpeg exposes it)."""
+    try:
+        for frame in container.decode(stream):
+            return int(round(frame.rotation or 0)) % 360 // 90 * 90
+    except av.FFmpegError:
+        return 0
+    return 0
+
+
+def iter_video_frames(
+    path: str, start: float = 0.0, origin: float = 0.0, threads: int = 1
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Yield (time, frame) from `start` seconds on, with time measured from `origin`.
+
+    Seeks to the keyframe before `start` and drops what comes before it, so a resumed build starts
+    where it stopped. A decode error ends the walk early (a truncated file) instead of raising;
+    the caller sees the shorter duration.
+    """
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(path, f"not a readable video ({_short(exc)})") from exc
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_count = max(1, threads)
+        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+        if start > 0:
+            target = int((start + origin) / stream.time_base) - 1
+            try:
+                container.seek(max(target, 0), stream=stream, backward=True)
+            except av.FFmpegError:
+                container.seek(0, stream=stream)
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                t = frame.time - origin if frame.time is not None else index / fps
+                index += 1
+                if t < start - 1e-3:
+                    continue
+                yield t, frame
+        except (av.FFmpegError, OSError):
+            return
+
+
+class AudioReader:
+    """Sequential mono float32 audio at AUDIO_RATE, read in time windows from one stream.
+
+    Samples are placed by their timestamps (not by counting), so encoder padding and gaps do not
+    shift the audio against the pictures.
+    """
+
+    def __init__(self, path: str, start: float = 0.0, origin: float = 0.0):
+        self.path = path
+        self.origin = origin
+        self._container = av.open(path)
+        self._stream = self._container.streams.audio[0]
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_start = start  # time of _buffer[0]
+        self._next_time: float | None = None  # where the next decoded sample lands
+        self._frames = self._container.decode(self._stream)
+        self._done = False
+        if start > 0:
+            try:
+                self._container.seek(int((start + origin) * av.time_base), backward=True)
+                self._frames = self._container.decode(self._stream)
+            except av.FFmpegError:
+                pass
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _append(self, t: float, samples: np.ndarray) -> None:
+        if self._next_time is None:
+            self._next_time = t
+        # keep continuity unless the timestamp jumps by more than 50 ms (a real gap or overlap)
+        if abs(t - self._next_time) > 0.05:
+            self._next_time = t
+        begin = int(round((self._next_time - self._buffer_start) * AUDIO_RATE))
+        self._next_time += len(samples) / AUDIO_RATE
+        if begin < 0:
+            samples = samples[-begin:]
+            begin = 0
+        end = begin + len(samples)
+        if end > len(self._buffer):
+            self._buffer = np.concatenate([self._buffer, np.zeros(end - len(self._buffer), np.float32)])
+        self._buffer[begin:end] = samples
+
+    def _decode_more(self) -> bool:
+        try:
+            frame = next(self._frames)
+        except (StopIteration, av.FFmpegError, OSError):
+            self._done = True
+            for out in self._resampler.resample(None):
+                if self._next_time is not None:
+                    self._append(self._next_time, out.to_ndarray()[0])
+            return False
+        if frame.time is None:
+            t = self._next_time if self._next_time is not None else self._buffer_start
+        else:
+            t = frame.time - self.origin
+        for out in self._resampler.resample(frame):
+            self._append(t, out.to_ndarray()[0])
+            t += out.samples / AUDIO_RATE
+        return True
+
+    def read(self, start: float, end: float) -> np.ndarray:
+        """Samples of [start, end): zeros where the stream has none (before it starts, after it ends)."""
+        need = int(round((end - self._buffer_start) * AUDIO_RATE))
+        while not self._done and len(self._buffer) < need:
+            self._decode_more()
+        a = int(round((start - self._buffer_start) * AUDIO_RATE))
+        n = int(round((end - start) * AUDIO_RATE))
+        out = np.zeros(n, np.float32)
+        lo, hi = max(a, 0), min(a + n, len(self._buffer))
+        if hi > lo:
+            out[lo - a : hi - a] = self._buffer[lo:hi]
+        return out
+
+    def discard_before(self, t: float) -> None:
+        """Free what lies before `t`: memory stays bounded on hour-long videos."""
+        drop = int(round((t - self._buffer_start) * AUDIO_RATE))
+        if drop > 0:
+            drop = min(drop, len(self._buffer))
+            self._buffer = self._buffer[drop:]
+            self._buffer_start += drop / AUDIO_RATE
+
+
+def read_audio_file(path: str | os.PathLike, start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """A whole song (or part of one) as mono float32 at AUDIO_RATE: any file with an audio stream."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise MediaError(path, "no such file")
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(path, f"not a readable audio file ({_short(exc)})") from exc
+    with container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio stream")
+        stream = container.streams.audio[0]
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        if end is None:
+            end = _stream_seconds(container, stream)
+    reader = AudioReader(path, start=start, origin=origin)
+    try:
+        if end is None:
+            while reader._decode_more():
+                pass
+            end = reader._buffer_start + len(reader._buffer) / AUDIO_RATE
+        return reader.read(start, end)
+    finally:
+        reader.close()
+
+
+def _stream_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
