@@ -105,8 +105,15 @@ def _tempo(onset: np.ndarray, frame_rate: float) -> tuple[float, float]:
     spectrum = np.fft.rfft(env, n=2 * len(env))
     ac = np.fft.irfft(spectrum * np.conj(spectrum))[: len(env)]
     ac /= ac[0]
-    lag = lo + int(np.argmax(ac[lo : hi + 1]))
-    return 60.0 * frame_rate / lag, float(max(ac[lag], 0.0))
+    lags = np.arange(lo, hi + 1)
+    # a log-normal prior around 120 BPM settles the octave (60 vs 120 vs 240) as listeners do
+    prior = np.exp(-0.5 * (np.log2(60.0 * frame_rate / lags / 120.0)) ** 2)
+    lag = int(lags[np.argmax(ac[lo : hi + 1] * prior)])
+    # parabolic interpolation between lags: tempo resolution finer than one onset frame
+    a, b, c = ac[lag - 1], ac[lag], ac[lag + 1]
+    denominator = a - 2 * b + c
+    shift = 0.5 * (a - c) / denominator if denominator < 0 else 0.0
+    return 60.0 * frame_rate / (lag + float(np.clip(shift, -0.5, 0.5))), float(max(b, 0.0))
 
 
 def audio_features(samples: np.ndarray, sr: int = AUDIO_RATE) -> np.ndarray:

@@ -112,8 +112,7 @@ def _check_settings(store: LibraryStore, settings: BuildSettings | None) -> Buil
     """A library keeps the settings it was created with; a build asking for others is refused."""
     stored = store.settings()
     if not stored:
-        if settings is None:
-            raise LibraryError(f"{store.root}: library has no build settings (empty or damaged)")
+        settings = settings or BuildSettings()
         with store.transaction():
             store.set_meta("settings", json.dumps(asdict(settings)))
         return settings

@@ -41,7 +41,7 @@ def keep_tail(start: float, end_of_video: float, clip_seconds: float, hop: float
     if start == 0:
         return True
     previous_end = start - hop + clip_seconds
-    return previous_end < end_of_video - 1e-6
+    return previous_end < end_of_video - 0.05  # more than a rounding error: a frame or more of new footage
 
 
 def plan_clips(duration: float, clip_seconds: float, hop: float | None = None) -> list[ClipWindow]:
@@ -96,7 +96,7 @@ class ClipEncoder:
         stream = self._container.add_stream("libx264", rate=fps)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
-        gop = max(1, int(round(float(fps))))
+        gop = max(1, int(float(fps)))  # 29.97 fps: 29 frames, so never more than a second apart
         stream.options = {
             "preset": preset,
             "crf": str(crf),

@@ -79,7 +79,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate or rate <= 0:
             raise MediaError(path, "video stream has no frame rate")
-        fps = min(Fraction(rate).limit_denominator(1001), MAX_FPS)
+        fps = output_rate(Fraction(rate))
         duration = _duration(container, stream)
         if duration <= 0:
             raise MediaError(path, "video has no duration (no frames?)")
@@ -101,6 +101,19 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             audio_codec=audio.codec_context.name if audio is not None else None,
             start=start,
         )
+
+
+#: Rates a variable-frame-rate source is snapped to for its constant-rate playback clips.
+STANDARD_RATES = tuple(Fraction(r) for r in ("12", "15", "24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60"))
+
+
+def output_rate(rate: Fraction) -> Fraction:
+    """The constant frame rate of a source's playback clips: its own when it is a clean rate
+    (integer or NTSC x/1001), else the nearest standard rate (variable-rate phone footage)."""
+    clean = Fraction(rate).limit_denominator(1001)
+    if clean.denominator not in (1, 1001) or abs(clean - rate) > Fraction(1, 1000):
+        clean = min(STANDARD_RATES, key=lambda r: abs(r - rate))
+    return min(clean, MAX_FPS)
 
 
 def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:

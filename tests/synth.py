@@ -1,0 +1,94 @@
+"""Generated media for edge cases the real media does not cover (odd sizes, rotation, VFR, tones).
+
+Frames carry what a test needs to check: brightness tracks source time, and a red block marks the
+top-left corner of the stored picture.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+def frame_picture(width: int, height: int, level: int, marker: bool = True) -> np.ndarray:
+    """Grey at `level` with a red block in the stored top-left corner."""
+    img = np.full((height, width, 3), level, np.uint8)
+    if marker:
+        img[: max(2, height // 4), : max(2, width // 4)] = (255, 0, 0)
+    return img
+
+
+def write_video(
+    path,
+    width: int = 320,
+    height: int = 180,
+    fps: int = 25,
+    seconds: float = 4.0,
+    rotation: int = 0,
+    frame_times: list[float] | None = None,
+    audio: np.ndarray | None = None,
+    audio_rate: int = 44100,
+    codec: str = "libx264",
+) -> None:
+    """Write a small video whose brightness rises with time (0 → 250 over `seconds`).
+
+    `frame_times` gives explicit (variable) frame times; `audio` a mono float32 soundtrack.
+    """
+    times = frame_times if frame_times is not None else [i / fps for i in range(int(round(seconds * fps)))]
+    duration = seconds
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        if rotation:
+            stream.set_display_rotation(rotation)
+        astream = None
+        if audio is not None:
+            astream = out.add_stream("aac", rate=audio_rate)
+            astream.layout = "mono"
+        for t in times:
+            level = int(250 * t / duration)
+            frame = av.VideoFrame.from_ndarray(frame_picture(width, height, level), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = int(round(t / time_base))
+            frame.time_base = time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        if astream is not None:
+            chunk = 1024
+            for i in range(0, len(audio), chunk):
+                part = np.ascontiguousarray(audio[i : i + chunk], np.float32)[None, :]
+                aframe = av.AudioFrame.from_ndarray(part, format="flt", layout="mono")
+                aframe.sample_rate = audio_rate
+                aframe.pts = i
+                aframe.time_base = Fraction(1, audio_rate)
+                for packet in astream.encode(aframe):
+                    out.mux(packet)
+            for packet in astream.encode(None):
+                out.mux(packet)
+
+
+def tone(freq: float, seconds: float, rate: int = 22050, level: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def click_track(bpm: float, seconds: float, rate: int = 22050) -> np.ndarray:
+    """Short noise bursts on every beat: a known tempo."""
+    out = np.zeros(int(seconds * rate), np.float32)
+    rng = np.random.default_rng(0)
+    burst = (rng.standard_normal(int(0.03 * rate)) * np.hanning(int(0.03 * rate)) * 0.5).astype(np.float32)
+    period = 60.0 / bpm
+    t = 0.0
+    while t < seconds:
+        i = int(t * rate)
+        out[i : i + len(burst)] += burst[: len(out) - i]
+        t += period
+    return out

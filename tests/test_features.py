@@ -1,0 +1,101 @@
+"""Hand-crafted features describe what a listener and a viewer would notice."""
+
+import numpy as np
+import pytest
+from synth import click_track, tone
+
+from livejpp.features import audio, visual, whole_seconds
+from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+
+def column(name, names):
+    return names.index(name)
+
+
+def test_rows_per_second_with_half_second_rule():
+    assert whole_seconds(10.0) == 10
+    assert whole_seconds(7.4) == 7
+    assert whole_seconds(7.5) == 8
+    assert audio.audio_features(tone(440, 3.6)).shape == (4, audio.DIM)
+    assert audio.audio_features(tone(440, 0.2)).shape == (0, audio.DIM)
+
+
+def test_tone_shows_up_in_chroma_and_spectrum():
+    rows = audio.audio_features(tone(440, 3))
+    chroma = rows[:, column("chroma_C", audio.NAMES) : column("chroma_C", audio.NAMES) + 12]
+    assert (chroma.argmax(axis=1) == 9).all()  # A
+    low = audio.audio_features(tone(220, 3))[:, column("centroid", audio.NAMES)]
+    high = audio.audio_features(tone(3520, 3))[:, column("centroid", audio.NAMES)]
+    assert (high > 4 * low).all()
+
+
+def test_louder_is_louder():
+    quiet = audio.audio_features(tone(440, 2, level=0.01))[:, column("loudness_db", audio.NAMES)]
+    loud = audio.audio_features(tone(440, 2, level=0.5))[:, column("loudness_db", audio.NAMES)]
+    assert np.allclose(loud - quiet, 20 * np.log10(50), atol=0.5)
+
+
+@pytest.mark.parametrize("bpm", [90, 120, 150])
+def test_tempo_of_a_click_track(bpm):
+    rows = audio.audio_features(click_track(bpm, 10))
+    tempo = rows[4:, column("tempo", audio.NAMES)] * audio.TEMPO_RANGE_BPM[1]
+    clarity = rows[4:, column("pulse_clarity", audio.NAMES)]
+    assert np.median(tempo) == pytest.approx(bpm, rel=0.05)
+    assert (clarity > 0.5).all()
+
+
+def test_onsets_follow_the_beat_on_real_music(media):
+    drums = np.tile(read_audio_file(media / "music" / "loop_amen.flac"), 4)  # a loop, played four times
+    ambient = tone(440, len(drums) / AUDIO_RATE) * np.hanning(len(drums)).astype(np.float32)
+    onset = column("onset_mean", audio.NAMES)
+    assert audio.audio_features(drums)[:, onset].mean() > 5 * audio.audio_features(ambient)[:, onset].mean()
+
+
+def test_silence_is_detected_not_described():
+    assert audio.is_silent(np.zeros(AUDIO_RATE * 3, np.float32))
+    noise_floor = (np.random.default_rng(1).standard_normal(AUDIO_RATE * 3) * 10 ** (-70 / 20)).astype(np.float32)
+    assert audio.is_silent(noise_floor)
+    assert not audio.is_silent(tone(440, 3, level=0.05))
+
+
+def frames_of(color, n=10, size=(90, 160)):
+    return [np.full((*size, 3), color, np.uint8) for _ in range(n)]
+
+
+def test_colour_and_brightness():
+    red, grey = visual.VisualFeatures(), visual.VisualFeatures()
+    for i, f in enumerate(frames_of((220, 20, 20))):
+        red.add(i / 10, f)
+    for i, f in enumerate(frames_of((128, 128, 128))):
+        grey.add(i / 10, f)
+    r, g = red.rows(1)[0], grey.rows(1)[0]
+    names = visual.NAMES
+    assert r[column("hue00", names)] > 0.8  # red hue bin
+    assert g[column("hue00", names) : column("hue00", names) + visual.HUE_BINS].sum() == pytest.approx(0)
+    assert r[column("colourfulness", names)] > 5 * g[column("colourfulness", names)] + 0.1
+    assert g[column("brightness", names)] == pytest.approx(128 / 255, abs=0.01)
+    assert g[column("motion_mean", names)] == 0
+
+
+def test_cuts_flashes_and_motion():
+    feats = visual.VisualFeatures()
+    seq = frames_of((20, 20, 20), 10) + frames_of((240, 240, 240), 5) + frames_of((20, 20, 20), 5)
+    rng = np.random.default_rng(0)
+    seq += [rng.integers(0, 255, (90, 160, 3), dtype=np.uint8) for _ in range(10)]
+    for i, f in enumerate(seq):
+        feats.add(i / 10, f)
+    rows = feats.rows(3)
+    names = visual.NAMES
+    assert rows[0, column("cut_rate", names)] == 0
+    assert rows[1, column("flash_rate", names)] == 1
+    assert rows[1, column("cut_rate", names)] == 2  # dark → bright → dark
+    assert rows[2, column("motion_mean", names)] > 0.2  # noise moves everywhere
+    assert rows[2, column("edge_density", names)] > rows[0, column("edge_density", names)]
+
+
+def test_a_second_without_frames_repeats_the_last():
+    feats = visual.VisualFeatures()
+    for i, f in enumerate(frames_of((200, 30, 30), 2)):
+        feats.add(i * 0.5, f)  # 2 fps source: second 1 has a frame, second 2 has none
+    rows = feats.rows(3)
+    assert np.allclose(rows[2], rows[0]) and rows.shape == (3, visual.DIM)
