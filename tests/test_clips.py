@@ -27,8 +27,13 @@ def test_overlapping_windows():
 
 @pytest.mark.parametrize(
     "size,limit,expected",
-    [((1920, 1080), 720, (1280, 720)), ((640, 360), 720, (640, 360)), ((321, 241), 720, (320, 240)),
-     ((1080, 1920), 720, (404, 720)), ((720, 405), 720, (720, 404))],
+    [
+        ((1920, 1080), 720, (1280, 720)),
+        ((640, 360), 720, (640, 360)),
+        ((321, 241), 720, (320, 240)),
+        ((1080, 1920), 720, (404, 720)),
+        ((720, 405), 720, (720, 404)),
+    ],
 )
 def test_playback_size_fits_never_upscales_and_is_even(size, limit, expected):
     assert playback_size(*size, limit) == expected

@@ -22,14 +22,26 @@ def rows(lib, sql, *args):
 def test_every_video_is_cut_into_clips(real_library, media):
     lib, report = real_library
     assert report.skipped == [] and report.videos_added == 8
-    per_video = dict(rows(lib, "SELECT v.path, COUNT(c.id) FROM videos v JOIN clips c ON c.video_id = v.id GROUP BY v.id"))
+    per_video = dict(
+        rows(lib, "SELECT v.path, COUNT(c.id) FROM videos v JOIN clips c ON c.video_id = v.id GROUP BY v.id")
+    )
     named = {p.split("/")[-1]: n for p, n in per_video.items()}
     # 30 s → 3 clips; 5.3 s and 7.6 s → one short clip each (≥ half a clip); 29.6 s → 2 + a 9.6 s tail
     assert named == {
-        "big_buck_bunny_0_30.webm": 3, "bigbuckbunny_5s.mp4": 1, "sintel_clip.mp4": 1, "cityCC0.mpg": 1,
-        "earth.mp4": 3, "mdn_bug.mp4": 1, "mdn_flower.mp4": 1, "tree.avi": 3,
+        "big_buck_bunny_0_30.webm": 3,
+        "bigbuckbunny_5s.mp4": 1,
+        "sintel_clip.mp4": 1,
+        "cityCC0.mpg": 1,
+        "earth.mp4": 3,
+        "mdn_bug.mp4": 1,
+        "mdn_flower.mp4": 1,
+        "tree.avi": 3,
     }
-    ids = rows(lib, "SELECT video_id, idx, start, end FROM clips WHERE video_id = (SELECT id FROM videos WHERE path LIKE '%earth.mp4')")
+    ids = rows(
+        lib,
+        "SELECT video_id, idx, start, end FROM clips "
+        "WHERE video_id = (SELECT id FROM videos WHERE path LIKE '%earth.mp4')",
+    )
     assert [(i, s, round(e, 2)) for _, i, s, e in ids] == [(0, 0, 10), (1, 10, 20), (2, 20, 30)]
     assert len({v for v, *_ in ids}) == 1
 
@@ -52,8 +64,10 @@ def test_playback_clips_start_anywhere(real_library):
 
 def test_720p_source_is_kept_and_smaller_sources_are_not_upscaled(real_library):
     lib, _ = real_library
-    sizes = dict((p.split("/")[-1], (w, h)) for p, w, h in rows(
-        lib, "SELECT v.path, c.width, c.height FROM clips c JOIN videos v ON v.id = c.video_id"))
+    sizes = dict(
+        (p.split("/")[-1], (w, h))
+        for p, w, h in rows(lib, "SELECT v.path, c.width, c.height FROM clips c JOIN videos v ON v.id = c.video_id")
+    )
     assert sizes["big_buck_bunny_0_30.webm"] == (1280, 720)
     assert sizes["tree.avi"] == (320, 240)
     assert sizes["earth.mp4"] == (480, 270)
@@ -63,8 +77,10 @@ def test_playback_clip_shows_the_source_frames(real_library, media):
     """tree.avi repeats frames by leaving them out (68 pictures for 444 frame slots): each slot of
     the constant-rate clip shows the latest source picture at or before its time."""
     lib, _ = real_library
-    (path,) = rows(lib, "SELECT playback FROM clips c JOIN videos v ON v.id = c.video_id "
-                        "WHERE v.path LIKE '%tree.avi' AND c.idx = 1")[0]
+    (path,) = rows(
+        lib,
+        "SELECT playback FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.path LIKE '%tree.avi' AND c.idx = 1",
+    )[0]
     with av.open(str(media / "footage" / "tree.avi")) as src:
         source = [(f.time, f.to_ndarray(format="rgb24").astype(int)) for f in src.decode(video=0)]
     with av.open(str(lib / path)) as clip:
@@ -119,13 +135,20 @@ def test_features_are_stored_per_second(real_library):
 
 def test_info_prints_the_summary(real_library):
     lib, report = real_library
-    out = subprocess.run([sys.executable, "-m", "livejpp", "library", "info", str(lib)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "livejpp", "library", "info", str(lib)], capture_output=True, text=True, check=True
+    ).stdout
     assert "videos   8" in out
     assert "clips    14: 5 with music, 4 silent, 5 without audio" in out
     assert "hand_visual: visual, 28-d" in out and "per hour of footage" in out
-    data = json.loads(subprocess.run([sys.executable, "-m", "livejpp", "library", "info", str(lib), "--json"],
-                                     capture_output=True, text=True, check=True).stdout)
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "livejpp", "library", "info", str(lib), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert data["clips"] == 14 and data["footage_hours"] == pytest.approx(report.seconds_added / 3600, rel=1e-6)
 
 

@@ -58,7 +58,9 @@ def test_killed_again_and_again_it_resumes_to_the_same_library(small_footage, tm
         if (lib / "clips").exists():
             assert_consistent(lib, finished=False)
             with sqlite3.connect(lib / "library.sqlite") as db:
-                now = {r[0]: (r[1], os.stat(lib / r[1]).st_mtime_ns) for r in db.execute("SELECT id, playback FROM clips")}
+                now = {
+                    r[0]: (r[1], os.stat(lib / r[1]).st_mtime_ns) for r in db.execute("SELECT id, playback FROM clips")
+                }
             assert {k: now[k] for k in kept} == kept  # finished clips are never redone
             kept = now
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
@@ -127,8 +129,9 @@ def test_add_skips_what_is_already_there_by_content(small_footage, tmp_path, med
     assert report.videos_added == 1
     with LibraryStore(lib) as store:
         assert store.summary()["videos"] == 2
-    out = subprocess.run([sys.executable, "-m", "livejpp", "library", "add", str(lib), str(renamed)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "livejpp", "library", "add", str(lib), str(renamed)], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "1 already in the library" in out.stdout
 
 
@@ -144,14 +147,18 @@ def test_other_settings_are_refused_not_mixed(small_footage, tmp_path):
 
 def test_one_build_at_a_time(small_footage, tmp_path):
     lib = tmp_path / "lib"
-    proc = subprocess.Popen([sys.executable, "-m", "livejpp", "library", "build", str(small_footage),
-                             "--out", str(lib), "-j", "1", "-q"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livejpp", "library", "build", str(small_footage), "--out", str(lib), "-j", "1", "-q"]
+    )
     try:
         deadline = time.monotonic() + 60
         while clip_count(lib) == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        second = subprocess.run([sys.executable, "-m", "livejpp", "library", "add", str(lib), str(small_footage)],
-                                capture_output=True, text=True)
+        second = subprocess.run(
+            [sys.executable, "-m", "livejpp", "library", "add", str(lib), str(small_footage)],
+            capture_output=True,
+            text=True,
+        )
         assert second.returncode == 1
         assert "another build is writing to this library" in second.stderr
     finally:

@@ -104,7 +104,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 #: Rates a variable-frame-rate source is snapped to for its constant-rate playback clips.
-STANDARD_RATES = tuple(Fraction(r) for r in ("12", "15", "24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60"))
+STANDARD_RATES = tuple(
+    Fraction(r) for r in ("12", "15", "24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60")
+)
 
 
 def output_rate(rate: Fraction) -> Fraction:

@@ -1,0 +1,37 @@
+# livejpp: `make demo` builds the demo library from the project's own media; `make test` runs the checks.
+# Both set up everything first: system packages (apt, when root), a virtual environment, pip installs.
+# Point the demo at your own footage with: make demo MEDIA=~/Videos/loops LIBRARY=~/vj/library
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MEDIA ?= tests/media/av tests/media/footage
+LIBRARY ?= demo/library
+
+.PHONY: demo test setup system bench clean
+
+demo: setup
+	$(BIN)/livejpp library build $(MEDIA) --out $(LIBRARY)
+	@echo "demo library: $(LIBRARY)  (inspect it with: $(BIN)/livejpp library info $(LIBRARY))"
+
+test: setup
+	$(BIN)/ruff check livejpp tests tools
+	$(BIN)/ruff format --check livejpp tests tools
+	$(BIN)/python -m pytest
+
+setup: system $(VENV)/.installed
+
+system:
+	@bash tools/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[live,dev]"
+	touch $@
+
+bench: setup
+	$(BIN)/python tools/bench.py library
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Benchmarks that print tables to quote. Speed is measured here, never asserted in tests.
+
+    python tools/bench.py library [--media DIR ...] [--features hand pretrained] [--jobs 1 2]
+
+library: build throughput (seconds of footage per wall second, and per core) for each feature
+choice and job count; where the time goes on one core (decode, features, transcode); the time
+to resume a killed build and to re-run a finished one; library size on disk per hour of footage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from livejpp.library.build import build_library, find_videos  # noqa: E402
+from livejpp.library.store import LibraryStore, disk_usage  # noqa: E402
+from livejpp.library.worker import BuildSettings  # noqa: E402
+
+DEFAULT_MEDIA = [ROOT / "tests" / "media" / "av", ROOT / "tests" / "media" / "footage"]
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in r] for r in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def stage_breakdown(media: list[Path]) -> list[list]:
+    """One core, one video at a time: decode only, + features, + transcode (the full build)."""
+    import av
+    import numpy as np
+    from av.video.reformatter import VideoReformatter
+
+    from livejpp.features.visual import VisualFeatures
+
+    files, _ = find_videos(media)
+    rows = []
+    footage = 0.0
+    decode = features = 0.0
+    for path in files:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            s.thread_count = 1
+            t0 = time.perf_counter()
+            frames = list(c.decode(s))
+            decode += time.perf_counter() - t0
+            footage += float(frames[-1].time or 0) + 1 / float(s.average_rate or 25)
+        scaler = VideoReformatter()
+        vf = VisualFeatures()
+        t0 = time.perf_counter()
+        for f in frames:
+            small = scaler.reformat(f, width=160, height=90, format="rgb24").to_ndarray()
+            vf.add(float(f.time or 0), np.asarray(small))
+        features += time.perf_counter() - t0
+    rows.append(["decode video (1 thread)", f"{decode:.2f}", f"{footage / decode:.1f}x"])
+    rows.append(["visual features", f"{features:.2f}", f"{footage / features:.1f}x"])
+    for transcode in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = BuildSettings(transcode=transcode)
+            report = build_library(media, Path(tmp) / "lib", settings, jobs=1, progress=False)
+        label = "full build, hand features" + ("" if transcode else ", --no-transcode")
+        rows.append([label, f"{report.wall_seconds:.2f}", f"{report.seconds_added / report.wall_seconds:.1f}x"])
+    return rows
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children: the honest basis for "per core"."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def throughput(media: list[Path], features: list[str], jobs: list[int]) -> list[list]:
+    rows = []
+    for feature_choice in features:
+        for n in jobs:
+            with tempfile.TemporaryDirectory() as tmp:
+                lib = Path(tmp) / "lib"
+                cpu = cpu_seconds()
+                try:
+                    report = build_library(media, lib, BuildSettings(features=feature_choice), jobs=n, progress=False)
+                except Exception as exc:  # noqa: BLE001 - a missing extractor is reported, not fatal
+                    rows.append([feature_choice, n, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
+                    continue
+                cpu = cpu_seconds() - cpu
+                size = disk_usage(lib)
+                hours = report.seconds_added / 3600
+                rate = report.seconds_added / report.wall_seconds
+                rows.append(
+                    [
+                        feature_choice,
+                        n,
+                        f"{report.seconds_added:.1f}",
+                        f"{report.wall_seconds:.2f}",
+                        f"{rate:.1f}x",
+                        f"{cpu:.1f}",
+                        f"{report.seconds_added / cpu:.1f}x",
+                        f"{size / 1e6 / hours:.0f} MB/h ({size / 1e6:.1f} MB)",
+                    ]
+                )
+    return rows
+
+
+def resume(media: list[Path], jobs: int) -> list[list]:
+    """Kill a build once half its clips are in, then time the resume and a no-op re-run."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "lib"
+        cmd = [
+            sys.executable,
+            "-m",
+            "livejpp",
+            "library",
+            "build",
+            *map(str, media),
+            "--out",
+            str(lib),
+            "-q",
+            "-j",
+            str(jobs),
+        ]
+        full = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+        with LibraryStore(lib) as store:
+            total = store.summary()["clips"]
+        shutil.rmtree(lib)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        t0 = time.perf_counter()
+        done = 0
+        while proc.poll() is None and done < total // 2:
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect(f"file:{lib / 'library.sqlite'}?mode=ro", uri=True) as db:
+                    done = db.execute("SELECT COUNT(*) FROM clips").fetchone()[0]
+            except sqlite3.Error:
+                pass
+        killed_after = time.perf_counter() - t0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+        resumed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+        noop = time.perf_counter() - t0
+        del full
+        rows.append(
+            [
+                f"killed after {done}/{total} clips ({killed_after:.1f} s)",
+                f"{resumed:.2f}",
+                f"re-run of a finished library: {noop:.2f} s",
+            ]
+        )
+    return rows
+
+
+def bench_library(args: argparse.Namespace) -> None:
+    media = [Path(m) for m in args.media] if args.media else DEFAULT_MEDIA
+    files, _ = find_videos(media)
+    print(f"media: {len(files)} videos in {', '.join(str(m) for m in media)}; {os.cpu_count()} cores")
+    print("\nBuild throughput (seconds of footage per wall second)")
+    print(
+        table(
+            ["features", "jobs", "footage s", "wall s", "real time", "CPU s", "per core (CPU)", "library size"],
+            throughput(media, args.features, args.jobs),
+        )
+    )
+    print("\nWhere one core's time goes")
+    print(table(["stage", "seconds", "real time"], stage_breakdown(media)))
+    print("\nResume")
+    print(table(["interrupted build", "resume s", "note"], resume(media, max(args.jobs))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    lib = sub.add_parser("library", help="library build throughput, resume time, size on disk")
+    lib.add_argument("--media", nargs="+", help="folders or files (default: the project's own footage)")
+    lib.add_argument("--features", nargs="+", default=["hand", "pretrained"], choices=["hand", "pretrained", "all"])
+    lib.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
+    lib.set_defaults(func=bench_library)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
