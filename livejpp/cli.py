@@ -9,6 +9,7 @@ import os
 import sys
 
 from livejpp import __version__
+from livejpp.errors import LivejppError
 from livejpp.log import setup_logging
 
 log = logging.getLogger("livejpp")
@@ -177,12 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, getattr(args, "quiet", False))
-    from livejpp.library.store import LibraryError
-    from livejpp.media.decode import MediaError
-
     try:
         return args.func(args)
-    except (LibraryError, MediaError) as exc:
+    except LivejppError as exc:
         print(f"livejpp: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -140,6 +140,8 @@ def build_library(
     """Add the videos in `inputs` to the library at `out` (created if `create`), resuming any
     unfinished work. `settings=None` uses the library's own."""
     root = Path(out)
+    if settings is not None:
+        feature_sets_for(settings.features)  # a missing extractor fails here, before anything is written
     if not create and not (root / "library.sqlite").exists():
         raise LibraryError(f"{root}: not a livejpp library (no library.sqlite)")
     lock = _Lock(root)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from livejpp.errors import LivejppError
 from livejpp.features import FeatureSet
 
 SCHEMA_VERSION = 1
@@ -86,7 +87,7 @@ CREATE TABLE IF NOT EXISTS build_log (
 """
 
 
-class LibraryError(Exception):
+class LibraryError(LivejppError):
     """A library that cannot be opened or used as asked."""
 
 

@@ -16,6 +16,7 @@ from av.video.reformatter import VideoReformatter
 
 from livejpp.features import FeatureSet, whole_seconds
 from livejpp.features.audio import audio_features, is_silent, level_dbfs
+from livejpp.features.pretrained import extractor_for
 from livejpp.features.visual import ANALYSIS_SIZE, VisualFeatures
 from livejpp.media.clips import ClipEncoder, clip_start, keep_tail, playback_size
 from livejpp.media.decode import AudioReader, VideoInfo, iter_video_frames
@@ -112,7 +113,9 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
     os.makedirs(job.clip_dir, exist_ok=True)
     start_time = clip_start(job.first_index, step)
     audio = AudioReader(info.path, start=start_time, origin=info.start) if info.has_audio else None
-    extra = [_extractor(fs) for fs in job.feature_sets if not fs.name.startswith("hand_")]
+    extra = [
+        extractor_for(fs, info.rotation, job.threads) for fs in job.feature_sets if not fs.name.startswith("hand_")
+    ]
     scaler = VideoReformatter()
     small_w, small_h = ANALYSIS_SIZE
     if info.rotation in (90, 270):
@@ -215,9 +218,3 @@ def _finish(clip: _OpenClip, end: float, job: VideoJob, audio: AudioReader | Non
             features=features,
         )
     )
-
-
-def _extractor(fs: FeatureSet):
-    from livejpp.features import pretrained
-
-    return pretrained.extractor_for(fs)

@@ -15,13 +15,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from livejpp.errors import LivejppError
+
 #: The rate every audio feature is computed at; the same for library, render and live.
 AUDIO_RATE = 22050
 #: Output frame rates above this are capped (a 120 fps phone clip plays at 60).
 MAX_FPS = Fraction(60)
 
 
-class MediaError(Exception):
+class MediaError(LivejppError):
     """A file that cannot be used, with a reason a user can act on."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
