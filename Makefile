@@ -27,7 +27,7 @@ system:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[live,dev]"
+	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
 bench: setup

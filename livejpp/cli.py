@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("library", metavar="LIB", help="library folder")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.add_argument("--log", type=int, default=0, metavar="N", help="also print the last N lines of the build log")
     info.set_defaults(func=_cmd_info)
     return parser
 
@@ -167,10 +168,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     with LibraryStore(args.library) as store:
         summary = store.summary()
+        log_lines = store.recent_log(args.log) if args.log else []
     if args.json:
+        summary["log"] = log_lines
         print(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
+        if log_lines:
+            print("build log (oldest first):")
+            for line in log_lines:
+                print(f"  {line['at']}  {line['level']:7}  {line['path'] or '-'}: {line['message']}")
     return 0
 
 

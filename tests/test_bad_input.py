@@ -74,8 +74,11 @@ def test_each_bad_file_gets_one_line_and_the_build_goes_on(bad_build, bad_folder
     assert "shorter than half a clip" in reasons["short.mp4"]
     assert f"{bad_folder / 'truncated.mp4'}: decoding stopped at" in result.stderr
     assert "README.txt" not in result.stderr
-    summary = cli("library", "info", lib).stdout
+    summary = cli("library", "info", lib, "--log", "50").stdout
     assert "skipped  4 files:" in summary
+    assert f"warning  {bad_folder / 'notes.mp4'}: skipped: not a readable video" in summary
+    assert f"info     {bad_folder / 'good.mp4'}: added: 1 clip" in summary
+    assert "info     -: build finished: 9 videos, 9 clips" in summary
 
 
 def test_good_files_of_every_shape_are_in(bad_build, bad_folder):

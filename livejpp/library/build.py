@@ -310,7 +310,7 @@ class _Builder:
                     (done.duration, done.tail_dropped, done.note, video_id),
                 )
                 self.store.clear_skip(path)
-                self.store.log("info", f"added: {clips} clips", path)
+                self.store.log("info", f"added: {clips} clip{'s' if clips != 1 else ''}", path)
         if clips == 0:
             self._skip(path, done.note or "no clip could be made")
         else:
@@ -373,6 +373,14 @@ class _Builder:
             self.bar = None
             self.store.update_normalisation()
             self.report.wall_seconds = time.monotonic() - started
+            r = self.report
+            with self.store.transaction():
+                self.store.log(
+                    "info",
+                    f"build {'interrupted' if r.interrupted else 'finished'}: {r.videos_added} videos, "
+                    f"{r.clips_added} clips, {r.seconds_added:.0f} s of footage in {r.wall_seconds:.1f} s, "
+                    f"{len(r.skipped)} skipped, {len(r.duplicates)} already in",
+                )
         return self.report
 
     def _run_here(self, jobs: list[VideoJob]) -> None:

@@ -259,6 +259,15 @@ class LibraryStore:
             "INSERT INTO build_log (at, level, path, message) VALUES (?, ?, ?, ?)", (time.time(), level, path, message)
         )
 
+    def recent_log(self, n: int) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT at, level, path, message FROM build_log ORDER BY id DESC LIMIT ?", (n,)
+        ).fetchall()
+        return [
+            {"at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)), "level": level, "path": path, "message": m}
+            for at, level, path, m in reversed(rows)
+        ]
+
     def record_skip(self, path: str, reason: str) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO skipped (path, reason, at) VALUES (?, ?, ?)", (path, reason, time.time())
