@@ -11,7 +11,7 @@ LIBRARY ?= demo/library
 .PHONY: demo test setup system bench clean
 
 demo: setup
-	$(BIN)/livejpp library build $(MEDIA) --out $(LIBRARY)
+	$(BIN)/livejpp library build $(MEDIA) --out $(LIBRARY) --features all
 	@echo "demo library: $(LIBRARY)  (inspect it with: $(BIN)/livejpp library info $(LIBRARY))"
 
 test: setup
