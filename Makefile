@@ -12,6 +12,7 @@ LIBRARY ?= demo/library
 
 demo: setup
 	$(BIN)/livejpp library build $(MEDIA) --out $(LIBRARY) --features all
+	$(BIN)/livejpp library embed $(LIBRARY) --model default
 	@echo "demo library: $(LIBRARY)  (inspect it with: $(BIN)/livejpp library info $(LIBRARY))"
 
 test: setup
@@ -27,7 +28,7 @@ system:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[dev]"
+	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[dev,train]"
 	touch $@
 
 bench: setup

@@ -125,7 +125,155 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--log", type=int, default=0, metavar="N", help="also print the last N lines of the build log")
     info.set_defaults(func=_cmd_info)
+
+    embed = lib_commands.add_parser(
+        "embed",
+        help="embed every clip under a model and build the search index",
+        description="Compute the visual embedding of every clip of LIB (silent ones too) with MODEL and build "
+        "the hnswlib index that live, render and query search. Redone only when the model or the library changed.",
+    )
+    embed.add_argument("library", metavar="LIB", help="library folder")
+    embed.add_argument(
+        "--model", "-m", default="default", help="model name under models/ or a folder (default: %(default)s)"
+    )
+    embed.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
+    embed.set_defaults(func=_cmd_embed)
+
+    train = commands.add_parser(
+        "train",
+        help="train an audio/visual embedding (needs the train extra: TensorFlow)",
+        description="Train a model that maps a clip's music and its pictures close together, from a library's clips "
+        "with real soundtracks or from an external features file (.npz with audio [N,T,Da], visual [N,T,Dv], "
+        "video [N], clip [N]). Writes OUT/audio.onnx, OUT/visual.onnx and OUT/card.json; the export is checked "
+        "against the trained model. Same seed, same data: same model.",
+    )
+    train.add_argument("source", metavar="LIB|FEATURES.npz", help="library folder or features file")
+    train.add_argument(
+        "--preset",
+        "-p",
+        default="infonce",
+        choices=("seed", "regression", "infonce", "rules"),
+        help="seed: the 2019 siamese network; regression: its baseline; infonce: ours (default); "
+        "rules: the hand-made default model, no training",
+    )
+    train.add_argument("--out", "-o", required=True, metavar="models/NAME", help="model folder to write")
+    train.add_argument(
+        "--split",
+        choices=("video", "clip"),
+        default="video",
+        help="hold out whole videos (default) or 20%% of clip pairs, as the 2019 project did",
+    )
+    train.add_argument(
+        "--features",
+        choices=("hand", "pretrained"),
+        default="hand",
+        help="hand-crafted feature sets or the pretrained ones (musicnn, effnet)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    train.add_argument(
+        "--max-epochs", type=_positive_int, default=None, metavar="N", help="stop after N epochs at most"
+    )
+    train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="Recall@K of a model against chance, with plots",
+        description="Measure MODEL on SOURCE: audio → video and video → audio Recall@K under the original protocol "
+        "(random batches of 100 held-out pairs) or the video-level one (the model's split), and every held-out "
+        "clip against the whole gallery (R@1/5/10, median rank). Chance is printed beside every figure. "
+        "Writes metrics.json, training.png, recall.png and tsne.png. With --table: trains every preset on both "
+        "splits and prints them side by side.",
+    )
+    evaluate.add_argument("args", nargs="+", metavar="[MODEL] SOURCE", help="model (not with --table) and data")
+    evaluate.add_argument("--table", action="store_true", help="train each preset on both splits; print one table")
+    evaluate.add_argument(
+        "--presets",
+        nargs="+",
+        default=["seed", "regression", "infonce"],
+        metavar="P",
+        help="presets for --table (default: %(default)s)",
+    )
+    evaluate.add_argument("--features", choices=("hand", "pretrained"), default="hand", help="for --table")
+    evaluate.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N", help="for --table")
+    evaluate.add_argument("--out", metavar="DIR", help="where reports go (default: eval/MODEL)")
+    evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_cmd_eval)
     return parser
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from livejpp.index import embed_library
+
+    meta, rebuilt = embed_library(args.library, args.model, force=args.force)
+    state = "built" if rebuilt else "up to date"
+    print(
+        f"index {state}: {meta['count']} clips of {args.library} under {meta['model']} "
+        f"({meta['metric']}, {meta['dim']}-d)"
+    )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from livejpp.model.pipeline import train_model
+
+    card = train_model(
+        args.source,
+        args.preset,
+        args.out,
+        args.split,
+        args.seed,
+        args.features,
+        args.max_epochs,
+        progress=not args.quiet,
+    )
+    from livejpp.model.evaluate import format_result
+
+    print(
+        f"model written to {args.out}: {card['preset']}, {card['data']['pairs']} pairs, "
+        f"{card['training_seconds']:.1f} s, best epoch {card['best_epoch']}"
+    )
+    print(
+        format_result({"model": card["name"], "preset": card["preset"], "source": str(args.source), **card["metrics"]})
+    )
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.table:
+        if len(args.args) != 1:
+            raise SystemExit("livejpp eval --table takes one SOURCE (a library or a features file)")
+        from livejpp.model.pipeline import format_table, table
+
+        rows = table(
+            args.args[0],
+            tuple(args.presets),
+            features=args.features,
+            max_epochs=args.max_epochs,
+            progress=not args.quiet,
+        )
+        text = format_table(rows, args.args[0])
+        print(text)
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "table.txt").write_text(text + "\n")
+            (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
+        return 0
+    if len(args.args) != 2:
+        raise SystemExit("livejpp eval takes MODEL SOURCE (or --table SOURCE)")
+    from livejpp.model.card import resolve
+    from livejpp.model.evaluate import evaluate as run_eval
+    from livejpp.model.evaluate import format_result
+
+    model, source = args.args
+    out = Path(args.out) if args.out else Path("eval") / resolve(model).name
+    result = run_eval(model, source, out)
+    print(format_result(result))
+    print(f"reports written to {out}/ (metrics.json, recall.png, tsne.png, training.png where trained)")
+    return 0
 
 
 def _print_summary(summary: dict, report=None) -> None:

@@ -10,7 +10,6 @@ Neither TensorFlow nor PyTorch is imported here: the models load from models/ on
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from av.video.reformatter import VideoReformatter
 from livejpp.errors import LivejppError
 from livejpp.features import FeatureSet
 from livejpp.media.decode import AUDIO_RATE
+from livejpp.paths import MODELS_ROOT
 
-MODELS_ROOT = Path(os.environ.get("LIVEJPP_MODELS", Path(__file__).resolve().parents[2] / "models"))
 MUSICNN_DIR = "models/musicnn_msd"
 EFFNET_DIR = "models/efficientnet_lite0"
 

@@ -7,6 +7,7 @@ in the row (never pickled), and read back with numpy.frombuffer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -253,6 +254,15 @@ class LibraryStore:
             for clip_id, seconds, blob in rows
             if wanted is None or clip_id in wanted
         }
+
+    def state(self) -> str:
+        """Changes whenever a clip or a feature set is added or removed: derived indexes go stale."""
+        h = hashlib.blake2b(digest_size=8)
+        for row in self.db.execute("SELECT c.id, c.video_id, c.idx FROM clips c ORDER BY c.id"):
+            h.update(repr(row).encode())
+        for row in self.db.execute("SELECT name, version, dim FROM feature_sets ORDER BY name"):
+            h.update(repr(row).encode())
+        return h.hexdigest()
 
     def log(self, level: str, message: str, path: str | None = None) -> None:
         self.db.execute(

@@ -1,0 +1,142 @@
+"""The nearest-neighbour index over a library's clip embeddings (hnswlib), one per (library, model).
+
+An index file is written beside, then renamed into place; its sidecar JSON names the model
+fingerprint and the library state it was built from, so a stale index is never used and a fresh
+one is never rebuilt. Silent clips are indexed too: the index is searched with audio, but it holds
+pictures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from livejpp.errors import LivejppError
+from livejpp.library.store import LibraryError, LibraryStore
+from livejpp.model.card import check_feature_sets, fingerprint, load_card, resolve
+from livejpp.model.embed import Embedder
+
+log = logging.getLogger("livejpp.index")
+
+INDEX_DIR = "index"
+
+
+class IndexMismatch(LivejppError):
+    """An index that does not fit the library or the model it is used with."""
+
+
+@dataclass
+class ClipIndex:
+    index: hnswlib.Index
+    meta: dict
+
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]
+
+    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(clip ids [Q, k], distances [Q, k]); k is capped at the number of clips."""
+        k = min(k, self.index.get_current_count())
+        self.index.set_ef(max(64, 2 * k))
+        labels, distances = self.index.knn_query(np.asarray(vectors, np.float32), k=k)
+        return labels.astype(np.int64), distances
+
+
+def space(metric: str) -> str:
+    return {"cosine": "cosine", "l2": "l2"}[metric]
+
+
+def build(vectors: np.ndarray, clip_ids: np.ndarray, metric: str, threads: int = 0) -> hnswlib.Index:
+    index = hnswlib.Index(space=space(metric), dim=vectors.shape[1])
+    index.init_index(max_elements=max(1, len(vectors)), ef_construction=200, M=16, random_seed=0)
+    if threads:
+        index.set_num_threads(threads)
+    index.add_items(np.asarray(vectors, np.float32), np.asarray(clip_ids, np.int64))
+    return index
+
+
+def paths(library: str | os.PathLike, model_name: str) -> tuple[Path, Path]:
+    folder = Path(library) / INDEX_DIR
+    return folder / f"{model_name}.hnsw", folder / f"{model_name}.json"
+
+
+def save(index: hnswlib.Index, meta: dict, library: str | os.PathLike, model_name: str) -> Path:
+    data_path, meta_path = paths(library, model_name)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = data_path.with_suffix(".hnsw.part")
+    index.save_index(str(tmp))
+    os.replace(tmp, data_path)
+    tmp_meta = meta_path.with_suffix(".json.part")
+    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp_meta, meta_path)  # the sidecar last: an index without its sidecar is never trusted
+    return data_path
+
+
+def read_meta(library: str | os.PathLike, model_name: str) -> dict | None:
+    data_path, meta_path = paths(library, model_name)
+    if not (data_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load(library: str | os.PathLike, model_name: str, expect: dict | None = None) -> ClipIndex:
+    """The index of `model_name` for this library; `expect` (model fingerprint, library state) must match."""
+    meta = read_meta(library, model_name)
+    if meta is None:
+        raise IndexMismatch(
+            f"{library}: no index for model {model_name} (run: livejpp library embed {library} --model {model_name})"
+        )
+    for key, value in (expect or {}).items():
+        if meta.get(key) != value:
+            raise IndexMismatch(
+                f"{library}: the index for {model_name} was built with another {key.replace('_', ' ')} "
+                f"(run: livejpp library embed {library} --model {model_name})"
+            )
+    index = hnswlib.Index(space=space(meta["metric"]), dim=meta["dim"])
+    index.load_index(str(paths(library, model_name)[0]), max_elements=meta["count"])
+    return ClipIndex(index, meta)
+
+
+def embed_library(library: str | os.PathLike, model: str | os.PathLike, force: bool = False) -> tuple[dict, bool]:
+    """Build (or confirm) the index of `library` under `model`; returns its metadata and whether it was rebuilt."""
+    folder = resolve(model)
+    card = load_card(folder)
+    model_name = folder.name
+    expect = {"model_fingerprint": fingerprint(folder)}
+    with LibraryStore(library) as store:
+        check_feature_sets(card, store.feature_sets(), str(library), modalities=("visual",))
+        expect["library_state"] = store.state()
+        meta = read_meta(library, model_name)
+        if not force and meta is not None and all(meta.get(k) == v for k, v in expect.items()):
+            log.debug("%s: index for %s is up to date (%d clips)", library, model_name, meta["count"])
+            return meta, False
+        clips = store.clips()
+        if not clips:
+            raise LibraryError(f"{library}: the library has no clips to index")
+        features = store.features(card["visual"]["feature_set"])
+    started = time.monotonic()
+    ids = np.array([c.id for c in clips if c.id in features], np.int64)
+    vectors = Embedder(folder).visual([features[i] for i in ids])
+    index = build(vectors, ids, card["metric"])
+    meta = {
+        **expect,
+        "model": model_name,
+        "metric": card["metric"],
+        "dim": int(vectors.shape[1]),
+        "count": int(len(ids)),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    save(index, meta, library, model_name)
+    log.debug("%s: indexed %d clips under %s in %.2f s", library, len(ids), model_name, meta["seconds"])
+    return meta, True

@@ -1,0 +1,1 @@
+"""The audio/visual embedding: data, presets and training (TensorFlow), export and running (ONNX)."""
