@@ -152,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         "-p",
         default="infonce",
-        choices=("seed", "regression", "infonce", "rules"),
-        help="seed: the 2019 siamese network; regression: its baseline; infonce: ours (default); "
+        choices=("seed", "seed_tf1", "regression", "infonce", "rules"),
+        help="seed: the 2019 siamese network (dropout rate 0.9); seed_tf1: the same with dropout .9 read as "
+        "TF1's keep probability; regression: its baseline; infonce: ours (default); "
         "rules: the hand-made default model, no training",
     )
     train.add_argument("--out", "-o", required=True, metavar="models/NAME", help="model folder to write")
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--presets",
         nargs="+",
-        default=["seed", "regression", "infonce"],
+        default=["seed", "seed_tf1", "regression", "infonce"],
         metavar="P",
         help="presets for --table (default: %(default)s)",
     )

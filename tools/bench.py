@@ -6,6 +6,12 @@
 library: build throughput (seconds of footage per wall second, and per core) for each feature
 choice and job count; where the time goes on one core (decode, features, transcode); the time
 to resume a killed build and to re-run a finished one; library size on disk per hour of footage.
+
+    python tools/bench.py model [--videos 200] [--seed-clips 20000]
+
+model: every preset under the three protocols (eval --table) on the project's real paired media
+(2 s clips every second) and on a synthetic-correspondence set, and the time to train `seed` on
+20,000 clips.
 """
 
 from __future__ import annotations
@@ -184,6 +190,35 @@ def bench_library(args: argparse.Namespace) -> None:
     print(table(["interrupted build", "resume s", "note"], resume(media, max(args.jobs))))
 
 
+def bench_model(args: argparse.Namespace) -> None:
+    from livejpp.model import synthetic
+    from livejpp.model.pipeline import format_table, table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "av"
+        build_library([ROOT / "tests" / "media" / "av"], lib, BuildSettings(clip_seconds=2, hop=1), progress=False)
+        rows = table(lib, ("seed", "seed_tf1", "regression", "infonce", "rules"), progress=False)
+        print("Real paired media: tests/media/av as 2 s clips every 1 s")
+        print(format_table(rows, "tests/media/av (2 s clips)"))
+        features = Path(tmp) / "synthetic.npz"
+        synthetic.write(features, videos=args.videos, clips_per_video=10)
+        rows = table(features, ("seed", "seed_tf1", "regression", "infonce"), progress=False)
+        print(f"\nSynthetic correspondence: {args.videos} videos x 10 clips of 10 s")
+        print(format_table(rows, "synthetic"))
+        if args.seed_clips:
+            from livejpp.model.pipeline import train_model
+
+            big = Path(tmp) / "big.npz"
+            synthetic.write(big, videos=args.seed_clips // 10, clips_per_video=10)
+            t0 = time.perf_counter()
+            card = train_model(big, "seed", Path(tmp) / "seed-big", "clip", progress=False)
+            wall = time.perf_counter() - t0
+            print(
+                f"\nseed preset on {args.seed_clips} clips: {len(card['history'])} epochs (best {card['best_epoch']}), "
+                f"training {card['training_seconds']:.0f} s, with export {wall:.0f} s"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -192,6 +227,10 @@ def main() -> None:
     lib.add_argument("--features", nargs="+", default=["hand", "pretrained"], choices=["hand", "pretrained", "all"])
     lib.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
     lib.set_defaults(func=bench_library)
+    model = sub.add_parser("model", help="presets under the three protocols; seed training time")
+    model.add_argument("--videos", type=int, default=200, help="synthetic videos of 10 clips (default: 200)")
+    model.add_argument("--seed-clips", type=int, default=20000, help="clips for the seed timing (0: skip)")
+    model.set_defaults(func=bench_model)
     args = parser.parse_args()
     args.func(args)
 

@@ -99,9 +99,10 @@ def write_report(result: dict, card: dict, ea, ev, video, out: Path) -> list[Pat
         epochs = [h["epoch"] for h in history]
         ax[0].plot(epochs, [h["loss"] for h in history])
         ax[0].set(title=f"{card['preset']}: training loss", xlabel="epoch", ylabel="loss")
+        batch = min(100, card.get("data", {}).get("validation", 100) or 100)
         ax[1].plot(epochs, [h["val_r5"] for h in history], label="validation R@5")
-        ax[1].axhline(0.05, color="grey", ls="--", label="chance (5 of 100)")
-        ax[1].set(title="validation R@5 (batches of 100)", xlabel="epoch", ylim=(0, 1))
+        ax[1].axhline(min(1.0, 5 / batch), color="grey", ls="--", label=f"chance (5 of {batch})")
+        ax[1].set(title=f"validation R@5 (batches of {batch})", xlabel="epoch", ylim=(0, 1))
         ax[1].legend()
         fig.tight_layout()
         fig.savefig(out / "training.png", dpi=100)
@@ -122,8 +123,10 @@ def write_report(result: dict, card: dict, ea, ev, video, out: Path) -> list[Pat
         ax.bar(x, [r["video_to_audio"][k] for k in ks], 0.25, label="video → audio")
         ax.bar(x + 0.25, [r["chance"][k] for k in ks], 0.25, label="chance", color="grey")
         ax.set_xticks(x, ks)
-        ax.set(ylim=(0, 1), title=f"{card['preset']}: {protocol.replace('_', ' ')} protocol, batches of {r['batch']}")
-        ax.legend()
+        ax.set(
+            ylim=(0, 1.18), title=f"{card['preset']}: {protocol.replace('_', ' ')} protocol, batches of {r['batch']}"
+        )
+        ax.legend(loc="upper center", ncol=3, frameon=False)
         fig.tight_layout()
         fig.savefig(out / "recall.png", dpi=100)
         plt.close(fig)

@@ -20,14 +20,24 @@ def scores(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
 
 
 def ranks(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray, metric: str) -> np.ndarray:
-    """0-based rank of each query's true match `gallery[targets[i]]` (ties count against the model)."""
+    """Per query: [clips strictly closer than the true match, clips exactly as close] — ties are
+    broken at random, so a model that cannot tell clips apart scores chance, not zero or perfect."""
     s = scores(queries, gallery, metric)
     true = s[np.arange(len(queries)), targets]
-    return np.sum(s >= true[:, None], axis=1) - 1
+    greater = np.sum(s > true[:, None], axis=1)
+    ties = np.sum(s == true[:, None], axis=1) - 1
+    return np.stack([greater, ties], axis=1)
 
 
 def recall(r: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
-    return {f"R@{k}": float(np.mean(r < k)) for k in ks}
+    """Expected R@K: the true match sits uniformly among its ties."""
+    greater, ties = r[:, 0].astype(float), r[:, 1].astype(float)
+    return {f"R@{k}": float(np.mean(np.clip((k - greater) / (ties + 1), 0.0, 1.0))) for k in ks}
+
+
+def median_rank(r: np.ndarray) -> float:
+    """1 = first; a tie counts as the middle of its run."""
+    return float(np.median(r[:, 0] + r[:, 1] / 2) + 1)
 
 
 def batched_recall(
@@ -75,7 +85,7 @@ def gallery_recall(
     return {
         "gallery": n,
         "queries": len(query_audio),
-        "audio_to_video": {**recall(a2v, ks), "median_rank": float(np.median(a2v) + 1)},
-        "video_to_audio": {**recall(v2a, ks), "median_rank": float(np.median(v2a) + 1)},
+        "audio_to_video": {**recall(a2v, ks), "median_rank": median_rank(a2v)},
+        "video_to_audio": {**recall(v2a, ks), "median_rank": median_rank(v2a)},
         "chance": {**{f"R@{k}": min(1.0, k / n) for k in ks}, "median_rank": (n + 1) / 2},
     }

@@ -9,14 +9,33 @@ import logging
 import os
 from pathlib import Path
 
-# TensorFlow's C++ start-up chatter is not for users (Python errors still surface as exceptions)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("GLOG_minloglevel", "2")
-
 import numpy as np
 
 from livejpp.model.data import DataError, PairedFeatures, load, split
 from livejpp.model.evaluate import data_fingerprint, measure
+
+# TensorFlow's C++ start-up chatter is not for users (Python errors still surface as exceptions)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow prints start-up lines from C++ before any log level applies: silence fd 2 while
+    it loads (an import error still raises, with its message, once stderr is back)."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
 
 log = logging.getLogger("livejpp.train")
 
@@ -50,6 +69,7 @@ def train_model(
     progress: bool = True,
 ) -> dict:
     """Train `preset` on `source`, export it to `out` (checked), and return its card."""
+    _import_tensorflow_quietly()
     from livejpp.model.export import export
     from livejpp.model.train import embed, train
 
@@ -93,13 +113,14 @@ def train_model(
 
 def table(
     source: str | os.PathLike,
-    presets_: tuple[str, ...] = ("seed", "regression", "infonce"),
+    presets_: tuple[str, ...] = ("seed", "seed_tf1", "regression", "infonce"),
     seed: int = 0,
     features: str = "hand",
     max_epochs: int | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Every preset on both splits: the original protocol (clip split), the video-level one and the gallery."""
+    _import_tensorflow_quietly()
     from livejpp.model.train import embed, train
 
     data = load(source, *FEATURES[features])
@@ -132,13 +153,13 @@ def format_table(rows: list[dict], source: str) -> str:
         + [("gallery", k) for k in ("R@1", "R@5", "R@10", "median_rank")]
     )
     head1 = (
-        "original protocol (clip split, batches of 100)".ljust(36)
+        "original protocol (clip split, random batches)".ljust(36)
         + " | "
-        + "video-level split (batches of 100)".ljust(36)
+        + "video-level split (random batches)".ljust(36)
         + " | "
         + "whole gallery (video split)"
     )
-    lines = [f"{source}: audio → video (video → audio), in %", " " * 12 + head1]
+    lines = [f"{source}: recall in % (median rank in clips), each direction in turn", " " * 12 + head1]
     lines.append("preset".ljust(12) + " ".join(f"{p[:3]} {k}".rjust(8) for p, k in cols) + "   train s")
     for direction in ("audio_to_video", "video_to_audio"):
         lines.append(direction.replace("_to_", " → "))

@@ -6,6 +6,9 @@ Imported only by training and export: TensorFlow never loads on the library, ren
   shared by both modalities (a modality-specific linear input layer where the feature sizes
   differ), dropout rate 0.9, contrastive loss (margin 1) on alternating batches of matching and
   non-matching pairs, batch 16, Adam 1e-4, L1 0.001 + L2 0.01 weight regularisers.
+- `seed_tf1`: the same with the other reading of the write-up's "dropout .9": TF 1's
+  `tf.nn.dropout(x, 0.9)` takes a *keep* probability, so the 2019 code most likely dropped 10 %.
+  With rate 0.9 the network learns nothing here; with rate 0.1 it lands where the 2019 project did.
 - `regression`: the project's baseline: four fully connected tanh layers (the last one linear)
   with dropout 0.3 map audio features onto visual features by mean squared error; retrieval by
   nearest visual features.
@@ -39,6 +42,7 @@ class Preset:
 
 PRESETS = {
     "seed": Preset("seed", "l2", 16, 1e-4, 300, 25, "2019 siamese network, contrastive loss (faithful)"),
+    "seed_tf1": Preset("seed_tf1", "l2", 16, 1e-4, 300, 25, "2019 siamese network, dropout .9 read as TF1 keep_prob"),
     "regression": Preset("regression", "l2", 16, 1e-4, 300, 25, "2019 baseline: audio → visual regression"),
     "infonce": Preset("infonce", "cosine", 256, 1e-3, 300, 25, "separate towers, temporal pooling, InfoNCE"),
     "rules": Preset("rules", "cosine", 0, 0.0, 0, 0, "hand-made correspondence of named features, no training"),
@@ -65,7 +69,8 @@ def build(preset: str, seconds: int, audio_dim: int, visual_dim: int, stats: dic
     v = _normaliser(*stats["visual"], "visual_normalise")(v_in)
     extra: list = []
     regularisation = None
-    if preset == "seed":
+    if preset in ("seed", "seed_tf1"):
+        dropout = 0.9 if preset == "seed" else 0.1
         audio_input, visual_input = layers.Dense(256, name="audio_input"), layers.Dense(256, name="visual_input")
         a, v = audio_input(layers.Flatten()(a)), visual_input(layers.Flatten()(v))
         shared = keras.Sequential(name="shared")
@@ -73,7 +78,7 @@ def build(preset: str, seconds: int, audio_dim: int, visual_dim: int, stats: dic
         for width in (1024, 256, 128):
             dense.append(layers.Dense(width, activation="relu"))
             shared.add(dense[-1])
-            shared.add(layers.Dropout(0.9))
+            shared.add(layers.Dropout(dropout))
         dense.append(layers.Dense(128))
         shared.add(dense[-1])
         a, v = shared(a), shared(v)
