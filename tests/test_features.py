@@ -99,3 +99,21 @@ def test_a_second_without_frames_repeats_the_last():
         feats.add(i * 0.5, f)  # 2 fps source: second 1 has a frame, second 2 has none
     rows = feats.rows(3)
     assert np.allclose(rows[2], rows[0]) and rows.shape == (3, visual.DIM)
+
+
+def test_streamed_audio_gives_the_rows_of_the_whole(media):
+    """Live analysis (audio arriving in odd-sized blocks, memory bounded) = analysis of the file."""
+    music = read_audio_file(media / "music" / "lmms_Skiessi-C64.ogg", 0, 24)
+    whole = audio.audio_features(music)
+    live = audio.AudioAnalyser(keep_seconds=12)
+    rng = np.random.default_rng(0)
+    at = 0
+    while at < len(music):
+        n = int(rng.integers(100, 9000))
+        live.push(music[at : at + n])
+        at += n
+    live.finish()
+    # the last 8 s: their rows, tempo history included, lie inside the 12 s kept
+    assert np.allclose(live.rows(16.0, 8), whole[16:24], atol=1e-4)
+    with pytest.raises(ValueError, match="no analysed audio"):
+        live.row(0.0, 1.0)  # forgotten: more than 12 s ago

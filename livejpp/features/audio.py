@@ -73,14 +73,6 @@ def chroma_filters(sr: int = AUDIO_RATE, n_fft: int = N_FFT) -> np.ndarray:
     return bank
 
 
-def _frames(samples: np.ndarray) -> np.ndarray:
-    """Centred, Hann-windowed frames [n_frames, N_FFT] (zero-padded at both ends)."""
-    padded = np.pad(samples, (N_FFT // 2, N_FFT // 2))
-    n = 1 + (len(padded) - N_FFT) // HOP
-    view = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n]
-    return view * np.hanning(N_FFT).astype(np.float32)
-
-
 def level_dbfs(samples: np.ndarray) -> float:
     """RMS level in dB relative to full scale (-inf for digital silence)."""
     if samples.size == 0:
@@ -116,6 +108,167 @@ def _tempo(onset: np.ndarray, frame_rate: float) -> tuple[float, float]:
     return 60.0 * frame_rate / (lag + float(np.clip(shift, -0.5, 0.5))), float(max(b, 0.0))
 
 
+_WINDOW = np.hanning(N_FFT).astype(np.float32)
+_FREQS = np.linspace(0, AUDIO_RATE / 2, N_FFT // 2 + 1, dtype=np.float32)
+FRAME_RATE = AUDIO_RATE / HOP
+
+
+class AudioAnalyser:
+    """Audio analysed as it arrives: each STFT frame is computed once, from the newest samples only;
+    per-second rows are then summarised over any span of the frames kept.
+
+    Frames are centred on multiples of HOP from the stream's start, with silence before it, so a clip
+    analysed whole (`audio_features`) and a live stream give the same rows for the same audio.
+    `keep_seconds` bounds memory on an endless stream (None keeps everything).
+    """
+
+    _PER_FRAME = ("mel_db", "chroma", "onset", "flux", "centroid", "bandwidth", "rolloff", "flatness")
+
+    def __init__(self, keep_seconds: float | None = 30.0):
+        self.keep = None if keep_seconds is None else int(keep_seconds * AUDIO_RATE)
+        self._buffer = np.zeros(N_FFT // 2, np.float32)  # silence before the stream starts
+        self._buffer_start = -(N_FFT // 2)  # absolute sample index of _buffer[0]
+        self.samples_in = 0  # real samples pushed so far
+        self._next_frame = 0  # absolute index of the next frame to compute
+        self._frame_start = 0  # absolute index of the first frame kept
+        self._frames = {name: np.zeros((0,) + shape, np.float32) for name, shape in self._frame_shapes().items()}
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # last frame's mel_db, normalised magnitude
+
+    @staticmethod
+    def _frame_shapes() -> dict[str, tuple[int, ...]]:
+        return {
+            "mel_db": (N_MELS,),
+            "chroma": (12,),
+            "onset": (),
+            "flux": (),
+            "centroid": (),
+            "bandwidth": (),
+            "rolloff": (),
+            "flatness": (),
+        }
+
+    @property
+    def seconds(self) -> float:
+        return self.samples_in / AUDIO_RATE
+
+    def push(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        self.samples_in += len(samples)
+        self._append(samples)
+
+    def finish(self) -> None:
+        """The stream has ended: silence after it completes the last frames (as centring pads them)."""
+        self._append(np.zeros(N_FFT // 2, np.float32))
+
+    def _append(self, samples: np.ndarray) -> None:
+        self._buffer = np.concatenate([self._buffer, samples])
+        buffer_end = self._buffer_start + len(self._buffer)
+        last = (buffer_end - N_FFT // 2) // HOP  # frames whose window lies inside the buffer
+        if last >= self._next_frame:
+            starts = np.arange(self._next_frame, last + 1) * HOP - N_FFT // 2 - self._buffer_start
+            view = np.lib.stride_tricks.sliding_window_view(self._buffer, N_FFT)[starts]
+            self._analyse(view * _WINDOW)
+            self._next_frame = last + 1
+        self._trim()
+
+    def _analyse(self, frames: np.ndarray) -> None:
+        power = np.abs(np.fft.rfft(frames, axis=1)).astype(np.float32) ** 2
+        magnitude = np.sqrt(power)
+        mel_db = 10.0 * np.log10(power @ mel_filters().T + 1e-10)
+        norm_mag = magnitude / (magnitude.sum(axis=1, keepdims=True) + 1e-10)
+        prev_mel, prev_norm = self._previous if self._previous is not None else (mel_db[:1], norm_mag[:1])
+        onset = np.maximum(0.0, np.diff(np.concatenate([prev_mel, mel_db]), axis=0)).mean(axis=1)
+        flux = np.sqrt((np.maximum(0.0, np.diff(np.concatenate([prev_norm, norm_mag]), axis=0)) ** 2).sum(axis=1))
+        self._previous = (mel_db[-1:], norm_mag[-1:])
+        total = power.sum(axis=1) + 1e-10
+        centroid = (power * _FREQS).sum(axis=1) / total
+        new = {
+            "mel_db": mel_db,
+            "chroma": power @ chroma_filters().T,
+            "onset": onset,
+            "flux": flux,
+            "centroid": centroid,
+            "bandwidth": np.sqrt((power * (_FREQS - centroid[:, None]) ** 2).sum(axis=1) / total),
+            "rolloff": _FREQS[
+                np.minimum((np.cumsum(power, axis=1) < 0.85 * total[:, None]).sum(axis=1), len(_FREQS) - 1)
+            ],
+            "flatness": np.exp(np.log(power + 1e-10).mean(axis=1)) / (power.mean(axis=1) + 1e-10),
+        }
+        for name, values in new.items():
+            self._frames[name] = np.concatenate([self._frames[name], values.astype(np.float32)])
+
+    def _trim(self) -> None:
+        """Forget what lies more than `keep` before the newest audio (plus one frame's window)."""
+        if self.keep is None:
+            return
+        drop = len(self._buffer) - (self.keep + N_FFT)
+        if drop > 0:
+            self._buffer = self._buffer[drop:]
+            self._buffer_start += drop
+        first_frame = self._next_frame - int(self.keep / HOP)
+        if first_frame > self._frame_start:
+            for name in self._frames:
+                self._frames[name] = self._frames[name][first_frame - self._frame_start :]
+            self._frame_start = first_frame
+
+    def onset_envelope(self, start: float, end: float) -> np.ndarray:
+        """Onset strength of the frames centred in [start, end) seconds (what the beat clock follows)."""
+        a, b = self._frame_span(start, end)
+        return self._frames["onset"][a:b]
+
+    def _frame_span(self, start: float, end: float) -> tuple[int, int]:
+        first = int(np.ceil(start * AUDIO_RATE / HOP - 1e-9))
+        last = int(np.ceil(end * AUDIO_RATE / HOP - 1e-9))  # exclusive
+        first = max(first, self._frame_start)
+        last = min(last, self._next_frame)
+        return first - self._frame_start, max(first, last) - self._frame_start
+
+    def row(self, start: float, end: float) -> np.ndarray:
+        """One row of features for the audio in [start, end) seconds (normally one second)."""
+        a, b = self._frame_span(start, end)
+        if b <= a:
+            raise ValueError(f"no analysed audio in [{start:.2f}, {end:.2f}) s")
+        f = self._frames
+        lo = max(int(round(start * AUDIO_RATE)), 0) - self._buffer_start
+        hi = min(int(round(end * AUDIO_RATE)), self.samples_in) - self._buffer_start
+        chunk = self._buffer[max(lo, 0) : max(hi, 0)].astype(np.float64)
+        rms = np.sqrt(np.mean(chunk**2)) if chunk.size else 0.0
+        peak = float(np.max(np.abs(chunk))) if chunk.size else 0.0
+        crossings = np.count_nonzero(np.diff(np.signbit(chunk))) / max(len(chunk), 1)
+        c = f["chroma"][a:b].mean(axis=0)
+        history = f["onset"][max(0, b - int(TEMPO_WINDOW_SECONDS * FRAME_RATE)) : b]
+        bpm, clarity = _tempo(history, FRAME_RATE)
+        nyquist = AUDIO_RATE / 2
+        return np.concatenate(
+            [
+                f["mel_db"][a:b].mean(axis=0),
+                c / (c.max() + 1e-10),
+                [
+                    20 * np.log10(rms + 1e-10),
+                    20 * np.log10(peak + 1e-10),
+                    f["onset"][a:b].mean(),
+                    f["onset"][a:b].max(),
+                    f["flux"][a:b].mean(),
+                    f["centroid"][a:b].mean() / nyquist,
+                    f["bandwidth"][a:b].mean() / nyquist,
+                    f["rolloff"][a:b].mean() / nyquist,
+                    f["flatness"][a:b].mean(),
+                    crossings,
+                    bpm / TEMPO_RANGE_BPM[1],
+                    clarity,
+                ],
+            ]
+        ).astype(np.float32)
+
+    def rows(self, start: float, seconds: int) -> np.ndarray:
+        """[seconds, DIM]: one row per second from `start`."""
+        return (
+            np.stack([self.row(start + i, start + i + 1) for i in range(seconds)])
+            if seconds
+            else np.zeros((0, DIM), np.float32)
+        )
+
+
 def audio_features(samples: np.ndarray, sr: int = AUDIO_RATE) -> np.ndarray:
     """Per-second features [seconds, DIM] of mono float32 audio at `sr` (a partial last second counts
     when it is at least half a second long)."""
@@ -123,54 +276,7 @@ def audio_features(samples: np.ndarray, sr: int = AUDIO_RATE) -> np.ndarray:
         raise ValueError(f"audio must be resampled to {AUDIO_RATE} Hz, got {sr}")
     samples = np.asarray(samples, np.float32)
     seconds = whole_seconds(len(samples) / sr)
-    if seconds == 0:
-        return np.zeros((0, DIM), np.float32)
-    frames = _frames(samples)
-    power = np.abs(np.fft.rfft(frames, axis=1)).astype(np.float32) ** 2
-    magnitude = np.sqrt(power)
-    freqs = np.linspace(0, sr / 2, power.shape[1], dtype=np.float32)
-    mel_db = 10.0 * np.log10(power @ mel_filters().T + 1e-10)
-    chroma = power @ chroma_filters().T
-    onset = np.concatenate([[0.0], np.maximum(0.0, np.diff(mel_db, axis=0)).mean(axis=1)])
-    norm_mag = magnitude / (magnitude.sum(axis=1, keepdims=True) + 1e-10)
-    flux = np.concatenate([[0.0], np.sqrt((np.maximum(0.0, np.diff(norm_mag, axis=0)) ** 2).sum(axis=1))])
-    total = power.sum(axis=1) + 1e-10
-    centroid = (power * freqs).sum(axis=1) / total
-    bandwidth = np.sqrt((power * (freqs - centroid[:, None]) ** 2).sum(axis=1) / total)
-    rolloff = freqs[np.minimum((np.cumsum(power, axis=1) < 0.85 * total[:, None]).sum(axis=1), len(freqs) - 1)]
-    flatness = np.exp(np.log(power + 1e-10).mean(axis=1)) / (power.mean(axis=1) + 1e-10)
-
-    frame_rate = sr / HOP
-    frame_second = np.minimum((np.arange(len(frames)) * HOP / sr).astype(int), seconds - 1)
-    rows = np.zeros((seconds, DIM), np.float32)
-    tempo_frames = int(TEMPO_WINDOW_SECONDS * frame_rate)
-    for s in range(seconds):
-        idx = np.flatnonzero(frame_second == s)
-        chunk = samples[s * sr : (s + 1) * sr]
-        rms = np.sqrt(np.mean(chunk.astype(np.float64) ** 2)) if chunk.size else 0.0
-        peak = float(np.max(np.abs(chunk))) if chunk.size else 0.0
-        c = chroma[idx].mean(axis=0)
-        crossings = np.count_nonzero(np.diff(np.signbit(chunk))) / max(len(chunk), 1)
-        history = onset[max(0, idx[-1] + 1 - tempo_frames) : idx[-1] + 1]
-        bpm, clarity = _tempo(history, frame_rate)
-        rows[s] = np.concatenate(
-            [
-                mel_db[idx].mean(axis=0),
-                c / (c.max() + 1e-10),
-                [
-                    20 * np.log10(rms + 1e-10),
-                    20 * np.log10(peak + 1e-10),
-                    onset[idx].mean(),
-                    onset[idx].max(),
-                    flux[idx].mean(),
-                    centroid[idx].mean() / (sr / 2),
-                    bandwidth[idx].mean() / (sr / 2),
-                    rolloff[idx].mean() / (sr / 2),
-                    flatness[idx].mean(),
-                    crossings,
-                    bpm / TEMPO_RANGE_BPM[1],
-                    clarity,
-                ],
-            ]
-        )
-    return rows
+    analyser = AudioAnalyser(keep_seconds=None)
+    analyser.push(samples)
+    analyser.finish()
+    return analyser.rows(0.0, seconds)
