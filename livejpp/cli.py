@@ -200,7 +200,120 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="where reports go (default: eval/MODEL)")
     evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_cmd_eval)
+
+    render = commands.add_parser(
+        "render",
+        help="stitch a music video for a song from a library",
+        description="Feed SONG to the engine as if it were live, cut between the clips that fit it on the beat, "
+        "crossfade them and write an H.264/AAC mp4 with the song's audio, plus the cut list (OUT.cuts.json and "
+        "OUT.cuts.csv: time, clip, video, source time, distance, beat). SONG is any audio PyAV reads, or a video's "
+        "soundtrack.",
+    )
+    render.add_argument("song", metavar="SONG", help="audio file (mp3, ogg, flac, wav, m4a, ...) or a video")
+    render.add_argument("--library", "-l", required=True, metavar="LIB", help="library folder")
+    render.add_argument("--model", "-m", default="default", help="model (default: %(default)s)")
+    render.add_argument("--out", "-o", required=True, metavar="OUT.mp4", help="video to write")
+    render.add_argument("--size", default="1280x720", metavar="WxH", help="output size (default: %(default)s)")
+    render.add_argument("--fps", type=_positive_int, default=30, help="frames per second (default: %(default)s)")
+    _add_selector_options(render)
+    render.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    render.set_defaults(func=_cmd_render)
+
+    query = commands.add_parser(
+        "query",
+        help="the clips nearest to and farthest from a song or a video",
+        description="Embed a window of INPUT (audio: audio → video through the model; video: video → video) and "
+        "print the k nearest and k farthest clips of the library; also writes a contact sheet PNG.",
+    )
+    query.add_argument("input", metavar="INPUT", help="audio or video file")
+    query.add_argument("--library", "-l", required=True, metavar="LIB", help="library folder")
+    query.add_argument("--model", "-m", default="default", help="model (default: %(default)s)")
+    query.add_argument("-k", type=_positive_int, default=5, help="how many nearest and farthest (default: %(default)s)")
+    query.add_argument("--start", type=float, default=0.0, metavar="S", help="window start in INPUT (default: 0)")
+    query.add_argument("--as", dest="kind", choices=("audio", "video"), help="treat INPUT as audio or video")
+    query.add_argument("--sheet", metavar="PNG", help="contact sheet to write (default: INPUT name + .query.png)")
+    query.set_defaults(func=_cmd_query)
     return parser
+
+
+def _add_selector_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bars", type=_positive_int, default=2, help="cut every N bars of 4 beats (default: %(default)s)")
+    p.add_argument("--min-clip", type=float, default=2.0, metavar="S", help="least time on one clip (default: 2)")
+    p.add_argument("--max-clip", type=float, default=16.0, metavar="S", help="most time on one clip (default: 16)")
+    p.add_argument(
+        "--no-repeat",
+        type=float,
+        default=45.0,
+        metavar="S",
+        help="a clip is not shown again within S seconds (default: 45)",
+    )
+    p.add_argument("--crossfade", type=float, default=1.0, metavar="BEATS", help="crossfade length (default: 1)")
+    p.add_argument(
+        "--stay-with-video",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="prefer clips of the video on screen by W in distance (default: 0, off)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for the choices among the best clips (default: 0)")
+
+
+def _selector_settings(args: argparse.Namespace):
+    from livejpp.engine.selector import SelectorSettings
+
+    return SelectorSettings(
+        bars_per_cut=args.bars,
+        min_seconds=args.min_clip,
+        max_seconds=args.max_clip,
+        no_repeat_seconds=args.no_repeat,
+        crossfade_beats=args.crossfade,
+        stay_with_video=args.stay_with_video,
+        seed=args.seed,
+    )
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"livejpp: error: --size must look like 1280x720, not {text!r}") from None
+    return w, h
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from livejpp.engine.engine import EngineSettings
+    from livejpp.engine.render import render
+
+    result = render(
+        args.song,
+        args.library,
+        args.out,
+        args.model,
+        _size(args.size),
+        args.fps,
+        EngineSettings(selector=_selector_settings(args)),
+        progress=not args.quiet,
+    )
+    speed = result.song_seconds / result.wall_seconds
+    print(
+        f"wrote {result.video}: {result.song_seconds:.1f} s, {len(result.cuts)} cuts, {result.bpm:.0f} BPM, "
+        f"rendered in {result.wall_seconds:.1f} s ({speed:.1f}x real time)"
+    )
+    print(f"cut list: {result.cut_list_json} and {result.cut_list_csv}")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from livejpp.query import contact_sheet, format_matches, query
+
+    kind, nearest, farthest = query(args.input, args.library, args.model, args.k, args.start, args.kind)
+    print(format_matches(kind, args.input, nearest, farthest))
+    sheet = args.sheet or f"{Path(args.input).stem}.query.png"
+    contact_sheet(sheet, kind, args.input, nearest, farthest)
+    print(f"contact sheet: {sheet}")
+    return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:

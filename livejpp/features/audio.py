@@ -86,7 +86,7 @@ def is_silent(samples: np.ndarray) -> bool:
     return level_dbfs(samples) < SILENCE_DBFS
 
 
-def _tempo(onset: np.ndarray, frame_rate: float) -> tuple[float, float]:
+def tempo_of(onset: np.ndarray, frame_rate: float) -> tuple[float, float]:
     """Tempo (BPM) and pulse clarity (0..1) from an onset-strength envelope by autocorrelation."""
     env = onset - onset.mean()
     energy = float(np.dot(env, env))
@@ -237,7 +237,7 @@ class AudioAnalyser:
         crossings = np.count_nonzero(np.diff(np.signbit(chunk))) / max(len(chunk), 1)
         c = f["chroma"][a:b].mean(axis=0)
         history = f["onset"][max(0, b - int(TEMPO_WINDOW_SECONDS * FRAME_RATE)) : b]
-        bpm, clarity = _tempo(history, FRAME_RATE)
+        bpm, clarity = tempo_of(history, FRAME_RATE)
         nyquist = AUDIO_RATE / 2
         return np.concatenate(
             [

@@ -1,0 +1,1 @@
+"""The matching engine: audio analysis in hops, the beat clock, the selector; served to render and live."""

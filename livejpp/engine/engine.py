@@ -1,0 +1,128 @@
+"""The engine: audio in, cuts out. One code path for a song file (render) and a live stream.
+
+Every hop (0.5 s) it summarises the newest audio into the rolling window's per-second rows (only
+the new audio is analysed), embeds the window, asks the index for the nearest clips, updates the
+beat clock and lets the selector decide the cuts that fall on the beats of the coming hop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from livejpp import index as clip_index
+from livejpp.engine.beat import HISTORY_SECONDS, BeatClock
+from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
+from livejpp.errors import LivejppError
+from livejpp.features.audio import NAMES as AUDIO_NAMES
+from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
+from livejpp.media.decode import AUDIO_RATE
+from livejpp.library.store import LibraryStore
+from livejpp.model.card import fingerprint, resolve
+from livejpp.model.embed import Embedder
+
+log = logging.getLogger("livejpp.engine")
+LOUDNESS = AUDIO_NAMES.index("loudness_db")
+
+
+class EngineError(LivejppError):
+    """The engine cannot run on this library or model."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    hop: float = 0.5
+    neighbours: int = 20
+    selector: SelectorSettings = field(default_factory=SelectorSettings)
+
+
+@dataclass
+class Hop:
+    time: float
+    level_db: float
+    bpm: float
+    neighbours: list[tuple[int, float]]
+    seconds: float  # analysis time of this hop (wall)
+
+
+class Engine:
+    def __init__(self, library: str | Path, model: str | Path = "default", settings: EngineSettings | None = None):
+        self.settings = settings or EngineSettings()
+        self.library = Path(library)
+        folder = resolve(model)
+        self.embedder = Embedder(folder)
+        if self.embedder.card["audio"]["feature_set"] != "hand_audio":
+            raise EngineError(
+                f"{folder}: live analysis computes hand_audio features; model needs "
+                f"{self.embedder.card['audio']['feature_set']}"
+            )
+        meta, rebuilt = clip_index.embed_library(library, folder)
+        if rebuilt:
+            log.info("indexed %d clips of %s under model %s", meta["count"], library, folder.name)
+        with LibraryStore(library) as store:
+            self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in store.clips()}
+            self.records = {c.id: c for c in store.clips()}
+            state = store.state()
+        self.index = clip_index.load(
+            library, folder.name, {"model_fingerprint": fingerprint(folder), "library_state": state}
+        )
+        self.window = self.embedder.seconds
+        self.analyser = AudioAnalyser(keep_seconds=self.window + HISTORY_SECONDS + 2)
+        self.clock = BeatClock()
+        self.selector = Selector(self.clips, self.settings.selector)
+        self.neighbours: list[tuple[int, float]] = []
+        self.next_hop = self.settings.hop
+        self.last_beat = -1e9
+        self.beat_count = 0
+        self.cuts: list[Cut] = []
+        self.beats: list[float] = []
+        self.hops: list[Hop] = []
+
+    def push(self, samples: np.ndarray) -> list[Cut]:
+        """Feed audio (mono float32, 22 050 Hz) in blocks of any size; returns the cuts decided by
+        the hops it completed. Each hop sees exactly the audio up to its time, however it arrived."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        cuts: list[Cut] = []
+        while len(samples):
+            room = int(round(self.next_hop * AUDIO_RATE)) - self.analyser.samples_in
+            take, samples = samples[: max(room, 0)], samples[max(room, 0) :]
+            self.analyser.push(take)
+            if self.analyser.samples_in >= int(round(self.next_hop * AUDIO_RATE)):
+                cuts += self._hop(self.next_hop)
+                self.next_hop += self.settings.hop
+        return cuts
+
+    def _hop(self, now: float) -> list[Cut]:
+        started = time.perf_counter()
+        seconds = min(self.window, int(now))
+        level = -np.inf
+        if seconds >= 1:
+            rows = self.analyser.rows(now - seconds, seconds)
+            level = float(rows[:, LOUDNESS].max())
+            if level > SILENCE_DBFS:  # silence keeps what plays: it matches nothing
+                embedding = self.embedder.audio([rows])
+                labels, distances = self.index.query(embedding, self.settings.neighbours)
+                self.neighbours = list(zip(labels[0].tolist(), distances[0].tolist(), strict=True))
+        self.clock.update(self.analyser, now)
+        cuts: list[Cut] = []
+        if self.neighbours:
+            period = self.clock.period
+            if self.selector.current is None:
+                cuts.append(self.selector.on_beat(now, 0, period, self.neighbours))
+            beat = self.clock.next_beat(max(now, self.last_beat + 0.5 * period))
+            while beat < now + self.settings.hop:
+                self.beat_count += 1
+                self.last_beat = beat
+                self.beats.append(beat)
+                cut = self.selector.on_beat(beat, self.beat_count, period, self.neighbours)
+                if cut is not None:
+                    cuts.append(cut)
+                beat = self.clock.next_beat(beat + 0.5 * period)
+        cuts = [c for c in cuts if c is not None]
+        self.cuts += cuts
+        self.hops.append(Hop(now, level, self.clock.bpm, self.neighbours[:5], time.perf_counter() - started))
+        return cuts

@@ -1,0 +1,240 @@
+"""`livejpp render SONG`: a music video stitched from the library, the song's audio muxed in.
+
+The song is fed to the engine in hops exactly as live audio would be; the cuts it decides are then
+drawn by the numpy compositor (the same mix the window's shaders draw) and encoded as H.264/AAC.
+Nothing is left half-written: the video and the cut list are written beside and renamed into place.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from livejpp.engine.engine import Engine, EngineSettings
+from livejpp.engine.selector import Cut
+from livejpp.errors import LivejppError
+from livejpp.features.audio import is_silent
+from livejpp.media.decode import AUDIO_RATE, MediaError, read_audio_file
+from livejpp.render.compose import crossfade_weight, mix
+from livejpp.render.player import FramePool
+
+OUTPUT_AUDIO_RATE = 48000
+
+
+class RenderError(LivejppError):
+    """A render that cannot be made as asked."""
+
+
+@dataclass
+class RenderResult:
+    video: Path
+    cut_list_json: Path
+    cut_list_csv: Path
+    song_seconds: float
+    wall_seconds: float
+    frames: int
+    cuts: list[dict]
+    beats: list[float]
+    bpm: float
+
+
+def check_writable(out: Path) -> None:
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise RenderError(f"{out}: cannot write here (no folder {folder})")
+    if not os.access(folder, os.W_OK):
+        raise RenderError(f"{out}: cannot write here (folder {folder} is not writable)")
+
+
+def analyse(song: str | Path, library: str | Path, model: str | Path, settings: EngineSettings) -> tuple[Engine, float]:
+    """Run the engine over the song as if it were live; returns the engine (its cuts, beats, hops)."""
+    samples = read_audio_file(song)
+    duration = len(samples) / AUDIO_RATE
+    engine = Engine(library, model, settings)
+    if duration < engine.window:
+        raise RenderError(f"{song}: {duration:.1f} s long; a song needs at least one {engine.window} s window")
+    if is_silent(samples):
+        raise RenderError(f"{song}: silent (below -60 dBFS): there is no music to match")
+    block = int(settings.hop * AUDIO_RATE)
+    for start in range(0, len(samples), block):
+        engine.push(samples[start : start + block])
+    return engine, duration
+
+
+def cut_rows(engine: Engine, cuts: list[Cut]) -> list[dict]:
+    rows = []
+    for cut in cuts:
+        record = engine.records[cut.clip]
+        rows.append(
+            {
+                "time": round(cut.time, 4),
+                "clip": record.uid,
+                "clip_id": cut.clip,
+                "video": record.source,
+                "source_time": round(record.start + cut.offset, 4),
+                "offset": cut.offset,
+                "distance": round(cut.distance, 6),
+                "beat": cut.beat,
+                "crossfade": round(cut.crossfade, 4),
+                "reason": cut.reason,
+            }
+        )
+    return rows
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def render(
+    song: str | Path,
+    library: str | Path,
+    out: str | Path,
+    model: str | Path = "default",
+    size: tuple[int, int] = (1280, 720),
+    fps: int = 30,
+    settings: EngineSettings | None = None,
+    progress: bool = True,
+    crf: int = 21,
+    preset: str = "veryfast",
+) -> RenderResult:
+    out = Path(out)
+    check_writable(out)
+    if size[0] % 2 or size[1] % 2:
+        raise RenderError(f"{size[0]}x{size[1]}: width and height must be even for H.264")
+    started = time.monotonic()
+    settings = settings or EngineSettings()
+    engine, duration = analyse(song, library, model, settings)
+    cuts = list(engine.cuts)
+    if not cuts:
+        raise RenderError(f"{song}: no clip matched (is the library empty?)")
+    cuts[0].time, cuts[0].crossfade = 0.0, 0.0  # a file can show its first clip from the first frame
+    rows = cut_rows(engine, cuts)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{out.name}.", suffix=".part.mp4", dir=out.parent if str(out.parent) else "."
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    stem = out.with_suffix("")
+    json_path, csv_path = Path(f"{stem}.cuts.json"), Path(f"{stem}.cuts.csv")
+    meta = {
+        "song": str(song),
+        "library": str(library),
+        "model": str(model),
+        "bpm": round(engine.clock.bpm, 2),
+        "size": list(size),
+        "fps": fps,
+        "settings": settings.selector.as_dict(),
+        "cuts": rows,
+    }
+    _write_atomically(json_path, json.dumps(meta, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomically(csv_path, buffer.getvalue())
+    return RenderResult(
+        out, json_path, csv_path, duration, time.monotonic() - started, frames, rows, engine.beats, engine.clock.bpm
+    )
+
+
+def _clip_source(engine: Engine, clip_id: int) -> tuple[str, float, float]:
+    record = engine.records[clip_id]
+    length = record.end - record.start
+    if record.playback:
+        return str(Path(engine.library) / record.playback), 0.0, length
+    return record.source, record.start, length
+
+
+def _encode(
+    song,
+    engine: Engine,
+    cuts: list[Cut],
+    path: Path,
+    size,
+    fps: int,
+    duration: float,
+    progress: bool,
+    crf: int,
+    preset: str,
+) -> int:
+    width, height = size
+    n_frames = int(np.ceil(duration * fps))
+    times = [c.time for c in cuts]
+    pool = FramePool(size)
+
+    def picture(cut: Cut, t: float) -> np.ndarray:
+        path_, base, length = _clip_source(engine, cut.clip)
+        clip_t = (cut.offset + (t - cut.time)) % max(length, 1e-3)
+        return pool.get(cut.clip, path_, base, length).frame_at(clip_t)
+
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"preset": preset, "crf": str(crf), "g": str(2 * fps), "movflags": "+faststart"}
+        audio = container.add_stream("aac", rate=OUTPUT_AUDIO_RATE)
+        audio.layout = "stereo"
+        try:
+            for n in tqdm(range(n_frames), desc="rendering", unit="frame", disable=not progress, leave=False):
+                t = n / fps
+                i = bisect.bisect_right(times, t) - 1
+                cut = cuts[max(i, 0)]
+                rgb = picture(cut, t)
+                w = crossfade_weight(t, cut.time, cut.crossfade)
+                if i > 0 and w < 1.0:
+                    rgb = mix(picture(cuts[i - 1], t), rgb, w)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = n
+                frame.time_base = Fraction(1, fps)
+                for packet in video.encode(frame):
+                    container.mux(packet)
+            for packet in video.encode(None):
+                container.mux(packet)
+        finally:
+            pool.close()
+        _mux_audio(song, container, audio, duration)
+    return n_frames
+
+
+def _mux_audio(song, container, stream, duration: float) -> None:
+    """The song itself, resampled to 48 kHz stereo AAC, trimmed to its decoded length."""
+    try:
+        source = av.open(str(song))
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(str(song), f"not a readable audio file ({exc})") from exc
+    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=OUTPUT_AUDIO_RATE)
+    limit = int(duration * OUTPUT_AUDIO_RATE)
+    written = 0
+    with source:
+        for frame in source.decode(source.streams.audio[0]):
+            frame.pts = None
+            for out in resampler.resample(frame):
+                if written >= limit:
+                    break
+                out.pts = written
+                out.time_base = Fraction(1, OUTPUT_AUDIO_RATE)
+                written += out.samples
+                for packet in stream.encode(out):
+                    container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)

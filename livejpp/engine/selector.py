@@ -1,0 +1,130 @@
+"""The selector: neighbour lists in, a cut list a VJ would accept out.
+
+Cuts land on beats, every N bars; a clip stays on screen between a minimum and a maximum time;
+a clip is not shown again within a window; a clip comes back where it left off; optionally the
+show stays with one source video. Random choices come from one seeded generator: the same music
+and seed give the same cuts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SelectorSettings:
+    bars_per_cut: int = 2
+    beats_per_bar: int = 4
+    min_seconds: float = 2.0
+    max_seconds: float = 16.0
+    no_repeat_seconds: float = 45.0
+    crossfade_beats: float = 1.0
+    stay_with_video: float = 0.0  # added to the closeness of clips from the video on screen (0: off)
+    continue_clips: bool = True
+    choices: int = 3  # pick among this many best candidates (1: always the best)
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    id: int
+    video_id: int
+    length: float
+    uid: str = ""
+    source: str = ""
+
+
+@dataclass
+class Cut:
+    time: float  # when the new clip starts (a beat time)
+    clip: int
+    offset: float  # where in the clip it starts
+    crossfade: float  # seconds
+    distance: float
+    beat: int  # beat number since the show started
+    reason: str  # "start", "bars", "max", "forced"
+    extra: dict = field(default_factory=dict)
+
+
+class Selector:
+    def __init__(self, clips: dict[int, ClipInfo], settings: SelectorSettings | None = None):
+        self.clips = clips
+        self.settings = settings or SelectorSettings()
+        self.rng = np.random.default_rng(self.settings.seed)
+        self.current: Cut | None = None
+        self.last_shown: dict[int, float] = {}  # clip → time it was last on screen
+        self.resume_at: dict[int, float] = {}  # clip → where it left off
+        self.held = False
+
+    def _due(self, time: float, beat: int) -> str | None:
+        s = self.settings
+        if self.current is None:
+            return "start"
+        if self.held:
+            return None
+        on_screen = time - self.current.time
+        if on_screen >= s.max_seconds:
+            return "max"
+        if beat % (s.bars_per_cut * s.beats_per_bar) == 0 and on_screen >= s.min_seconds:
+            return "bars"
+        return None
+
+    def on_beat(
+        self, time: float, beat: int, period: float, neighbours: list[tuple[int, float]], force: bool = False
+    ) -> Cut | None:
+        """Called at each beat with the current neighbour list (closest first); returns a cut or None."""
+        reason = "forced" if force else self._due(time, beat)
+        if reason is None or not neighbours:
+            return None
+        choice = self._choose(time, neighbours)
+        if choice is None:
+            return None
+        clip, distance = choice
+        info = self.clips[clip]
+        offset = self.resume_at.get(clip, 0.0) if self.settings.continue_clips else 0.0
+        if offset > info.length - 1.0:
+            offset = 0.0
+        if self.current is not None:
+            left = self.current
+            shown = time - left.time
+            self.resume_at[left.clip] = (left.offset + shown) % max(self.clips[left.clip].length, 1e-3)
+            self.last_shown[left.clip] = time
+        cut = Cut(
+            time,
+            clip,
+            round(offset, 4),
+            self.settings.crossfade_beats * period if self.current else 0.0,
+            float(distance),
+            beat,
+            reason,
+        )
+        self.current = cut
+        self.last_shown[clip] = time
+        return cut
+
+    def _choose(self, time: float, neighbours: list[tuple[int, float]]) -> tuple[int, float] | None:
+        s = self.settings
+        current = self.current.clip if self.current else None
+        fresh = [
+            (c, d)
+            for c, d in neighbours
+            if c != current and c in self.clips and time - self.last_shown.get(c, -1e9) >= s.no_repeat_seconds
+        ]
+        if not fresh:  # everything was shown lately: the one seen longest ago
+            others = [(c, d) for c, d in neighbours if c != current and c in self.clips]
+            if not others:
+                return None
+            fresh = [min(others, key=lambda cd: self.last_shown.get(cd[0], -1e9))]
+        if s.stay_with_video and current is not None:
+            video = self.clips[current].video_id
+            fresh = sorted(
+                fresh, key=lambda cd: cd[1] - (s.stay_with_video if self.clips[cd[0]].video_id == video else 0)
+            )
+        top = fresh[: max(1, s.choices)]
+        weights = 1.0 / np.arange(1, len(top) + 1)
+        return top[int(self.rng.choice(len(top), p=weights / weights.sum()))]
