@@ -1,19 +1,24 @@
 # livejpp: `make demo` builds the demo library from the project's own media; `make test` runs the checks.
 # Both set up everything first: system packages (apt, when root), a virtual environment, pip installs.
-# Point the demo at your own footage with: make demo MEDIA=~/Videos/loops LIBRARY=~/vj/library
+# Point the demo at your own footage and song with:
+#   make demo MEDIA=~/Videos/loops LIBRARY=~/vj/library SONG=~/Music/track.mp3 VIDEO=~/vj/track.mp4
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MEDIA ?= tests/media/av tests/media/footage
 LIBRARY ?= demo/library
+SONG ?= tests/media/music/Kevin_MacLeod-Vibe_Ace.ogg
+VIDEO ?= demo/vibe_ace.mp4
 
 .PHONY: demo test setup system bench clean
 
 demo: setup
 	$(BIN)/livejpp library build $(MEDIA) --out $(LIBRARY) --features all
 	$(BIN)/livejpp library embed $(LIBRARY) --model default
+	$(BIN)/livejpp render $(SONG) --library $(LIBRARY) --out $(VIDEO)
 	@echo "demo library: $(LIBRARY)  (inspect it with: $(BIN)/livejpp library info $(LIBRARY))"
+	@echo "demo music video: $(VIDEO)  (cut list beside it: $(basename $(VIDEO)).cuts.json)"
 
 test: setup
 	$(BIN)/ruff check livejpp tests tools

@@ -31,7 +31,7 @@ def embed_cli(lib, *extra):
 @pytest.fixture
 def library(tmp_path, real_library):
     lib = tmp_path / "lib"
-    shutil.copytree(real_library[0], lib)
+    shutil.copytree(real_library[0], lib, ignore=shutil.ignore_patterns("index"))  # other tests index it
     return lib
 
 

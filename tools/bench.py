@@ -219,6 +219,82 @@ def bench_model(args: argparse.Namespace) -> None:
             )
 
 
+def bench_render(args: argparse.Namespace) -> None:
+    """Render time at 720p30 for the longest bundled track, cut timing against beats, repeats."""
+    import numpy as np
+
+    from livejpp.engine.beat import BeatClock
+    from livejpp.engine.render import render
+    from livejpp.features.audio import FRAME_RATE, AudioAnalyser, tempo_of
+    from livejpp.index import embed_library
+    from livejpp.media.decode import read_audio_file
+
+    music = ROOT / "tests" / "media" / "music"
+    songs = sorted(music.iterdir(), key=lambda p: -len(read_audio_file(p)))
+    song = Path(args.song) if args.song else songs[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "lib"
+        build_library(DEFAULT_MEDIA, lib, progress=False)
+        embed_library(lib, "default")
+        rows = []
+        for width, height in ((1280, 720), (1920, 1080)) if args.hd else ((1280, 720),):
+            cpu = cpu_seconds()
+            result = render(song, lib, Path(tmp) / "out.mp4", size=(width, height), fps=30, progress=False)
+            cpu = cpu_seconds() - cpu
+            rows.append(
+                [
+                    f"{width}x{height}@30",
+                    f"{result.song_seconds:.1f}",
+                    f"{result.wall_seconds:.1f}",
+                    f"{result.song_seconds / result.wall_seconds:.2f}x",
+                    f"{cpu:.1f}",
+                ]
+            )
+        print(f"song: {song.name} ({result.song_seconds:.1f} s), library: bundled footage (14 clips)")
+        print(table(["output", "song s", "wall s", "speed", "CPU s"], rows))
+        # beats detected offline, from the whole song at once (not the engine's causal clock)
+        analyser = AudioAnalyser(keep_seconds=None)
+        analyser.push(read_audio_file(song))
+        analyser.finish()
+        env = analyser.onset_envelope(0, analyser.seconds)
+        bpm, _ = tempo_of(env, FRAME_RATE)
+        period = 60 / bpm
+        engine_period = 60 / result.bpm
+        if abs(period * 2 / engine_period - 1) < 0.08 or abs(period / 2 / engine_period - 1) < 0.08:
+            period = engine_period  # the same beat at another octave: compare on the engine's
+        cut_times = np.array([c["time"] for c in result.cuts[1:]])
+        grid = []
+        for t in cut_times:  # the beat grid around each cut, from the onsets 4 s either side (non-causal)
+            start = max(0.0, t - 4.0)
+            local = analyser.onset_envelope(start, t + 4.0)
+            phase = start + BeatClock._phase(local, period)
+            grid.append(((t - phase + period / 2) % period) - period / 2)
+        peaks = [
+            i / FRAME_RATE
+            for i in range(1, len(env) - 1)
+            if env[i] >= env[i - 1] and env[i] >= env[i + 1] and env[i] > np.percentile(env, 90)
+        ]
+        to_onset = [min(abs(t - p) for p in peaks) for t in cut_times] if peaks else []
+        clips = [c["clip"] for c in result.cuts]
+        repeats = sum(1 for i, c in enumerate(clips) if c in clips[:i])
+        print(
+            table(
+                ["measure", "value"],
+                [
+                    ["tempo (engine, end of song)", f"{result.bpm:.1f} BPM"],
+                    ["tempo (offline, whole song)", f"{60 / period:.1f} BPM"],
+                    ["cuts", f"{len(result.cuts)} ({len(set(clips))} different clips of 14)"],
+                    ["median |cut - beat detected offline|", f"{1000 * np.median(np.abs(grid)):.0f} ms"],
+                    [
+                        "median |cut - nearest strong onset|",
+                        f"{1000 * np.median(to_onset):.0f} ms" if to_onset else "-",
+                    ],
+                    ["cuts to a clip already shown", f"{repeats} of {len(clips)} ({100 * repeats / len(clips):.0f} %)"],
+                ],
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -231,6 +307,10 @@ def main() -> None:
     model.add_argument("--videos", type=int, default=200, help="synthetic videos of 10 clips (default: 200)")
     model.add_argument("--seed-clips", type=int, default=20000, help="clips for the seed timing (0: skip)")
     model.set_defaults(func=bench_model)
+    rend = sub.add_parser("render", help="render speed at 720p30, cut timing against beats, repeats")
+    rend.add_argument("--song", help="audio file (default: the longest bundled track)")
+    rend.add_argument("--hd", action="store_true", help="also render at 1920x1080")
+    rend.set_defaults(func=bench_render)
     args = parser.parse_args()
     args.func(args)
 

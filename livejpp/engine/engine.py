@@ -20,8 +20,8 @@ from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
 from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
 from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
-from livejpp.media.decode import AUDIO_RATE
 from livejpp.library.store import LibraryStore
+from livejpp.media.decode import AUDIO_RATE
 from livejpp.model.card import fingerprint, resolve
 from livejpp.model.embed import Embedder
 
