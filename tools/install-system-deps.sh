@@ -10,6 +10,9 @@ packages=(
   procps         # pgrep: tests check that no worker outlives a killed build
   util-linux     # setpriv: tests take file-reading rights from root to make an unreadable file
   libportaudio2  # sounddevice (live audio capture)
+  libegl1        # headless OpenGL for the live compositor and its tests (EGL, no display) ...
+  libegl-mesa0   # ... on Mesa ...
+  libgl1-mesa-dri  # ... with llvmpipe, the software renderer
 )
 
 missing=()

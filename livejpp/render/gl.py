@@ -1,0 +1,119 @@
+"""The compositor in OpenGL (3.3 core): the crossfade shader of shaders/, drawn into a window or,
+headless (EGL, no display), into an offscreen one. `render` computes the same mix in numpy;
+tests read the pixels back and compare.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+SHADERS = Path(__file__).resolve().parents[2] / "shaders"
+
+
+def gl_config():
+    from pyglet import gl
+
+    # 8 bits a channel: headless EGL would otherwise pick RGB565 and band every gradient
+    return gl.Config(
+        red_size=8,
+        green_size=8,
+        blue_size=8,
+        alpha_size=8,
+        double_buffer=True,
+        major_version=3,
+        minor_version=3,
+        forward_compatible=True,
+    )
+
+
+class GLCompositor:
+    """Two picture layers and the crossfade between them, in the current GL context."""
+
+    def __init__(self, width: int, height: int):
+        from pyglet import gl
+        from pyglet.graphics.shader import Shader, ShaderProgram
+
+        self.width, self.height = width, height
+        self.program = ShaderProgram(
+            Shader((SHADERS / "fullscreen.vert").read_text(), "vertex"),
+            Shader((SHADERS / "crossfade.frag").read_text(), "fragment"),
+        )
+        self.quad = self.program.vertex_list(
+            4, gl.GL_TRIANGLE_STRIP, position=("f", (-1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
+        )
+        self.textures = []
+        for unit in range(2):
+            tex = gl.GLuint()
+            gl.glGenTextures(1, ctypes.byref(tex))
+            gl.glActiveTexture(gl.GL_TEXTURE0 + unit)
+            gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+            for pname in (gl.GL_TEXTURE_MIN_FILTER, gl.GL_TEXTURE_MAG_FILTER):
+                gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, gl.GL_NEAREST)
+            for pname in (gl.GL_TEXTURE_WRAP_S, gl.GL_TEXTURE_WRAP_T):
+                gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, gl.GL_CLAMP_TO_EDGE)
+            gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_RGB8, width, height, 0, gl.GL_RGB, gl.GL_UNSIGNED_BYTE, None)
+            self.textures.append(tex)
+        self.program.use()
+        self.program["outgoing"] = 0
+        self.program["incoming"] = 1
+        self.program["brightness"] = 1.0
+        self.program["blackout"] = 0.0
+
+    def upload(self, layer: int, rgb: np.ndarray) -> None:
+        """A picture (uint8 [height, width, 3], top row first) into layer 0 (outgoing) or 1 (incoming)."""
+        from pyglet import gl
+
+        if rgb.shape != (self.height, self.width, 3):
+            raise ValueError(f"picture is {rgb.shape}, the compositor draws {self.height}x{self.width}")
+        data = np.ascontiguousarray(rgb, np.uint8)
+        gl.glActiveTexture(gl.GL_TEXTURE0 + layer)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.textures[layer])
+        gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)
+        gl.glTexSubImage2D(
+            gl.GL_TEXTURE_2D,
+            0,
+            0,
+            0,
+            self.width,
+            self.height,
+            gl.GL_RGB,
+            gl.GL_UNSIGNED_BYTE,
+            data.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)),
+        )
+
+    def draw(self, weight: float, brightness: float = 1.0, blackout: bool = False) -> None:
+        from pyglet import gl
+
+        gl.glViewport(0, 0, self.width, self.height)
+        self.program.use()
+        self.program["weight"] = float(weight)
+        self.program["brightness"] = float(brightness)
+        self.program["blackout"] = 1.0 if blackout else 0.0
+        for unit, tex in enumerate(self.textures):
+            gl.glActiveTexture(gl.GL_TEXTURE0 + unit)
+            gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+        self.quad.draw(gl.GL_TRIANGLE_STRIP)
+
+    def read_pixels(self) -> np.ndarray:
+        """What was drawn, as uint8 [height, width, 3], top row first."""
+        from pyglet import gl
+
+        buffer = (ctypes.c_ubyte * (self.width * self.height * 4))()
+        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
+        gl.glReadPixels(0, 0, self.width, self.height, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, buffer)
+        pixels = np.frombuffer(buffer, np.uint8).reshape(self.height, self.width, 4)
+        return np.ascontiguousarray(pixels[::-1, :, :3])
+
+
+def offscreen(width: int, height: int, headless: bool = True):
+    """A hidden window and its compositor: for tests and machines used only to render."""
+    import pyglet
+
+    if headless:
+        pyglet.options["headless"] = True
+    window = pyglet.window.Window(width, height, visible=False, config=gl_config())
+    window.switch_to()
+    return window, GLCompositor(width, height)
