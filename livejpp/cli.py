@@ -233,7 +233,79 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--as", dest="kind", choices=("audio", "video"), help="treat INPUT as audio or video")
     query.add_argument("--sheet", metavar="PNG", help="contact sheet to write (default: INPUT name + .query.png)")
     query.set_defaults(func=_cmd_query)
+
+    live = commands.add_parser(
+        "live",
+        help="the show: audio in, matched clips crossfaded on the beat in a window",
+        description="Listen to an input device (or play a file as if live), match the rolling 10 s window against "
+        "the library every half second, and crossfade to the clips that fit, on the beat, in an OpenGL window. "
+        "Press ? in the window for the keys.",
+    )
+    live.add_argument("--library", "-l", required=True, metavar="LIB", help="library folder")
+    live.add_argument("--model", "-m", default="default", help="model (default: %(default)s)")
+    source = live.add_mutually_exclusive_group()
+    source.add_argument("--input", "-i", metavar="DEVICE", help="capture device, by name or number (livejpp devices)")
+    source.add_argument("--play", metavar="FILE", help="play FILE as if it were live (heard where an output exists)")
+    live.add_argument("--silent", action="store_true", help="with --play: follow the wall clock without sound")
+    live.add_argument(
+        "--size", default="1280x720", metavar="WxH", help="window and picture size (default: %(default)s)"
+    )
+    live.add_argument("--fps", type=_positive_int, default=30, help="frames per second (default: %(default)s)")
+    live.add_argument("--fullscreen", action="store_true", help="fullscreen (see --screen)")
+    live.add_argument("--screen", type=int, metavar="N", help="which screen for fullscreen (0 = first)")
+    live.add_argument("--headless", action="store_true", help="no display needed: draw offscreen (EGL)")
+    live.add_argument("--no-hud", dest="hud", action="store_false", help="start with the HUD hidden (tab shows it)")
+    live.add_argument("--duration", type=float, metavar="S", help="stop the show after S seconds")
+    live.add_argument("--record", metavar="OUT.mp4", help="record what the window shows, with the input audio")
+    live.add_argument("--stats", metavar="OUT.json", help="write what the HUD measures at exit")
+    _add_selector_options(live)
+    live.set_defaults(func=_cmd_live)
+
+    devices = commands.add_parser(
+        "devices",
+        help="list audio devices",
+        description="Audio devices livejpp can capture from (inputs) and play to (outputs).",
+    )
+    devices.set_defaults(func=_cmd_devices)
     return parser
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from livejpp.audio_io import list_devices
+
+    found = list_devices()
+    if not found:
+        print("no audio devices")
+    for d in found:
+        print(f"{d['index']:>3}  {d['name']:<40} in {d['inputs']:>2}  out {d['outputs']:>2}  {d['rate']:.0f} Hz")
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from livejpp.audio_io import DeviceSource, FileSource
+    from livejpp.engine.engine import EngineSettings
+    from livejpp.engine.live import LiveShow
+    from livejpp.render import window
+
+    if args.play:
+        source = FileSource(args.play, play=not args.silent)
+    else:
+        device = int(args.input) if args.input and args.input.isdigit() else args.input
+        source = DeviceSource(device)
+    show = LiveShow(
+        args.library, source, args.model, EngineSettings(selector=_selector_settings(args)), _size(args.size), args.fps
+    )
+    summary = window.run(show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud)
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"show over: {summary['seconds']:.0f} s, {summary['frames_drawn']} frames ({summary['fps']:.1f} fps), "
+        f"{summary['frames_dropped']} dropped, {len(summary['cuts'])} cuts, "
+        f"analysis p99 {summary['analysis_latency_ms']['p99']} ms"
+    )
+    return 0
 
 
 def _add_selector_options(p: argparse.ArgumentParser) -> None:

@@ -81,18 +81,26 @@ class Engine:
         self.cuts: list[Cut] = []
         self.beats: list[float] = []
         self.hops: list[Hop] = []
+        self.dropped_hops = 0
 
-    def push(self, samples: np.ndarray) -> list[Cut]:
+    def push(self, samples: np.ndarray, latest_only: bool = False) -> list[Cut]:
         """Feed audio (mono float32, 22 050 Hz) in blocks of any size; returns the cuts decided by
-        the hops it completed. Each hop sees exactly the audio up to its time, however it arrived."""
+        the hops it completed. Each hop sees exactly the audio up to its time, however it arrived.
+        `latest_only` (live, when analysis fell behind): only the newest completed hop is decided;
+        the stale ones are counted in `dropped_hops`, not worked through late."""
         samples = np.asarray(samples, np.float32).reshape(-1)
+        hop_samples = int(round(self.settings.hop * AUDIO_RATE))
+        last_due = (self.analyser.samples_in + len(samples)) // hop_samples * self.settings.hop
         cuts: list[Cut] = []
         while len(samples):
             room = int(round(self.next_hop * AUDIO_RATE)) - self.analyser.samples_in
             take, samples = samples[: max(room, 0)], samples[max(room, 0) :]
             self.analyser.push(take)
             if self.analyser.samples_in >= int(round(self.next_hop * AUDIO_RATE)):
-                cuts += self._hop(self.next_hop)
+                if latest_only and self.next_hop < last_due - 1e-9:
+                    self.dropped_hops += 1
+                else:
+                    cuts += self._hop(self.next_hop)
                 self.next_hop += self.settings.hop
         return cuts
 

@@ -84,10 +84,13 @@ class GLCompositor:
             data.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)),
         )
 
-    def draw(self, weight: float, brightness: float = 1.0, blackout: bool = False) -> None:
+    def draw(
+        self, weight: float, brightness: float = 1.0, blackout: bool = False, viewport: tuple[int, int] | None = None
+    ) -> None:
+        """The crossfade over the whole viewport (the window's framebuffer, or the pictures' size)."""
         from pyglet import gl
 
-        gl.glViewport(0, 0, self.width, self.height)
+        gl.glViewport(0, 0, *(viewport or (self.width, self.height)))
         self.program.use()
         self.program["weight"] = float(weight)
         self.program["brightness"] = float(brightness)

@@ -1,0 +1,180 @@
+"""Audio in for `live`: a capture device (sounddevice), or a file played as if it were live.
+
+The device callback only copies the block it is given into a queue: resampling to the analysis
+rate happens on the reader's side. A device that vanishes is reopened when it returns; until
+then the source delivers nothing and the show goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+log = logging.getLogger("livejpp.audio")
+CAPTURE_RATE = 48000
+
+
+def list_devices() -> list[dict]:
+    import sounddevice as sd
+
+    return [
+        {
+            "index": i,
+            "name": d["name"],
+            "inputs": d["max_input_channels"],
+            "outputs": d["max_output_channels"],
+            "rate": d["default_samplerate"],
+        }
+        for i, d in enumerate(sd.query_devices())
+    ]
+
+
+class Source:
+    """Something that delivers mono float32 audio at AUDIO_RATE, in blocks, with their arrival time."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def read(self) -> tuple[np.ndarray, float]:
+        """All audio delivered since the last read, and the wall time the newest sample arrived."""
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+
+class FileSource(Source):
+    """A song released on the wall clock, as a live input would deliver it (and, with `play`, heard
+    through the default output device)."""
+
+    def __init__(self, path: str | Path, play: bool = False):
+        self.path = str(path)
+        self.samples = read_audio_file(path)
+        self.play = play
+        self._started = 0.0
+        self._given = 0
+        self._stream = None
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        if self.play:
+            try:
+                import sounddevice as sd
+
+                self._stream = sd.OutputStream(samplerate=AUDIO_RATE, channels=1, dtype="float32")
+                self._stream.start()
+                threading.Thread(target=self._feed_output, daemon=True, name="audio-out").start()
+            except Exception as exc:  # noqa: BLE001 - no output device: play silently on the clock
+                log.warning("no audio output (%s): playing %s silently on the wall clock", exc, self.path)
+                self._stream = None
+
+    def _feed_output(self) -> None:
+        block = 1024
+        for i in range(0, len(self.samples), block):
+            if self._stream is None:
+                return
+            self._stream.write(self.samples[i : i + block, None])
+
+    def stop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def read(self) -> tuple[np.ndarray, float]:
+        now = time.monotonic()
+        due = min(len(self.samples), int((now - self._started) * AUDIO_RATE))
+        out = self.samples[self._given : due]
+        self._given = due
+        return out, now
+
+    @property
+    def finished(self) -> bool:
+        return self._given >= len(self.samples)
+
+
+class DeviceSource(Source):
+    """Capture from a sounddevice input (name, index, or None for the default); reconnects."""
+
+    def __init__(self, device: str | int | None = None, rate: int = CAPTURE_RATE):
+        self.device = device
+        self.rate = rate
+        self._blocks: queue.Queue = queue.Queue(maxsize=1000)
+        self._stream = None
+        self._stop = threading.Event()
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self._last_arrival = time.monotonic()
+        self.dropped_blocks = 0
+        self.opens = 0  # 1 on a clean run; more when the device vanished and came back
+
+    def _callback(self, indata, frames, time_info, status) -> None:  # the audio thread: copy, nothing else
+        try:
+            self._blocks.put_nowait((indata.copy(), time.monotonic()))
+        except queue.Full:
+            self.dropped_blocks += 1
+
+    def _open(self) -> None:
+        import sounddevice as sd
+
+        self._stream = sd.InputStream(
+            device=self.device,
+            samplerate=self.rate,
+            channels=1,
+            dtype="float32",
+            callback=self._callback,
+            blocksize=512,
+        )
+        self._stream.start()
+        log.info("capturing from %s at %d Hz", self._stream.device, self.rate)
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, daemon=True, name="audio-watch").start()
+
+    def _watch(self) -> None:
+        """Open the device; when it stops or vanishes, retry every second until it is back."""
+        while not self._stop.is_set():
+            if self._stream is None or not self._stream.active:
+                if self._stream is not None:
+                    log.warning("audio device %s stopped: reconnecting", self.device)
+                    self._close()
+                try:
+                    self._open()
+                    self.opens += 1
+                except Exception as exc:  # noqa: BLE001 - PortAudio raises several kinds
+                    log.debug("audio device %s not available: %s", self.device, exc)
+            self._stop.wait(1.0)
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - closing a vanished device may fail; it is gone anyway
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._close()
+
+    def read(self) -> tuple[np.ndarray, float]:
+        parts = []
+        while True:
+            try:
+                block, arrival = self._blocks.get_nowait()
+            except queue.Empty:
+                break
+            self._last_arrival = arrival
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T, np.float32), format="fltp", layout="mono")
+            frame.sample_rate = self.rate
+            parts += [f.to_ndarray()[0] for f in self._resampler.resample(frame)]
+        samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return samples, self._last_arrival

@@ -1,0 +1,276 @@
+"""The live window (pyglet, OpenGL 3.3 core): uploads the pictures the decoder has ready, draws the
+crossfade shader and the HUD, and takes the keys. Headless (EGL) for tests and render-only machines.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("livejpp.window")
+
+KEYS_HELP = """keys
+  space     next clip (now)
+  h         hold / release the clip on screen
+  b         blackout on / off
+  t         tap tempo (tap on the beat, twice or more)
+  r         release the tap tempo: follow the music again
+  [  ]      crossfade half a beat shorter / longer
+  tab       HUD on / off
+  f         fullscreen on / off
+  ?         this help
+  q, esc    quit"""
+
+
+class Recorder:
+    """What the window shows, at the window's rate, with the input audio: an H.264/AAC mp4."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: float):
+        import av
+
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.part.mp4")
+        self.container = av.open(str(self.tmp), "w", format="mp4")
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.stream = self.container.add_stream("libx264", rate=self.fps)
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"preset": "ultrafast", "crf": "20"}
+        self.frames: queue.Queue = queue.Queue(maxsize=120)
+        self.count = 0
+        self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
+        self.thread.start()
+
+    def add(self, pixels: np.ndarray) -> None:
+        try:
+            self.frames.put_nowait(pixels)
+        except queue.Full:
+            log.warning("recorder is behind: a frame was not recorded")
+
+    def _write(self) -> None:
+        import av
+
+        while True:
+            pixels = self.frames.get()
+            if pixels is None:
+                return
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = self.count
+            frame.time_base = 1 / self.fps
+            self.count += 1
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+
+    def close(self, audio: np.ndarray) -> None:
+        import os
+
+        self.frames.put(None)
+        self.thread.join()
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        self.container.close()
+        if len(audio):
+            _mux_audio(self.tmp, audio)
+        os.replace(self.tmp, self.path)
+
+
+def _mux_audio(video: Path, audio: np.ndarray) -> None:
+    """Rewrite the recording with the input audio added (stream copy of the pictures)."""
+    import os
+
+    import av
+
+    from livejpp.media.decode import AUDIO_RATE
+
+    out_path = video.with_name(video.name + ".av.mp4")
+    with av.open(str(video)) as src, av.open(str(out_path), "w", format="mp4") as out:
+        v_in = src.streams.video[0]
+        v_out = out.add_stream_from_template(v_in)
+        a_out = out.add_stream("aac", rate=48000)
+        a_out.layout = "stereo"
+        for packet in src.demux(v_in):
+            if packet.dts is None:
+                continue
+            packet.stream = v_out
+            out.mux(packet)
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio[None, :], np.float32), format="flt", layout="mono"
+        )
+        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, 0, Fraction(1, AUDIO_RATE)
+        written = 0
+        for f in resampler.resample(frame) + resampler.resample(None):
+            f.pts, f.time_base = written, Fraction(1, 48000)
+            written += f.samples
+            for packet in a_out.encode(f):
+                out.mux(packet)
+        for packet in a_out.encode(None):
+            out.mux(packet)
+    os.replace(out_path, video)
+
+
+def run(
+    show,
+    duration: float | None = None,
+    fullscreen: bool = False,
+    screen: int | None = None,
+    headless: bool = False,
+    record: str | Path | None = None,
+    hud: bool = True,
+) -> dict:
+    """Open the window and run the show until quit, `duration`, or the end of a played file."""
+    import time
+
+    import pyglet
+
+    if headless:
+        pyglet.options["headless"] = True
+    from pyglet.window import key
+
+    from livejpp.render.gl import GLCompositor, gl_config
+
+    width, height = show.size
+    screens = pyglet.display.get_display().get_screens()
+    chosen = screens[screen] if screen is not None and screen < len(screens) else None
+    window = pyglet.window.Window(
+        width,
+        height,
+        caption="livejpp",
+        config=gl_config(),
+        fullscreen=fullscreen,
+        screen=chosen,
+        vsync=not headless,
+        visible=not headless,
+    )
+    compositor = GLCompositor(width, height)
+    batch = pyglet.graphics.Batch()
+    hud_label = pyglet.text.Label(
+        "",
+        x=12,
+        y=height - 12,
+        anchor_y="top",
+        multiline=True,
+        width=width - 24,
+        font_size=12,
+        color=(255, 255, 255, 230),
+        batch=batch,
+    )
+    help_label = pyglet.text.Label(
+        KEYS_HELP,
+        x=width // 2,
+        y=height // 2,
+        anchor_x="center",
+        anchor_y="center",
+        multiline=True,
+        width=420,
+        font_size=13,
+        color=(255, 255, 180, 255),
+    )
+    state = {"hud": hud, "help": False, "uploaded": {0: -1, 1: -1}, "last": None}
+    recorder = Recorder(record, (width, height), show.fps) if record else None
+
+    @window.event
+    def on_draw():
+        now = time.monotonic()
+        stats = show.stats
+        if state["last"] is not None:
+            interval = now - state["last"]
+            if interval > 1.5 / show.fps:
+                stats.dropped += int(round(interval * show.fps)) - 1
+        state["last"] = now
+        stats.frame_times.append(now)
+        outgoing, incoming, weight, newly = show.frame()
+        for layer, picture in ((0, outgoing), (1, incoming)):
+            if picture is not None and id(picture) != state["uploaded"][layer]:
+                compositor.upload(layer, picture)
+                state["uploaded"][layer] = id(picture)
+        window.clear()
+        fb_w, fb_h = window.get_framebuffer_size()
+        if incoming is not None:
+            compositor.draw(weight if outgoing is not None else 1.0, show.brightness, show.blackout, (fb_w, fb_h))
+        if recorder is not None:
+            recorder.add(compositor.read_pixels())
+        if state["hud"]:
+            hud_label.text = _hud_text(show)
+            batch.draw()
+        if state["help"]:
+            help_label.draw()
+        show.drawn(newly, incoming is not None)
+        stats.frames += 1
+
+    @window.event
+    def on_key_press(symbol, modifiers):
+        if symbol in (key.Q, key.ESCAPE):
+            pyglet.app.exit()
+        elif symbol == key.SPACE:
+            show.next_clip()
+        elif symbol == key.H:
+            show.toggle_hold()
+        elif symbol == key.B:
+            show.blackout = not show.blackout
+        elif symbol == key.T:
+            show.tap()
+        elif symbol == key.R:
+            show.engine.clock.follow()
+        elif symbol == key.BRACKETLEFT:
+            show.set_crossfade(show.crossfade_beats - 0.5)
+        elif symbol == key.BRACKETRIGHT:
+            show.set_crossfade(show.crossfade_beats + 0.5)
+        elif symbol == key.TAB:
+            state["hud"] = not state["hud"]
+        elif symbol == key.F:
+            window.set_fullscreen(not window.fullscreen)
+        elif symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
+            state["help"] = not state["help"]
+        return pyglet.event.EVENT_HANDLED
+
+    def check_end(dt):
+        show.stats.memory.append((round(show.show_time(), 1), round(_resident(), 1)))
+        if getattr(show.source, "finished", False):
+            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 0.5)
+
+    pyglet.clock.schedule_interval(check_end, 1.0)
+    if duration:
+        pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), duration)
+    show.start()
+    try:
+        pyglet.app.run(1.0 / show.fps)
+    finally:
+        show.stop()
+        if recorder is not None:
+            audio = np.concatenate(show.recorded_audio) if show.recorded_audio else np.zeros(0, np.float32)
+            recorder.close(audio)
+        window.close()
+    return show.summary()
+
+
+def _resident() -> float:
+    from livejpp.engine.live import resident_mb
+
+    return resident_mb()
+
+
+def _hud_text(show) -> str:
+    s = show.stats
+    engine = show.engine
+    current = show.layers[-1].cut if show.layers else None
+    latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
+    elapsed = max(1e-3, show.show_time())
+    lines = [
+        f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
+        f"   stale hops {engine.dropped_hops}",
+        f"{engine.clock.bpm:5.1f} BPM{' (tap)' if engine.clock.tapped else ''}   beat {engine.beat_count}"
+        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''}",
+    ]
+    if current is not None:
+        record = engine.records[current.clip]
+        lines.append(f"now  {record.uid}  {Path(record.source).name}")
+    if engine.neighbours:
+        record = engine.records[engine.neighbours[0][0]]
+        lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    return "\n".join(lines)
