@@ -19,6 +19,14 @@ demo: setup
 	$(BIN)/livejpp render $(SONG) --library $(LIBRARY) --out $(VIDEO)
 	@echo "demo library: $(LIBRARY)  (inspect it with: $(BIN)/livejpp library info $(LIBRARY))"
 	@echo "demo music video: $(VIDEO)  (cut list beside it: $(basename $(VIDEO)).cuts.json)"
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  echo "live show of $(SONG): press ? in the window for the keys, q to quit"; \
+	  $(BIN)/livejpp live --library $(LIBRARY) --play $(SONG); \
+	else \
+	  echo "no display here: the live show runs headless and is recorded to demo/live.mp4"; \
+	  $(BIN)/livejpp live --library $(LIBRARY) --play $(SONG) --silent --headless --record demo/live.mp4 \
+	    --stats demo/live.json; \
+	fi
 
 test: setup
 	$(BIN)/ruff check livejpp tests tools

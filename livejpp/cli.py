@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", "-o", required=True, metavar="OUT.mp4", help="video to write")
     render.add_argument("--size", default="1280x720", metavar="WxH", help="output size (default: %(default)s)")
     render.add_argument("--fps", type=_positive_int, default=30, help="frames per second (default: %(default)s)")
+    render.add_argument(
+        "--transition",
+        choices=("crossfade", "dip", "wipe"),
+        default="crossfade",
+        help="how one clip gives way to the next (default: %(default)s)",
+    )
     _add_selector_options(render)
     render.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     render.set_defaults(func=_cmd_render)
@@ -258,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--duration", type=float, metavar="S", help="stop the show after S seconds")
     live.add_argument("--record", metavar="OUT.mp4", help="record what the window shows, with the input audio")
     live.add_argument("--stats", metavar="OUT.json", help="write what the HUD measures at exit")
+    live.add_argument(
+        "--transition",
+        choices=("crossfade", "dip", "wipe"),
+        default="crossfade",
+        help="how one clip gives way to the next; keys 1-3 switch (default: %(default)s)",
+    )
+    live.add_argument(
+        "--effect",
+        choices=("none", "mirror", "invert", "pixelate"),
+        default="none",
+        help="an effect over the pictures; key e cycles, , and . set its amount (default: none)",
+    )
     _add_selector_options(live)
     live.set_defaults(func=_cmd_live)
 
@@ -297,6 +315,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
     show = LiveShow(
         args.library, source, args.model, EngineSettings(selector=_selector_settings(args)), _size(args.size), args.fps
     )
+    from livejpp.render.compose import EFFECTS, TRANSITIONS
+
+    show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
     summary = window.run(show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud)
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2) + "\n")
@@ -365,6 +386,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         args.fps,
         EngineSettings(selector=_selector_settings(args)),
         progress=not args.quiet,
+        transition=args.transition,
     )
     speed = result.song_seconds / result.wall_seconds
     print(

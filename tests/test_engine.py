@@ -131,3 +131,14 @@ def test_a_stream_and_a_file_give_the_same_cuts(real_library, media):
     assert len(key) >= 3
     beats = np.array(whole.beats)
     assert all(np.min(np.abs(beats - c.time)) < 1e-6 for c in whole.cuts[1:])  # every cut on a beat
+
+
+def test_analysis_that_falls_behind_drops_stale_hops(real_library, media):
+    lib, _ = real_library
+    song = read_audio_file(media / "music" / "lmms_CapDan-ReggaeTry.ogg", 0, 20)
+    engine = Engine(lib, "default", EngineSettings())
+    engine.push(song[: 10 * 22050])
+    hops = len(engine.hops)
+    engine.push(song[10 * 22050 :], latest_only=True)  # 10 s arrived at once: only the newest hop is decided
+    assert len(engine.hops) == hops + 1 and engine.dropped_hops == 19
+    assert engine.hops[-1].time == 20.0

@@ -1,4 +1,5 @@
-"""The live compositor (GLSL, headless EGL on Mesa) draws what `render` writes (numpy), pixel by pixel."""
+"""The live compositor (GLSL, headless EGL on Mesa) draws what `render` writes (numpy), pixel by pixel,
+for every transition; the live-only effects do what they say."""
 
 import os
 import subprocess
@@ -19,10 +20,17 @@ b = ClipFrames(media + "/footage/earth.mp4", size).frame_at(3.0)
 window, gl = offscreen(*size)
 gl.upload(0, a)
 gl.upload(1, b)
-out = {}
-for w in (0.0, 0.25, 0.5, 0.8, 1.0):
-    gl.draw(w)
-    np.save(sys.argv[2] + f"/gl_{w}.npy", gl.read_pixels())
+for kind in range(3):
+    gl.transition = kind
+    for w in (0.0, 0.25, 0.5, 0.8, 1.0):
+        gl.draw(w)
+        np.save(sys.argv[2] + f"/gl_{kind}_{w}.npy", gl.read_pixels())
+gl.transition = 0
+for effect in (1, 2):
+    gl.effect, gl.amount = effect, 1.0
+    gl.draw(0.0)  # the bunny, far from symmetric
+    np.save(sys.argv[2] + f"/effect_{effect}.npy", gl.read_pixels())
+gl.effect = 0
 gl.draw(0.5, blackout=True)
 np.save(sys.argv[2] + "/gl_black.npy", gl.read_pixels())
 np.save(sys.argv[2] + "/a.npy", a)
@@ -39,12 +47,18 @@ def test_gl_crossfade_equals_the_numpy_compositor(media, tmp_path):
     if run.returncode != 0 and "EGL" in run.stderr and "libEGL" in run.stderr:
         pytest.fail(f"headless OpenGL (EGL) is missing: {run.stderr.splitlines()[-1]}")
     assert run.returncode == 0, run.stderr
-    from livejpp.render.compose import mix
+    from livejpp.render.compose import TRANSITIONS, transition
 
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert np.abs(a.astype(int) - b).mean() > 30  # two really different pictures
-    for w in (0.0, 0.25, 0.5, 0.8, 1.0):
-        drawn = np.load(tmp_path / f"gl_{w}.npy").astype(int)
-        expected = mix(a, b, w).astype(int)
-        assert np.abs(drawn - expected).max() <= 1, w  # the same picture, to one level in 255
+    for kind, name in enumerate(TRANSITIONS):
+        for w in (0.0, 0.25, 0.5, 0.8, 1.0):
+            drawn = np.load(tmp_path / f"gl_{kind}_{w}.npy").astype(int)
+            expected = transition(a, b, w, name).astype(int)
+            assert np.abs(drawn - expected).max() <= 1, (name, w)  # the same picture, to one level in 255
+    mirrored = np.load(tmp_path / "effect_1.npy").astype(int)
+    assert np.abs(mirrored - mirrored[:, ::-1]).mean() < 1 and np.abs(mirrored - a).mean() > 10
+    assert np.abs(mirrored[:, :160] - a[:, :160]).max() <= 1  # the left half, reflected
+    inverted = np.load(tmp_path / "effect_2.npy").astype(int)
+    assert np.abs(inverted - (255 - a.astype(int))).max() <= 1
     assert np.load(tmp_path / "gl_black.npy").max() == 0

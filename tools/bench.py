@@ -12,6 +12,9 @@ to resume a killed build and to re-run a finished one; library size on disk per 
 model: every preset under the three protocols (eval --table) on the project's real paired media
 (2 s clips every second) and on a synthetic-correspondence set, and the time to train `seed` on
 20,000 clips.
+
+    python tools/bench.py render [--hd]     render speed at 720p30 (and 1080p), cut timing, repeats
+    python tools/bench.py live [--seconds 300]   a headless live show: frames, drops, latencies, memory
 """
 
 from __future__ import annotations
@@ -295,6 +298,89 @@ def bench_render(args: argparse.Namespace) -> None:
         )
 
 
+def bench_live(args: argparse.Namespace) -> None:
+    """A long `live --play` show, headless at 1280x720: frames, drops, latencies, CPU and memory."""
+    import json
+
+    import av
+    import numpy as np
+
+    from livejpp.index import embed_library
+    from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "lib"
+        build_library(DEFAULT_MEDIA, lib, progress=False)
+        embed_library(lib, "default")
+        music = sorted((ROOT / "tests" / "media" / "music").glob("*.ogg"))
+        medley = np.concatenate([read_audio_file(p) for p in music])
+        while len(medley) < args.seconds * AUDIO_RATE:
+            medley = np.concatenate([medley, medley])
+        song = Path(tmp) / "medley.wav"
+        with av.open(str(song), "w") as out:
+            stream = out.add_stream("pcm_s16le", rate=AUDIO_RATE)
+            pcm = (np.clip(medley[: int(args.seconds * AUDIO_RATE)], -1, 1) * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+            frame.sample_rate = AUDIO_RATE
+            for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+                out.mux(packet)
+        stats_path = Path(tmp) / "stats.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "livejpp",
+            "live",
+            "--library",
+            str(lib),
+            "--play",
+            str(song),
+            "--silent",
+            "--headless",
+            "--size",
+            args.size,
+            "--duration",
+            str(args.seconds),
+            "--stats",
+            str(stats_path),
+        ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        s = json.loads(stats_path.read_text())
+    memory = s["memory_mb"]["over_time"]
+    first = [m for t, m in memory if t <= 30]
+    last = [m for t, m in memory if t >= memory[-1][0] - 30]
+    cuts = s["cuts"]
+    print(f"live --play, headless (EGL, llvmpipe), {args.size}, {args.seconds:.0f} s medley of the bundled music")
+    print(
+        table(
+            ["measure", "value"],
+            [
+                ["frames drawn / dropped", f"{s['frames_drawn']} / {s['frames_dropped']}"],
+                ["fps", f"{s['fps']}"],
+                ["frame interval p50 / p99", f"{s['frame_interval_ms']['p50']} / {s['frame_interval_ms']['p99']} ms"],
+                [
+                    "hop analysis latency p50 / p99",
+                    f"{s['analysis_latency_ms']['p50']} / {s['analysis_latency_ms']['p99']} ms"
+                    f" ({s['analysis_latency_ms']['hops']} hops, {s['analysis_latency_ms']['dropped_hops']} dropped)",
+                ],
+                [
+                    "cut latency (beat -> first frame) p50 / max",
+                    f"{s['cut_latency_ms']['p50']} / {s['cut_latency_ms']['max']} ms",
+                ],
+                ["cuts on a beat of the clock", f"{sum(c['beat_offset'] == 0 for c in cuts)} of {len(cuts)}"],
+                ["first picture ready at the cut", f"{sum(c['picture_ready'] for c in cuts)} of {len(cuts)}"],
+                ["CPU (both cores = 200 %)", f"{100 * cpu / wall:.0f} %"],
+                ["resident memory, first 30 s / last 30 s", f"{np.mean(first):.0f} / {np.mean(last):.0f} MB"],
+                ["peak resident memory", f"{s['memory_mb']['peak']} MB"],
+            ],
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -311,6 +397,10 @@ def main() -> None:
     rend.add_argument("--song", help="audio file (default: the longest bundled track)")
     rend.add_argument("--hd", action="store_true", help="also render at 1920x1080")
     rend.set_defaults(func=bench_render)
+    lv = sub.add_parser("live", help="a long headless live show: frames, drops, latencies, CPU, memory")
+    lv.add_argument("--seconds", type=float, default=300.0, help="show length (default: 300)")
+    lv.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")
+    lv.set_defaults(func=bench_live)
     args = parser.parse_args()
     args.func(args)
 

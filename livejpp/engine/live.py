@@ -80,9 +80,13 @@ class LiveShow:
         self.pictures: dict[int, tuple[int, np.ndarray]] = {}  # clip → (serial, picture for the next frame)
         self.blackout = False
         self.brightness = 1.0
+        self.transition = 0  # index into compose.TRANSITIONS
+        self.effect = 0  # index into compose.EFFECTS
+        self.effect_amount = 0.5
         self.crossfade_beats = self.engine.settings.selector.crossfade_beats
         self.stop_event = threading.Event()
         self.audio_seen = 0.0  # seconds of audio analysed
+        self.keep_audio = False  # set by the window when recording: the input audio goes into the file
         self.recorded_audio: list[np.ndarray] = []
         self._serial = 0
         self._threads: list[threading.Thread] = []
@@ -114,7 +118,8 @@ class LiveShow:
             samples, arrival = self.source.read()
             if not len(samples):
                 continue
-            self.recorded_audio.append(samples)
+            if self.keep_audio:
+                self.recorded_audio.append(samples)
             cuts = self.engine.push(samples, latest_only=True)
             decided = time.monotonic()
             if len(self.engine.hops) and self.engine.hops[-1].time > self.audio_seen:
@@ -135,8 +140,12 @@ class LiveShow:
                     wanted = [(layer.cut, t - layer.cut.time) for layer in self.layers + self.pending[:1]]
                 for cut, elapsed in wanted:
                     self._prepare(pool, cut.clip, cut.offset + max(elapsed, 0.0))
-                for clip, _ in self.engine.neighbours[:3]:  # the likely next cuts: first picture ready
+                candidates = [clip for clip, _ in self.engine.neighbours[:3]]
+                for clip in candidates:  # the likely next cuts: first picture ready
                     self._prepare(pool, clip, self.engine.selector.resume_at.get(clip, 0.0), cache_only=True)
+                keep = {cut.clip for cut, _ in wanted} | set(candidates)
+                for clip in [c for c in self.pictures if c not in keep]:  # memory stays bounded
+                    self.pictures.pop(clip, None)
         finally:
             pool.close()
 
@@ -191,6 +200,8 @@ class LiveShow:
                 {
                     "time": round(layer.cut.time, 4),
                     "clip": self.engine.records[layer.cut.clip].uid,
+                    "offset": layer.cut.offset,
+                    "crossfade": round(layer.cut.crossfade, 4),
                     "reason": layer.cut.reason,
                     "beat_offset": round(float(np.min(np.abs(beats - layer.cut.time))), 4),
                     "shown_late": round(self.stats.cut_latency[-1], 4),
@@ -245,6 +256,11 @@ class LiveShow:
             "cuts": s.cuts,
             "bpm": round(self.engine.clock.bpm, 2),
             "missing_pictures": s.missing_pictures,
+            "audio": {
+                "device_opens": getattr(self.source, "opens", None),
+                "dropped_blocks": getattr(self.source, "dropped_blocks", None),
+                "seconds_analysed": round(self.engine.analyser.seconds, 2),
+            },
             "skipped_clips": s.skipped_clips,
             "memory_mb": {
                 "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),

@@ -1,7 +1,7 @@
 """`livejpp render SONG`: a music video stitched from the library, the song's audio muxed in.
 
 The song is fed to the engine in hops exactly as live audio would be; the cuts it decides are then
-drawn by the numpy compositor (the same mix the window's shaders draw) and encoded as H.264/AAC.
+drawn by the numpy compositor (the same transitions the window's shaders draw) and encoded as H.264/AAC.
 Nothing is left half-written: the video and the cut list are written beside and renamed into place.
 """
 
@@ -27,7 +27,7 @@ from livejpp.engine.selector import Cut
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
 from livejpp.media.decode import AUDIO_RATE, MediaError, read_audio_file
-from livejpp.render.compose import crossfade_weight, mix
+from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
 
 OUTPUT_AUDIO_RATE = 48000
@@ -111,9 +111,12 @@ def render(
     progress: bool = True,
     crf: int = 21,
     preset: str = "veryfast",
+    transition: str = "crossfade",
 ) -> RenderResult:
     out = Path(out)
     check_writable(out)
+    if transition not in TRANSITIONS:
+        raise RenderError(f"unknown transition {transition!r} (choose from {', '.join(TRANSITIONS)})")
     if size[0] % 2 or size[1] % 2:
         raise RenderError(f"{size[0]}x{size[1]}: width and height must be even for H.264")
     started = time.monotonic()
@@ -130,7 +133,7 @@ def render(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset)
+        frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset, transition)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -177,6 +180,7 @@ def _encode(
     progress: bool,
     crf: int,
     preset: str,
+    kind: str,
 ) -> int:
     width, height = size
     n_frames = int(np.ceil(duration * fps))
@@ -202,7 +206,7 @@ def _encode(
                 rgb = picture(cut, t)
                 w = crossfade_weight(t, cut.time, cut.crossfade)
                 if i > 0 and w < 1.0:
-                    rgb = mix(picture(cuts[i - 1], t), rgb, w)
+                    rgb = transition(picture(cuts[i - 1], t), rgb, w, kind)
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame.pts = n
                 frame.time_base = Fraction(1, fps)

@@ -61,6 +61,10 @@ class GLCompositor:
         self.program["incoming"] = 1
         self.program["brightness"] = 1.0
         self.program["blackout"] = 0.0
+        self.program["size"] = (float(width), float(height))
+        self.transition = 0
+        self.effect = 0
+        self.amount = 0.5
 
     def upload(self, layer: int, rgb: np.ndarray) -> None:
         """A picture (uint8 [height, width, 3], top row first) into layer 0 (outgoing) or 1 (incoming)."""
@@ -93,6 +97,9 @@ class GLCompositor:
         gl.glViewport(0, 0, *(viewport or (self.width, self.height)))
         self.program.use()
         self.program["weight"] = float(weight)
+        self.program["transition"] = int(self.transition)
+        self.program["effect"] = int(self.effect)
+        self.program["amount"] = float(self.amount)
         self.program["brightness"] = float(brightness)
         self.program["blackout"] = 1.0 if blackout else 0.0
         for unit, tex in enumerate(self.textures):

@@ -21,6 +21,9 @@ KEYS_HELP = """keys
   t         tap tempo (tap on the beat, twice or more)
   r         release the tap tempo: follow the music again
   [  ]      crossfade half a beat shorter / longer
+  1 2 3     transition: crossfade, dip to black, wipe
+  e         next effect: none, mirror, invert, pixelate
+  ,  .      effect amount down / up
   tab       HUD on / off
   f         fullscreen on / off
   ?         this help
@@ -42,6 +45,7 @@ class Recorder:
         self.stream.pix_fmt = "yuv420p"
         self.stream.options = {"preset": "ultrafast", "crf": "20"}
         self.frames: queue.Queue = queue.Queue(maxsize=120)
+        self.times: list[float] = []  # show time of each recorded frame (what was on screen when)
         self.count = 0
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
         self.thread.start()
@@ -122,8 +126,10 @@ def run(
     headless: bool = False,
     record: str | Path | None = None,
     hud: bool = True,
+    on_start=None,
 ) -> dict:
-    """Open the window and run the show until quit, `duration`, or the end of a played file."""
+    """Open the window and run the show until quit, `duration`, or the end of a played file.
+    `on_start(window)` runs once the window exists (scripted shows and tests send keys through it)."""
     import time
 
     import pyglet
@@ -173,6 +179,7 @@ def run(
     )
     state = {"hud": hud, "help": False, "uploaded": {0: -1, 1: -1}, "last": None}
     recorder = Recorder(record, (width, height), show.fps) if record else None
+    show.keep_audio = recorder is not None
 
     @window.event
     def on_draw():
@@ -191,10 +198,12 @@ def run(
                 state["uploaded"][layer] = id(picture)
         window.clear()
         fb_w, fb_h = window.get_framebuffer_size()
+        compositor.transition, compositor.effect, compositor.amount = show.transition, show.effect, show.effect_amount
         if incoming is not None:
             compositor.draw(weight if outgoing is not None else 1.0, show.brightness, show.blackout, (fb_w, fb_h))
         if recorder is not None:
             recorder.add(compositor.read_pixels())
+            recorder.times.append(round(show.show_time(), 4))
         if state["hud"]:
             hud_label.text = _hud_text(show)
             batch.draw()
@@ -221,6 +230,12 @@ def run(
             show.set_crossfade(show.crossfade_beats - 0.5)
         elif symbol == key.BRACKETRIGHT:
             show.set_crossfade(show.crossfade_beats + 0.5)
+        elif symbol in (key._1, key._2, key._3):
+            show.transition = {key._1: 0, key._2: 1, key._3: 2}[symbol]
+        elif symbol == key.E:
+            show.effect = (show.effect + 1) % 4
+        elif symbol in (key.COMMA, key.PERIOD):
+            show.effect_amount = min(1.0, max(0.0, show.effect_amount + (0.1 if symbol == key.PERIOD else -0.1)))
         elif symbol == key.TAB:
             state["hud"] = not state["hud"]
         elif symbol == key.F:
@@ -237,6 +252,8 @@ def run(
     pyglet.clock.schedule_interval(check_end, 1.0)
     if duration:
         pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), duration)
+    if on_start is not None:
+        on_start(window)
     show.start()
     try:
         pyglet.app.run(1.0 / show.fps)
@@ -246,7 +263,10 @@ def run(
             audio = np.concatenate(show.recorded_audio) if show.recorded_audio else np.zeros(0, np.float32)
             recorder.close(audio)
         window.close()
-    return show.summary()
+    summary = show.summary()
+    if recorder is not None:
+        summary["record"] = {"path": str(recorder.path), "frame_show_times": recorder.times}
+    return summary
 
 
 def _resident() -> float:

@@ -1,0 +1,289 @@
+"""`live` with real parts: a headless OpenGL window (EGL on Mesa) read back through its recording,
+a PulseAudio null sink as the capture device, keys sent to the window."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livejpp.media.decode import read_audio_file
+from livejpp.render.compose import mix
+from livejpp.render.player import ClipFrames
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = (320, 180)
+
+
+def live(lib, *args, env=None, timeout=90):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livejpp",
+            "live",
+            "--library",
+            str(lib),
+            "--headless",
+            "--size",
+            "320x180",
+            *map(str, args),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def recorded(path):
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+
+
+def playback(lib, uid):
+    import sqlite3
+
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        rows = db.execute("SELECT c.playback, c.idx, v.content_hash FROM clips c JOIN videos v ON v.id = c.video_id")
+        return next(lib / p for p, idx, h in rows if f"{h[:12]}-{idx:04d}" == uid)
+
+
+def check_pictures(lib, stats, frames):
+    """Frames well inside a cut show that clip; frames inside a crossfade show the mix."""
+    times = stats["record"]["frame_show_times"]
+    cuts = stats["cuts"]
+    plain = blended = 0
+    for i, cut in enumerate(cuts):
+        end = cuts[i + 1]["time"] if i + 1 < len(cuts) else times[-1]
+        reader = ClipFrames(playback(lib, cut["clip"]), SIZE)
+        before = ClipFrames(playback(lib, cuts[i - 1]["clip"]), SIZE) if i else None
+        for n, t in enumerate(times[: len(frames)]):
+            w = (t - cut["time"]) / cut["crossfade"] if cut["crossfade"] else 1.0
+            if before is not None and 0.3 < w < 0.7:
+                # mid-crossfade: the shader's mix of the two clips, at this frame's weight (±1 frame)
+                prev = cuts[i - 1]
+                a = before.frame_at(prev["offset"] + t - prev["time"])
+                b = reader.frame_at(cut["offset"] + t - cut["time"])
+                step = 1 / 30 / cut["crossfade"]
+                error = min(np.abs(frames[n] - mix(a, b, w + d * step)).mean() for d in (-1, 0, 1))
+                assert error < 8 and error < np.abs(frames[n] - b).mean() and error < np.abs(frames[n] - a).mean()
+                blended += 1
+            if cut["time"] + 0.6 < t < end - 0.1 and plain < 12 * (i + 1):
+                # the picture of this clip within a frame of the expected time
+                best = min(
+                    np.abs(frames[n] - reader.frame_at(cut["offset"] + t - cut["time"] + d)).mean()
+                    for d in (-0.04, 0.0, 0.04)
+                    if cut["offset"] + t - cut["time"] + d >= 0
+                )
+                assert best < 8, f"cut {i} frame at {t:.2f} s"
+                plain += 1
+    assert plain >= 10 and blended >= 2
+    return plain, blended
+
+
+@pytest.fixture
+def lib(real_library, tmp_path):
+    copy = tmp_path / "lib"
+    shutil.copytree(real_library[0], copy)
+    return copy
+
+
+def test_a_played_song_is_shown_and_recorded(lib, media, tmp_path):
+    song = media / "music" / "lmms_Skiessi-C64.ogg"
+    out = live(
+        lib,
+        "--play",
+        song,
+        "--silent",
+        "--duration",
+        13,
+        "--record",
+        tmp_path / "show.mp4",
+        "--stats",
+        tmp_path / "stats.json",
+    )
+    assert out.returncode == 0, out.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert len(stats["cuts"]) >= 3
+    assert all(c["beat_offset"] == 0 and c["picture_ready"] for c in stats["cuts"])
+    assert stats["frames_drawn"] > 100 and stats["analysis_latency_ms"]["hops"] >= 20
+    frames = recorded(tmp_path / "show.mp4")
+    assert len(frames) == len(stats["record"]["frame_show_times"])
+    check_pictures(lib, stats, frames)
+    heard = read_audio_file(tmp_path / "show.mp4")
+    played = read_audio_file(song, 0, len(heard) / 22050)
+    n = min(len(heard), len(played))
+    assert np.corrcoef(heard[:n], played[:n])[0, 1] > 0.9  # the input audio, in the recording
+
+
+KEYS = r"""
+import json, sys
+import pyglet
+pyglet.options["headless"] = True
+from pyglet.window import key
+from livejpp.audio_io import FileSource
+from livejpp.engine.live import LiveShow
+from livejpp.render import window
+lib, song, out = sys.argv[1:4]
+show = LiveShow(lib, FileSource(song), size=(320, 180), fps=30)
+log = {}
+def script(win):
+    press = lambda k, mod=0: win.dispatch_event("on_key_press", k, mod)
+    def at(t, fn):
+        pyglet.clock.schedule_once(lambda dt: fn(), t)
+    at(3.0, lambda: press(key.SPACE))
+    at(3.2, lambda: log.update(after_space=[c["reason"] for c in show.stats.cuts]))
+    at(3.5, lambda: press(key.H))
+    at(3.6, lambda: log.update(held=show.engine.selector.held, cuts_at_hold=len(show.stats.cuts)))
+    at(9.0, lambda: log.update(cuts_after_hold=len(show.stats.cuts)))
+    at(9.1, lambda: press(key.H))
+    for i, t in enumerate((9.2, 9.6, 10.0, 10.4)):
+        at(t, lambda: press(key.T))
+    at(10.5, lambda: log.update(tapped=show.engine.clock.tapped, bpm=show.engine.clock.bpm))
+    at(10.6, lambda: press(key.BRACKETRIGHT))
+    at(10.7, lambda: log.update(crossfade=show.crossfade_beats))
+    at(10.8, lambda: press(key.B))
+    at(11.3, lambda: log.update(blackout=show.blackout))
+    at(11.5, lambda: press(key.Q))
+summary = window.run(show, duration=30, headless=True, record=out + "/keys.mp4", on_start=script)
+log["seconds"] = summary["seconds"]
+log["times"] = summary["record"]["frame_show_times"]
+print(json.dumps(log))
+"""
+
+
+def test_keys_drive_the_show(lib, media, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", KEYS, str(lib), str(media / "music" / "lmms_Skiessi-C64.ogg"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    log = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "forced" in log["after_space"]  # space: the next clip, now
+    assert log["held"] and log["cuts_after_hold"] == log["cuts_at_hold"]  # h: no cut for 5.4 s of 2-bar cuts
+    assert log["tapped"] and abs(log["bpm"] - 150) < 1  # taps 0.4 s apart
+    assert log["crossfade"] == 1.5
+    assert log["blackout"]
+    assert log["seconds"] < 14  # q quit before the 30 s duration
+    frames = recorded(tmp_path / "keys.mp4")
+    times = np.array(log["times"][: len(frames)])
+    black = [f for f, t in zip(frames, times, strict=True) if 11.0 < t < 11.4]
+    lit = [f for f, t in zip(frames, times, strict=True) if 10.0 < t < 10.7]
+    assert black and max(f.max() for f in black) <= 2
+    assert lit and min(f.mean() for f in lit) > 10
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    """A PulseAudio null sink whose monitor is the default capture device (tools/fake-audio.sh)."""
+    if not shutil.which("pulseaudio"):
+        pytest.fail("pulseaudio is not installed (tools/install-system-deps.sh installs it)")
+    env = {**os.environ, "FAKE_AUDIO_DIR": str(tmp_path / "pulse-run")}
+    subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} start"], env=env, check=True, timeout=60)
+    env["XDG_RUNTIME_DIR"] = env["FAKE_AUDIO_DIR"]
+    env["PULSE_RUNTIME_PATH"] = env["FAKE_AUDIO_DIR"] + "/pulse"
+    yield env
+    subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} stop"], env=env, timeout=30)
+
+
+def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
+    song = media / "music" / "lmms_Skiessi-C64.ogg"
+    show = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "livejpp",
+            "live",
+            "--library",
+            str(lib),
+            "--input",
+            "pulse",
+            "--headless",
+            "--size",
+            "320x180",
+            "--duration",
+            "15",
+            "--record",
+            str(tmp_path / "show.mp4"),
+            "--stats",
+            str(tmp_path / "stats.json"),
+        ],
+        env=pulse,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    player = subprocess.Popen(["paplay", str(song)], env=pulse)
+    out, err = show.communicate(timeout=90)
+    player.kill()
+    assert show.returncode == 0, err
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["audio"]["device_opens"] == 1 and stats["audio"]["seconds_analysed"] > 12
+    assert len(stats["cuts"]) >= 3
+    frames = recorded(tmp_path / "show.mp4")
+    check_pictures(lib, stats, frames)
+    heard = read_audio_file(tmp_path / "show.mp4")
+    played = read_audio_file(song, 0, 8)
+    window = len(played) // 2
+    best = max(np.corrcoef(played[:window], heard[lag : lag + window])[0, 1] for lag in range(0, 3 * 22050, 8))
+    assert best > 0.9  # the captured audio is the song played into the sink
+
+
+def test_the_show_survives_a_vanished_device_and_missing_clips(lib, media, tmp_path, pulse):
+    for clip in list((lib / "clips").rglob("*.mp4"))[::2]:
+        clip.unlink()  # half the clip files vanish before the show
+    show = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "livejpp",
+            "live",
+            "--library",
+            str(lib),
+            "--input",
+            "pulse",
+            "--headless",
+            "--size",
+            "320x180",
+            "--duration",
+            "16",
+            "--bars",
+            "1",
+            "--min-clip",
+            "1",
+            "--no-repeat",
+            "0",
+            "--stats",
+            str(tmp_path / "stats.json"),
+        ],
+        env=pulse,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    player = subprocess.Popen(["paplay", str(media / "music" / "lmms_Skiessi-C64.ogg")], env=pulse)
+    time.sleep(5)
+    subprocess.run(["pactl", "exit"], env=pulse, timeout=10)  # the sound server (our device) goes away
+    player.kill()
+    time.sleep(3)
+    subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} start"], env=pulse, timeout=60)
+    player = subprocess.Popen(["paplay", str(media / "music" / "lmms_Skiessi-C64.ogg")], env=pulse)
+    out, err = show.communicate(timeout=90)
+    player.kill()
+    assert show.returncode == 0, err
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["audio"]["device_opens"] >= 2  # reconnected when the device came back
+    times = np.array(stats["frame_interval_ms"]["p99"])
+    assert stats["frames_drawn"] > 10 * 16  # pictures kept coming while the device was away
+    assert times < 500
+    assert stats["skipped_clips"] and "skipping clip" in err  # missing files: logged, skipped
