@@ -118,7 +118,6 @@ def convert_musicnn(out: Path) -> dict:
     model, _ = tf2onnx.convert.from_graph_def(
         frozen, input_names=[inputs], output_names=[embedding + ":0", logits + ":0"], opset=17
     )
-    model.graph.input[0].name  # noqa: B018 - keep the converter's names; livejpp reads them from the session
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(model.SerializeToString())
     got_emb, got_logits = onnx_run(out / "model.onnx", {inputs: x})

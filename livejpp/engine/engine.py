@@ -64,12 +64,12 @@ class Engine:
         if rebuilt:
             log.info("indexed %d clips of %s under model %s", meta["count"], library, folder.name)
         with LibraryStore(library) as store:
-            self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in store.clips()}
             self.records = {c.id: c for c in store.clips()}
             state = store.state()
         self.index = clip_index.load(
             library, folder.name, {"model_fingerprint": fingerprint(folder), "library_state": state}
         )
+        self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in self.records.values()}
         self.window = self.embedder.seconds
         self.analyser = AudioAnalyser(keep_seconds=self.window + HISTORY_SECONDS + 2)
         self.clock = BeatClock()
