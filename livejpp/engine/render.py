@@ -134,6 +134,9 @@ def render(
     tmp = Path(tmp_name)
     try:
         frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset, transition)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; the video is the user's, like any file
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
