@@ -21,44 +21,31 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZE = (320, 180)
 
 
-def live(lib, *args, env=None, timeout=90):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livejpp",
-            "live",
-            "--library",
-            str(lib),
-            "--headless",
-            "--size",
-            "320x180",
-            *map(str, args),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-def live_from_sink(lib, env, *args):
-    """`live` capturing the PulseAudio sink's monitor, headless, in the background."""
-    cmd = [
+def live_command(lib, *args):
+    """`livejpp live` on `lib`, headless and small."""
+    return [
         sys.executable,
         "-m",
         "livejpp",
         "live",
         "--library",
         str(lib),
-        "--input",
-        "pulse",
         "--headless",
         "--size",
         "320x180",
         *map(str, args),
     ]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def live(lib, *args):
+    return subprocess.run(live_command(lib, *args), capture_output=True, text=True, timeout=90)
+
+
+def live_from_sink(lib, env, *args):
+    """`live` capturing the PulseAudio sink's monitor, in the background."""
+    return subprocess.Popen(
+        live_command(lib, "--input", "pulse", *args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def recorded(path):
