@@ -115,8 +115,7 @@ def query(
 
     def match(rank: int, i: int) -> Match:
         record = records[int(ids[i])]
-        path = str(Path(library) / record.playback) if record.playback else record.source
-        base = 0.0 if record.playback else record.start
+        path, base, length = record.pictures(library)
         return Match(
             rank,
             record.id,
@@ -124,7 +123,7 @@ def query(
             record.source,
             record.start,
             float(distance[i]),
-            thumbnail(path, base, record.end - record.start),
+            thumbnail(path, base, length),
         )
 
     k = min(k, len(ids))

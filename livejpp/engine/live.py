@@ -167,9 +167,7 @@ class LiveShow:
         record = self.engine.records.get(clip)
         if record is None or record.uid in self.stats.skipped_clips:
             return
-        length = record.end - record.start
-        path = str(self.engine.library / record.playback) if record.playback else record.source
-        base = 0.0 if record.playback else record.start
+        path, base, length = record.pictures(self.engine.library)
         try:
             picture = pool.get(clip, path, base, length).frame_at(clip_time % max(length, 1e-3))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on

@@ -164,14 +164,6 @@ def render(
     )
 
 
-def _clip_source(engine: Engine, clip_id: int) -> tuple[str, float, float]:
-    record = engine.records[clip_id]
-    length = record.end - record.start
-    if record.playback:
-        return str(Path(engine.library) / record.playback), 0.0, length
-    return record.source, record.start, length
-
-
 def _encode(
     song,
     engine: Engine,
@@ -191,7 +183,7 @@ def _encode(
     pool = FramePool(size)
 
     def picture(cut: Cut, t: float) -> np.ndarray:
-        path_, base, length = _clip_source(engine, cut.clip)
+        path_, base, length = engine.records[cut.clip].pictures(engine.library)
         clip_t = (cut.offset + (t - cut.time)) % max(length, 1e-3)
         return pool.get(cut.clip, path_, base, length).frame_at(clip_t)
 

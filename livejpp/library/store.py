@@ -106,6 +106,13 @@ class ClipRecord:
     playback: str | None
     audio: str
 
+    def pictures(self, library: str | os.PathLike) -> tuple[str, float, float]:
+        """(file, where the clip starts in it, length): its playback clip, or its span of the source."""
+        length = self.end - self.start
+        if self.playback:
+            return str(Path(library) / self.playback), 0.0, length
+        return self.source, self.start, length
+
     @property
     def uid(self) -> str:
         """A stable clip name across rebuilds: video content hash and clip number."""
