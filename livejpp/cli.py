@@ -277,13 +277,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="an effect over the pictures; key e cycles, , and . set its amount (default: none)",
     )
     _add_selector_options(live)
+    control = live.add_argument_group("control (OSC, MIDI, presets: `livejpp commands` lists what they can do)")
+    control.add_argument(
+        "--osc-port", type=int, default=9000, metavar="PORT", help="OSC UDP port (default: %(default)s)"
+    )
+    control.add_argument(
+        "--osc-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address OSC listens on (default: %(default)s, this machine only; 0.0.0.0 for the network)",
+    )
+    control.add_argument("--no-osc", dest="osc", action="store_false", help="no OSC server")
+    control.add_argument(
+        "--osc-feedback", metavar="HOST:PORT", help="send what plays (/livejpp/state/...) to this OSC client"
+    )
+    control.add_argument(
+        "--midi-in",
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="MIDI input port by name or pattern ('nanoKONTROL*'); repeat for more (livejpp devices lists them)",
+    )
+    control.add_argument(
+        "--midi-map", default="generic", metavar="PRESET", help="MIDI mapping preset, name or file (default: generic)"
+    )
+    control.add_argument("--midi-api", choices=("alsa", "jack"), help="MIDI system (default: $LIVEJPP_MIDI_API)")
+    control.add_argument("--midi-clock", action="store_true", help="follow MIDI clock (24 ppqn) for the beat")
+    control.add_argument(
+        "--learn",
+        metavar="FILE",
+        help="MIDI learn (key l): bindings are added to the --midi-map bindings and saved to FILE",
+    )
+    control.add_argument("--preset", metavar="NAME", help="show preset to start with (presets/NAME.toml)")
+    control.add_argument("--presets", metavar="DIR", help="a folder of your own presets, searched first")
     live.set_defaults(func=_cmd_live)
+
+    commands_help = commands.add_parser(
+        "commands",
+        help="what keys, OSC and MIDI can do in a live show",
+        description="Every command a live show takes, with its OSC address, its key and its MIDI use.",
+    )
+    commands_help.add_argument("--presets", metavar="DIR", help="a folder of your own presets, listed too")
+    commands_help.set_defaults(func=_cmd_commands)
 
     devices = commands.add_parser(
         "devices",
-        help="list audio devices",
-        description="Audio devices livejpp can capture from (inputs) and play to (outputs).",
+        help="list audio devices and MIDI inputs",
+        description="Audio devices livejpp can capture from (inputs) and play to (outputs), and MIDI input ports.",
     )
+    devices.add_argument("--midi-api", choices=("alsa", "jack"), help="MIDI system (default: $LIVEJPP_MIDI_API)")
     devices.set_defaults(func=_cmd_devices)
     return parser
 
@@ -296,6 +338,32 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         print("no audio devices")
     for d in found:
         print(f"{d['index']:>3}  {d['name']:<40} in {d['inputs']:>2}  out {d['outputs']:>2}  {d['rate']:.0f} Hz")
+    from livejpp.control.midi import input_names
+
+    try:
+        ports = input_names(args.midi_api)
+    except Exception as exc:  # noqa: BLE001 - no MIDI system running is an answer, not a crash
+        print(f"MIDI inputs: none ({exc})")
+        return 0
+    print("MIDI inputs:" + ("" if ports else " none"))
+    for name in ports:
+        print(f"     {name}")
+    return 0
+
+
+def _cmd_commands(args: argparse.Namespace) -> int:
+    from livejpp.control.commands import table
+    from livejpp.control.keys import help_text
+    from livejpp.control.mapping import MODES, Presets
+
+    print(table())
+    print("\nOSC: /livejpp/COMMAND [VALUE], /livejpp/COMMAND/WORD (buttons), /livejpp/COMMAND/step [N],")
+    print("     /livejpp/state (replies with every /livejpp/state/KEY VALUE)\n")
+    print(help_text())
+    print("\nMIDI binding modes:")
+    for mode, doc in MODES.items():
+        print(f"  {mode:<10} {doc}")
+    print("\npresets: " + ", ".join(Presets(args.presets).names()))
     return 0
 
 
@@ -303,6 +371,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from livejpp.audio_io import DeviceSource, FileSource
+    from livejpp.control.inputs import ControlOptions, Controls
     from livejpp.engine.engine import EngineSettings
     from livejpp.engine.live import LiveShow
     from livejpp.render import window
@@ -318,7 +387,25 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
-    summary = window.run(show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud)
+    controls = Controls(
+        show,
+        ControlOptions(
+            osc=args.osc,
+            osc_host=args.osc_host,
+            osc_port=args.osc_port,
+            osc_feedback=args.osc_feedback,
+            midi_in=args.midi_in,
+            midi_map=args.midi_map,
+            midi_api=args.midi_api,
+            midi_clock=args.midi_clock,
+            learn=args.learn,
+            presets=args.presets,
+            preset=args.preset,
+        ),
+    )
+    summary = window.run(
+        show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud, controls=controls
+    )
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2) + "\n")
     print(

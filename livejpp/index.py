@@ -41,11 +41,19 @@ class ClipIndex:
     def metric(self) -> str:
         return self.meta["metric"]
 
-    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(clip ids [Q, k], distances [Q, k]); k is capped at the number of clips."""
-        k = min(k, self.index.get_current_count())
+    def query(self, vectors: np.ndarray, k: int, allowed: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(clip ids [Q, k], distances [Q, k]); k is capped at the number of clips (of `allowed`, the
+        only clips wanted when a VJ forces a video or a tag)."""
+        k = min(k, self.index.get_current_count(), len(allowed) if allowed is not None else k)
+        if k <= 0:
+            return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
         self.index.set_ef(max(64, 2 * k))
-        labels, distances = self.index.knn_query(np.asarray(vectors, np.float32), k=k)
+        if allowed is None:
+            labels, distances = self.index.knn_query(np.asarray(vectors, np.float32), k=k)
+        else:  # hnswlib calls the filter per candidate, from one thread
+            labels, distances = self.index.knn_query(
+                np.asarray(vectors, np.float32), k=k, num_threads=1, filter=lambda label: label in allowed
+            )
         return labels.astype(np.int64), distances
 
 

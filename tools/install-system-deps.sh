@@ -16,6 +16,9 @@ packages=(
   pulseaudio     # a real capture device without a sound card (a null sink: tools/fake-audio.sh) ...
   pulseaudio-utils  # ... paplay, pactl ...
   libasound2-plugins  # ... reached by PortAudio through ALSA's pulse plugin
+  xvfb           # a real window on a virtual screen (xvfb-run): window tests and `bench.py live --xvfb`
+  xauth          # ... which xvfb-run needs
+  jackd2         # real virtual MIDI ports without a sound card (JACK's dummy driver): MIDI tests
 )
 
 missing=()

@@ -23,7 +23,8 @@ class BeatClock:
         self.anchor = 0.0  # a beat time; beats fall on anchor + k * period
         self.offset = 0.0  # manual phase offset (seconds)
         self.clarity = 0.0
-        self.tapped = False
+        self.tapped = False  # the tempo is set by hand (taps) or by MIDI clock, not by the music
+        self.source = "music"  # music | tap | midi
         self._taps: list[float] = []
 
     @property
@@ -73,11 +74,27 @@ class BeatClock:
             self.period = float(np.median(np.diff(self._taps[-5:])))
             self.anchor = t
             self.tapped = True
+            self.source = "tap"
+
+    def external(self, period: float, beat_at: float) -> None:
+        """Tempo and a beat time from outside (MIDI clock): held like a tap tempo until `follow`."""
+        if period > 0:
+            self.period, self.anchor, self.tapped, self.source = period, beat_at, True, "midi"
 
     def follow(self) -> None:
         """Release a tap tempo: follow the music again."""
         self.tapped = False
+        self.source = "music"
         self._taps = []
+
+    def resync(self, t: float) -> None:
+        """A beat falls at `t` (the VJ's word against the music's): the phase shifts to it, and keeps
+        that shift while the clock goes on following the music."""
+        self.offset += t - self._nearest(t)
+
+    def _nearest(self, t: float) -> float:
+        after = self.next_beat(t)
+        return after if after - t < self.period / 2 else after - self.period
 
     def nudge(self, seconds: float) -> None:
         self.offset += seconds

@@ -2,7 +2,8 @@
 
 Every hop (0.5 s) it summarises the newest audio into the rolling window's per-second rows (only
 the new audio is analysed), embeds the window, asks the index for the nearest clips, updates the
-beat clock and lets the selector decide the cuts that fall on the beats of the coming hop.
+beat clock and lets the selector decide the cuts that fall on the beats of the coming hop
+(`lead` seconds ahead, so a live show has time to get the picture ready).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class EngineError(LivejppError):
 class EngineSettings:
     hop: float = 0.5
     neighbours: int = 20
+    # cuts are decided for the beats from `lead` to `lead + hop` seconds after the newest audio: live
+    # audio reaches the analysis a little late, and the incoming clip's first picture needs decoding
+    lead: float = 0.25
     selector: SelectorSettings = field(default_factory=SelectorSettings)
 
 
@@ -82,6 +86,25 @@ class Engine:
         self.beats: list[float] = []
         self.hops: list[Hop] = []
         self.dropped_hops = 0
+        self.allowed: set[int] | None = None  # only these clips (a forced video or tag); None: all
+        self._embedding: np.ndarray | None = None  # the newest window's embedding
+
+    def restrict(self, allowed: set[int] | None) -> None:
+        """Search only `allowed` clips from now on (None: all), starting with the newest window."""
+        self.allowed = allowed
+        if self._embedding is not None:
+            self._search(self._embedding)
+
+    def _search(self, embedding: np.ndarray) -> None:
+        labels, distances = self.index.query(embedding, self.settings.neighbours, self.allowed)
+        self.neighbours = list(zip(labels[0].tolist(), distances[0].tolist(), strict=True))
+
+    def carry_over(self, other: Engine) -> None:
+        """Take the listening state of the engine this one replaces (a library or model switch): the
+        audio heard so far, the beat clock and the beat count, so the show keeps its time and tempo."""
+        self.analyser, self.clock = other.analyser, other.clock
+        self.next_hop, self.last_beat, self.beat_count = other.next_hop, other.last_beat, other.beat_count
+        self.beats, self.dropped_hops = other.beats, other.dropped_hops
 
     def push(self, samples: np.ndarray, latest_only: bool = False) -> list[Cut]:
         """Feed audio (mono float32, 22 050 Hz) in blocks of any size; returns the cuts decided by
@@ -112,17 +135,17 @@ class Engine:
             rows = self.analyser.rows(now - seconds, seconds)
             level = float(rows[:, LOUDNESS].max())
             if level > SILENCE_DBFS:  # silence keeps what plays: it matches nothing
-                embedding = self.embedder.audio([rows])
-                labels, distances = self.index.query(embedding, self.settings.neighbours)
-                self.neighbours = list(zip(labels[0].tolist(), distances[0].tolist(), strict=True))
+                self._embedding = self.embedder.audio([rows])
+                self._search(self._embedding)
         self.clock.update(self.analyser, now)
         cuts: list[Cut] = []
         if self.neighbours:
             period = self.clock.period
             if self.selector.current is None:
                 cuts.append(self.selector.on_beat(now, 0, period, self.neighbours))
-            beat = self.clock.next_beat(max(now, self.last_beat + 0.5 * period))
-            while beat < now + self.settings.hop:
+            ahead = now + self.settings.lead
+            beat = self.clock.next_beat(max(ahead, self.last_beat + 0.5 * period))
+            while beat < ahead + self.settings.hop:
                 self.beat_count += 1
                 self.last_beat = beat
                 self.beats.append(beat)

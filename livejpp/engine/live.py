@@ -23,17 +23,23 @@ import numpy as np
 from livejpp.audio_io import Source
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
+from livejpp.library.store import ClipRecord
 from livejpp.render.compose import crossfade_weight
 from livejpp.render.player import FramePool
 
 log = logging.getLogger("livejpp.live")
+MAX_PICTURE_WAIT = 0.5  # seconds a due cut waits for its first picture before it shows without it
 
 
 @dataclass
 class Layer:
     cut: Cut
+    record: ClipRecord  # the clip, of the library it was decided in: a switch keeps it playing
+    library: Path
     decided_at: float  # wall time the engine decided it
     shown_at: float | None = None  # wall time its first picture was drawn
+    late: float = 0.0  # show seconds from its beat to the frame that first showed it
+    first_frame: bool = False  # shown on the first frame composed at or after its beat
 
 
 @dataclass
@@ -43,10 +49,11 @@ class ShowStats:
     dropped: int = 0
     frame_times: list[float] = field(default_factory=list)
     analysis_latency: list[float] = field(default_factory=list)  # newest audio arrival → decision
-    cut_latency: list[float] = field(default_factory=list)  # scheduled beat → first picture drawn
+    cut_latency: list[float] = field(default_factory=list)  # beat → the frame that first shows the cut (show time)
     cuts: list[dict] = field(default_factory=list)
     memory: list[tuple[float, float]] = field(default_factory=list)  # (seconds, resident MB)
     missing_pictures: int = 0
+    waited_for_picture: int = 0  # frames a due cut waited because its first picture was not ready
     skipped_clips: list[str] = field(default_factory=list)
 
 
@@ -62,6 +69,20 @@ def bound_heap_growth() -> None:
     libc.mallopt(m_mmap_threshold, 128 * 1024)
 
 
+def matching_clips(records, video: str = "", tag: str = "") -> set[int]:
+    """Clips whose source file name contains `video` and one of whose folders is named `tag` (both
+    case-insensitive; VJs sort loops into folders: abstract/, city/, faces/)."""
+    found = set()
+    for record in records:
+        source = Path(record.source)
+        if video and video.lower() not in source.name.lower():
+            continue
+        if tag and tag.lower() not in (part.lower() for part in source.parent.parts):
+            continue
+        found.add(record.id)
+    return found
+
+
 def resident_mb() -> float:
     try:
         with open("/proc/self/statm") as f:
@@ -71,7 +92,8 @@ def resident_mb() -> float:
 
 
 class LiveShow:
-    """The state the window draws, fed by the analysis and decoding threads."""
+    """The state the window draws, fed by the analysis and decoding threads and changed by the
+    controls (keys, OSC, MIDI), which all come through the command bus (control/commands.py)."""
 
     def __init__(
         self,
@@ -84,25 +106,32 @@ class LiveShow:
     ):
         bound_heap_growth()
         self.engine = Engine(library, model, settings)
+        self.model = str(model)
         self.source = source
         self.size = size
         self.fps = fps
         self.stats = ShowStats()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # layers, pending cuts
+        self.engine_lock = threading.RLock()  # the engine: analysis at each hop, controls that steer it
         self.layers: list[Layer] = []  # [outgoing, incoming] at most
         self.pending: list[Layer] = []  # decided, waiting for their beat
-        self.pictures: dict[int, tuple[int, np.ndarray]] = {}  # clip → (serial, picture for the next frame)
+        self.pictures: dict[str, tuple[float, np.ndarray]] = {}  # clip uid → (clip time, picture for the next frame)
         self.blackout = False
         self.brightness = 1.0
         self.transition = 0  # index into compose.TRANSITIONS
         self.effect = 0  # index into compose.EFFECTS
         self.effect_amount = 0.5
-        self.crossfade_beats = self.engine.settings.selector.crossfade_beats
+        self.hud = True
+        self.fullscreen = False
+        self.quit = threading.Event()
+        self.forced: dict[str, str] = {}  # "video" / "tag" → what the VJ forced
+        self.switching: str | None = None  # a library or model being loaded
+        self.awaiting: list = []  # applied control events whose first frame is still to come
         self.stop_event = threading.Event()
         self.audio_seen = 0.0  # seconds of audio analysed
         self.keep_audio = False  # set by the window when recording: the input audio goes into the file
         self.recorded_audio: list[np.ndarray] = []
-        self._serial = 0
+        self._last_frame = -1.0  # show time of the last frame composed
         self._threads: list[threading.Thread] = []
         self._t0 = 0.0
 
@@ -128,56 +157,65 @@ class LiveShow:
 
     def _analyse(self) -> None:
         hop = self.engine.settings.hop
-        while not self.stop_event.wait(hop / 4):
+        while not self.stop_event.wait(min(hop / 4, 0.02)):  # audio reaches the engine within 20 ms
             samples, arrival = self.source.read()
             if not len(samples):
                 continue
             if self.keep_audio:
                 self.recorded_audio.append(samples)
-            cuts = self.engine.push(samples, latest_only=True)
+            with self.engine_lock:
+                engine = self.engine
+                cuts = engine.push(samples, latest_only=True)
             decided = time.monotonic()
-            if len(self.engine.hops) and self.engine.hops[-1].time > self.audio_seen:
+            if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
                 self.stats.analysis_latency.append(decided - arrival)
-                self.audio_seen = self.engine.hops[-1].time
+                self.audio_seen = engine.hops[-1].time
             with self.lock:
                 for cut in cuts:
-                    self.pending.append(Layer(cut, decided))
+                    self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
 
     def _decode(self) -> None:
-        """Pictures for the next frame of every clip on screen; candidates' first pictures ahead."""
-        pool = FramePool(self.size, keep=8)
+        """Pictures for the next frame of every clip on screen or due; the first pictures of the clips
+        the selector would pick at the next cut, decoded ahead."""
+        pool = FramePool(self.size, keep=10)
         period = 1.0 / self.fps
         try:
             while not self.stop_event.wait(period / 3):
                 t = self.show_time() + period
                 with self.lock:
-                    wanted = [(layer.cut, t - layer.cut.time) for layer in self.layers + self.pending[:1]]
-                for cut, elapsed in wanted:
-                    self._prepare(pool, cut.clip, cut.offset + max(elapsed, 0.0))
-                candidates = [clip for clip, _ in self.engine.neighbours[:3]]
-                for clip in candidates:  # the likely next cuts: first picture ready
-                    self._prepare(pool, clip, self.engine.selector.resume_at.get(clip, 0.0), cache_only=True)
-                keep = {cut.clip for cut, _ in wanted} | set(candidates)
-                for clip in [c for c in self.pictures if c not in keep]:  # memory stays bounded
-                    self.pictures.pop(clip, None)
+                    wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
+                for layer, elapsed in wanted:
+                    self._prepare(pool, layer.record, layer.library, layer.cut.offset + max(elapsed, 0.0))
+                engine = self.engine
+                selector = engine.selector
+                candidates = [engine.records[c] for c, _ in selector.candidates(t + 0.5, list(engine.neighbours))]
+                for record in candidates:  # whichever the next cut picks: its first picture is ready
+                    self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
+                keep = {layer.record.uid for layer, _ in wanted} | {r.uid for r in candidates}
+                for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
+                    self.pictures.pop(uid, None)
         finally:
             pool.close()
 
-    def _prepare(self, pool: FramePool, clip: int, clip_time: float, cache_only: bool = False) -> None:
-        record = self.engine.records.get(clip)
-        if record is None or record.uid in self.stats.skipped_clips:
+    def _prepare(self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float) -> None:
+        if record.uid in self.stats.skipped_clips:
             return
-        path, base, length = record.pictures(self.engine.library)
+        path, base, length = record.pictures(library)
         try:
-            picture = pool.get(clip, path, base, length).frame_at(clip_time % max(length, 1e-3))
+            picture = pool.get(path, path, base, length).frame_at(clip_time % max(length, 1e-3))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
             log.warning("skipping clip %s: %s", record.uid, exc)
             self.stats.skipped_clips.append(record.uid)
             return
-        if cache_only and clip in self.pictures:
-            return
-        self._serial += 1
-        self.pictures[clip] = (self._serial, picture)
+        held = self.pictures.get(record.uid)
+        if held is None or held[1] is not picture:
+            self.pictures[record.uid] = (clip_time, picture)
+
+    def _ready(self, layer: Layer, now: float) -> bool:
+        """Whether the due cut's first picture (its clip at the cut's offset) is decoded."""
+        held = self.pictures.get(layer.record.uid)
+        latest = layer.cut.offset + max(0.0, now - layer.cut.time) + 2.0 / self.fps  # the decoder works ahead
+        return held is not None and layer.cut.offset - 1e-3 <= held[0] <= latest
 
     # --- what the window asks each frame -------------------------------------------------------
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
@@ -186,64 +224,172 @@ class LiveShow:
         newly = []
         with self.lock:
             while self.pending and self.pending[0].cut.time <= now:
-                layer = self.pending.pop(0)
-                if self.engine.records[layer.cut.clip].uid in self.stats.skipped_clips:
+                layer = self.pending[0]
+                if layer.record.uid in self.stats.skipped_clips:
+                    self.pending.pop(0)
                     continue
+                if not self._ready(layer, now) and now - layer.cut.time < MAX_PICTURE_WAIT:
+                    self.stats.waited_for_picture += 1  # the clip on screen stays one frame longer
+                    break
+                self.pending.pop(0)
+                layer.late = now - layer.cut.time
+                layer.first_frame = self._last_frame < layer.cut.time
+                self.stats.cut_latency.append(layer.late)
                 self.layers = (self.layers + [layer])[-2:]
                 newly.append(layer)
             layers = list(self.layers)
+            self._stamp_events(now, newly)
+        self._last_frame = now
         if not layers:
             return None, None, 1.0, newly
         incoming = layers[-1]
         weight = crossfade_weight(now, incoming.cut.time, incoming.cut.crossfade) if len(layers) > 1 else 1.0
-        a = self.pictures.get(layers[0].cut.clip) if len(layers) > 1 else None
-        b = self.pictures.get(incoming.cut.clip)
+        a = self.pictures.get(layers[0].record.uid) if len(layers) > 1 else None
+        b = self.pictures.get(incoming.record.uid)
         if b is None:
             self.stats.missing_pictures += 1
         return (a[1] if a else None), (b[1] if b else None), weight, newly
+
+    def _stamp_events(self, now: float, newly: list[Layer]) -> None:
+        """Control events applied before this frame are shown by it (a forced cut: once its clip is)."""
+        still = []
+        wall = time.monotonic()
+        for event in self.awaiting:
+            layer = getattr(event, "layer", None)
+            if layer is None or layer in newly or layer in self.layers:
+                event.shown = wall
+            elif layer in self.pending:
+                still.append(event)
+        self.awaiting = still
 
     def drawn(self, layers: list[Layer], has_picture: bool) -> None:
         now = time.monotonic()
         for layer in layers:
             layer.shown_at = now
-            self.stats.cut_latency.append(max(0.0, self.show_time() - layer.cut.time))
             beats = np.array(self.engine.beats) if self.engine.beats else np.array([layer.cut.time])
             self.stats.cuts.append(
                 {
                     "time": round(layer.cut.time, 4),
-                    "clip": self.engine.records[layer.cut.clip].uid,
+                    "clip": layer.record.uid,
+                    "video": Path(layer.record.source).name,
                     "offset": layer.cut.offset,
                     "crossfade": round(layer.cut.crossfade, 4),
                     "reason": layer.cut.reason,
                     "beat_offset": round(float(np.min(np.abs(beats - layer.cut.time))), 4),
-                    "shown_late": round(self.stats.cut_latency[-1], 4),
+                    "shown_late": round(layer.late, 4),
+                    "first_frame": layer.first_frame,
                     "picture_ready": has_picture,
                 }
             )
 
-    # --- controls (keys now; OSC and MIDI later go through the same methods) --------------------
-    def next_clip(self) -> None:
-        now = self.show_time()
-        cut = self.engine.selector.on_beat(
-            now, self.engine.beat_count, self.engine.clock.period, self.engine.neighbours, force=True
-        )
-        if cut is not None:
-            with self.lock:
-                self.pending.insert(0, Layer(cut, time.monotonic()))
+    # --- controls: the command bus calls these (control/commands.py) ----------------------------
+    def next_clip(self) -> Layer | None:
+        """Cut now to the best fresh clip (a forced cut); the layer, to follow until it shows."""
+        with self.engine_lock:
+            engine = self.engine
+            cut = engine.selector.on_beat(
+                self.show_time(), engine.beat_count, engine.clock.period, engine.neighbours, force=True
+            )
+            if cut is None:
+                return None
+            layer = Layer(cut, engine.records[cut.clip], engine.library, time.monotonic())
+        with self.lock:
+            self.pending = [p for p in self.pending if p.cut.time <= cut.time]  # what was planned later is off
+            self.pending.insert(0, layer)
+        return layer
 
-    def toggle_hold(self) -> bool:
-        self.engine.selector.held = not self.engine.selector.held
+    @property
+    def held(self) -> bool:
         return self.engine.selector.held
+
+    def set_hold(self, held: bool) -> None:
+        self.engine.selector.held = held
 
     def tap(self) -> None:
         self.engine.clock.tap(self.show_time())
 
-    def set_crossfade(self, beats: float) -> None:
+    @property
+    def start_time(self) -> float:
+        """time.monotonic() when the show started: show time 0."""
+        return self._t0
+
+    def clock_sync(self, period: float, beat_at: float) -> None:
+        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock)."""
+        self.engine.clock.external(period, beat_at)
+
+    def follow(self) -> None:
+        self.engine.clock.follow()
+
+    def resync(self) -> None:
+        """Now is the one: a beat falls here, and bars count from it."""
+        with self.engine_lock:
+            engine = self.engine
+            now = self.show_time()
+            engine.clock.resync(now)
+            per_cut = engine.selector.settings.bars_per_cut * engine.selector.settings.beats_per_bar
+            ahead = round((engine.last_beat - now) / engine.clock.period) if engine.beats else -1
+            engine.beat_count = (engine.beat_count // per_cut + 1) * per_cut + ahead
+
+    def _set_selector(self, **changes) -> None:
         from dataclasses import replace
 
-        self.crossfade_beats = max(0.0, beats)
-        selector = self.engine.selector
-        selector.settings = replace(selector.settings, crossfade_beats=self.crossfade_beats)
+        with self.engine_lock:
+            selector = self.engine.selector
+            selector.settings = replace(selector.settings, **changes)
+
+    @property
+    def crossfade_beats(self) -> float:
+        return self.engine.selector.settings.crossfade_beats
+
+    def set_crossfade(self, beats: float) -> None:
+        self._set_selector(crossfade_beats=max(0.0, beats))
+
+    @property
+    def bars(self) -> int:
+        return self.engine.selector.settings.bars_per_cut
+
+    def set_bars(self, bars: int) -> None:
+        self._set_selector(bars_per_cut=max(1, int(bars)))
+
+    def force(self, kind: str, pattern: str) -> Layer | None:
+        """Play only clips of the videos named like `pattern` (kind "video") or in folders named
+        `pattern` (kind "tag"), cutting to one at once; an empty pattern lets go."""
+        with self.engine_lock:
+            engine = self.engine
+            forced = {k: v for k, v in self.forced.items() if k != kind} | ({kind: pattern} if pattern else {})
+            allowed = matching_clips(engine.records.values(), **forced) if forced else None
+            if allowed is not None and not allowed:  # refused: what was forced stays
+                raise ValueError(f"no clip in {engine.library} has a {kind} like {pattern!r}")
+            self.forced = forced
+            engine.restrict(allowed)
+            return self.next_clip() if pattern else None
+
+    def switch(self, library: str | Path | None = None, model: str | Path | None = None) -> None:
+        """Load another library or model beside the show, then swap it in: the clips on screen play
+        on, the beat clock and the audio heard so far carry over, the next cut is from the new one."""
+        library = Path(library) if library else self.engine.library
+        model = model or self.model
+        if not library.exists():
+            raise ValueError(f"{library}: no such library")
+        self.switching = f"{library.name} / {Path(str(model)).name}"
+
+        def load() -> None:
+            try:
+                engine = Engine(library, model, self.engine.settings)
+            except Exception as exc:  # noqa: BLE001 - a bad library or model leaves the show as it was
+                log.error("cannot switch to %s: %s", self.switching, exc)
+                self.switching = None
+                return
+            with self.engine_lock:
+                engine.carry_over(self.engine)
+                engine.selector.settings = self.engine.selector.settings
+                engine.selector.held = self.engine.selector.held
+                self.engine, self.model = engine, str(model)
+                self.forced.clear()
+            log.info("now playing %s with model %s", library, Path(str(model)).name)
+            self.switching = None
+
+        threading.Thread(target=load, name="switch", daemon=True).start()
 
     def summary(self) -> dict:
         s = self.stats
@@ -264,7 +410,13 @@ class LiveShow:
                 "hops": len(s.analysis_latency),
                 "dropped_hops": self.engine.dropped_hops,
             },
-            "cut_latency_ms": {"p50": q(s.cut_latency, 50), "max": q(s.cut_latency, 100)},
+            "cut_latency_ms": {
+                "p50": q(s.cut_latency, 50),
+                "p99": q(s.cut_latency, 99),
+                "max": q(s.cut_latency, 100),
+                "on_first_frame": sum(c["first_frame"] for c in s.cuts),
+                "waited_frames": s.waited_for_picture,
+            },
             "cuts": s.cuts,
             "bpm": round(self.engine.clock.bpm, 2),
             "missing_pictures": s.missing_pictures,

@@ -107,7 +107,9 @@ class Selector:
         self.last_shown[clip] = time
         return cut
 
-    def _choose(self, time: float, neighbours: list[tuple[int, float]]) -> tuple[int, float] | None:
+    def candidates(self, time: float, neighbours: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """The clips the next cut at `time` picks from: the live player decodes their first pictures
+        ahead, so whichever is drawn shows on the first frame."""
         s = self.settings
         current = self.current.clip if self.current else None
         fresh = [
@@ -118,13 +120,18 @@ class Selector:
         if not fresh:  # everything was shown lately: the one seen longest ago
             others = [(c, d) for c, d in neighbours if c != current and c in self.clips]
             if not others:
-                return None
+                return []
             fresh = [min(others, key=lambda cd: self.last_shown.get(cd[0], -1e9))]
         if s.stay_with_video and current is not None:
             video = self.clips[current].video_id
             fresh = sorted(
                 fresh, key=lambda cd: cd[1] - (s.stay_with_video if self.clips[cd[0]].video_id == video else 0)
             )
-        top = fresh[: max(1, s.choices)]
+        return fresh[: max(1, s.choices)]
+
+    def _choose(self, time: float, neighbours: list[tuple[int, float]]) -> tuple[int, float] | None:
+        top = self.candidates(time, neighbours)
+        if not top:
+            return None
         weights = 1.0 / np.arange(1, len(top) + 1)
         return top[int(self.rng.choice(len(top), p=weights / weights.sum()))]

@@ -7,6 +7,7 @@ added without touching the engine or the compositor.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from pathlib import Path
 
 import av
@@ -100,14 +101,15 @@ class FramePool:
     def __init__(self, size: tuple[int, int], keep: int = 4):
         self.size = size
         self.keep = keep
-        self._open: OrderedDict[int, ClipFrames] = OrderedDict()
+        self._open: OrderedDict[Hashable, ClipFrames] = OrderedDict()
 
-    def get(self, clip_id: int, path: str, base: float = 0.0, length: float | None = None) -> ClipFrames:
-        if clip_id in self._open:
-            self._open.move_to_end(clip_id)
-            return self._open[clip_id]
+    def get(self, key: Hashable, path: str, base: float = 0.0, length: float | None = None) -> ClipFrames:
+        """The open reader for `key` (a clip id, or a file for clips of several libraries)."""
+        if key in self._open:
+            self._open.move_to_end(key)
+            return self._open[key]
         reader = ClipFrames(path, self.size, base, length)
-        self._open[clip_id] = reader
+        self._open[key] = reader
         while len(self._open) > self.keep:
             self._open.popitem(last=False)[1].close()
         return reader

@@ -13,21 +13,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("livejpp.window")
-
-KEYS_HELP = """keys
-  space     next clip (now)
-  h         hold / release the clip on screen
-  b         blackout on / off
-  t         tap tempo (tap on the beat, twice or more)
-  r         release the tap tempo: follow the music again
-  [  ]      crossfade half a beat shorter / longer
-  1 2 3     transition: crossfade, dip to black, wipe
-  e         next effect: none, mirror, invert, pixelate
-  ,  .      effect amount down / up
-  tab       HUD on / off
-  f         fullscreen on / off
-  ?         this help
-  q, esc    quit"""
+HUD_REFRESH = 0.25  # seconds between HUD text updates
 
 
 class Recorder:
@@ -127,12 +113,17 @@ def run(
     record: str | Path | None = None,
     hud: bool = True,
     on_start=None,
+    controls=None,
 ) -> dict:
     """Open the window and run the show until quit, `duration`, or the end of a played file.
-    `on_start(window)` runs once the window exists (scripted shows and tests send keys through it)."""
+    `on_start(window)` runs once the window exists (scripted shows and tests send keys through it).
+    `controls` (control.inputs.Controls) brings OSC and MIDI; keys go through its bus either way."""
     import time
 
     import pyglet
+
+    from livejpp.control import keys as keymap
+    from livejpp.control.commands import CommandBus
 
     if headless:
         pyglet.options["headless"] = True
@@ -167,17 +158,21 @@ def run(
         batch=batch,
     )
     help_label = pyglet.text.Label(
-        KEYS_HELP,
+        keymap.help_text(),
         x=width // 2,
         y=height // 2,
         anchor_x="center",
         anchor_y="center",
         multiline=True,
-        width=420,
-        font_size=13,
+        width=560,
+        font_size=12,
         color=(255, 255, 180, 255),
     )
-    state = {"hud": hud, "help": False, "uploaded": {0: -1, 1: -1}, "last": None}
+    state = {"help": False, "uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
+    show.hud, show.fullscreen = hud, fullscreen
+    bus = controls.bus if controls is not None else CommandBus(show)
+    key_table = keymap.by_symbol(key)
+    learnable = keymap.learnable()
     recorder = Recorder(record, (width, height), show.fps) if record else None
     show.keep_audio = recorder is not None
 
@@ -185,6 +180,10 @@ def run(
     def on_draw():
         now = time.monotonic()
         stats = show.stats
+        if show.quit.is_set():
+            pyglet.app.exit()
+        if not headless and show.fullscreen != window.fullscreen:
+            window.set_fullscreen(show.fullscreen)
         if state["last"] is not None:
             interval = now - state["last"]
             if interval > 1.5 / show.fps:
@@ -199,49 +198,50 @@ def run(
         window.clear()
         fb_w, fb_h = window.get_framebuffer_size()
         compositor.transition, compositor.effect, compositor.amount = show.transition, show.effect, show.effect_amount
-        if incoming is not None:
-            compositor.draw(weight if outgoing is not None else 1.0, show.brightness, show.blackout, (fb_w, fb_h))
+        if incoming is not None or outgoing is not None:
+            # a clip with no picture yet (it waited its longest): the outgoing one stays on screen
+            weight = 0.0 if incoming is None else weight if outgoing is not None else 1.0
+            compositor.draw(weight, show.brightness, show.blackout, (fb_w, fb_h))
         if recorder is not None:
             recorder.add(compositor.read_pixels())
             recorder.times.append(round(show.show_time(), 4))
-        if state["hud"]:
-            hud_label.text = _hud_text(show)
+        if show.hud:
+            if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
+                hud_label.text = _hud_text(show, controls)
+                state["hud_at"] = now
             batch.draw()
         if state["help"]:
             help_label.draw()
         show.drawn(newly, incoming is not None)
         stats.frames += 1
 
+    def learn(step: int) -> None:
+        """The learn key (step 0: on/off) and left/right while learning (step ±1: another command)."""
+        if controls is None or controls.learner is None:
+            bus.refuse("keys", "MIDI learn needs --learn FILE (and --midi-in)")
+            return
+        if step == 0 and state["learn"] is not None:
+            state["learn"] = None
+            bus.run("learn", "", "keys")
+            return
+        state["learn"] = ((state["learn"] or 0) + step) % len(learnable)
+        bus.run("learn", learnable[state["learn"]], "keys")
+
     @window.event
     def on_key_press(symbol, modifiers):
-        if symbol in (key.Q, key.ESCAPE):
-            pyglet.app.exit()
-        elif symbol == key.SPACE:
-            show.next_clip()
-        elif symbol == key.H:
-            show.toggle_hold()
-        elif symbol == key.B:
-            show.blackout = not show.blackout
-        elif symbol == key.T:
-            show.tap()
-        elif symbol == key.R:
-            show.engine.clock.follow()
-        elif symbol == key.BRACKETLEFT:
-            show.set_crossfade(show.crossfade_beats - 0.5)
-        elif symbol == key.BRACKETRIGHT:
-            show.set_crossfade(show.crossfade_beats + 0.5)
-        elif symbol in (key._1, key._2, key._3):
-            show.transition = {key._1: 0, key._2: 1, key._3: 2}[symbol]
-        elif symbol == key.E:
-            show.effect = (show.effect + 1) % 4
-        elif symbol in (key.COMMA, key.PERIOD):
-            show.effect_amount = min(1.0, max(0.0, show.effect_amount + (0.1 if symbol == key.PERIOD else -0.1)))
-        elif symbol == key.TAB:
-            state["hud"] = not state["hud"]
-        elif symbol == key.F:
-            window.set_fullscreen(not window.fullscreen)
-        elif symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
+        received = time.monotonic()
+        if symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
             state["help"] = not state["help"]
+        elif symbol == key.L:
+            learn(0)
+        elif state["learn"] is not None and symbol in (key.LEFT, key.RIGHT):
+            learn(1 if symbol == key.RIGHT else -1)
+        elif symbol in key_table:
+            entry = key_table[symbol]
+            if entry.steps is not None:
+                bus.step(entry.command, entry.steps, "keys", received)
+            else:
+                bus.run(entry.command, entry.value, "keys", received)
         return pyglet.event.EVENT_HANDLED
 
     def check_end(dt):
@@ -255,15 +255,20 @@ def run(
     if on_start is not None:
         on_start(window)
     show.start()
+    if controls is not None:
+        controls.start()
     try:
         pyglet.app.run(1.0 / show.fps)
     finally:
+        if controls is not None:
+            controls.stop()
         show.stop()
         if recorder is not None:
             audio = np.concatenate(show.recorded_audio) if show.recorded_audio else np.zeros(0, np.float32)
             recorder.close(audio)
         window.close()
     summary = show.summary()
+    summary["control"] = controls.summary() if controls is not None else {"inputs": bus.summary()}
     if recorder is not None:
         summary["record"] = {"path": str(recorder.path), "frame_show_times": recorder.times}
     return summary
@@ -275,22 +280,27 @@ def _resident() -> float:
     return resident_mb()
 
 
-def _hud_text(show) -> str:
+def _hud_text(show, controls=None) -> str:
     s = show.stats
     engine = show.engine
-    current = show.layers[-1].cut if show.layers else None
+    current = show.layers[-1].record if show.layers else None
     latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
     elapsed = max(1e-3, show.show_time())
+    tempo = {"music": "", "tap": " (tap)", "midi": " (MIDI clock)"}[engine.clock.source]
+    forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
     lines = [
         f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
         f"   stale hops {engine.dropped_hops}",
-        f"{engine.clock.bpm:5.1f} BPM{' (tap)' if engine.clock.tapped else ''}   beat {engine.beat_count}"
-        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''}",
+        f"{engine.clock.bpm:5.1f} BPM{tempo}   beat {engine.beat_count}   every {show.bars} bars"
+        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}",
     ]
     if current is not None:
-        record = engine.records[current.clip]
-        lines.append(f"now  {record.uid}  {Path(record.source).name}")
+        lines.append(f"now  {current.uid}  {Path(current.source).name}")
     if engine.neighbours:
         record = engine.records[engine.neighbours[0][0]]
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    if show.switching:
+        lines.append(f"loading {show.switching} ...")
+    if controls is not None and controls.hud_line():
+        lines.append(controls.hud_line())
     return "\n".join(lines)

@@ -1,0 +1,396 @@
+"""The command bus: every way of steering a show (keys, OSC, MIDI, presets) ends here.
+
+Each command is declared once below, with what it takes and what it does to the show; the inputs
+only translate their messages into `bus.run(name, value)` (or `bus.step(name, steps)` for keys and
+relative encoders). A bad value is refused with one line and counted for its input; the show goes
+on. `livejpp commands` prints the table the README shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livejpp.errors import LivejppError
+from livejpp.render.compose import EFFECTS, TRANSITIONS
+
+log = logging.getLogger("livejpp.control")
+
+TRIGGER, TOGGLE, NUMBER, CHOICE, TEXT = "trigger", "toggle", "number", "choice", "text"
+
+
+class CommandError(LivejppError):
+    """A command that does not exist or a value it cannot take."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    kind: str  # trigger | toggle | number | choice | text
+    doc: str
+    apply: Callable[[Any, Any], Any] | None = None  # (show, value) → a cut's layer or None; None: the bus's own
+    read: Callable[[Any], Any] | None = None  # the show's current value (toggle, number, choice, text)
+    low: float = 0.0
+    high: float = 1.0
+    step: float = 0.1  # one key press or encoder detent
+    integer: bool = False
+    choices: tuple[str, ...] = ()
+
+    def usage(self) -> str:
+        """What the command takes, for the help table."""
+        if self.kind == TRIGGER:
+            return "-"
+        if self.kind == TOGGLE:
+            return "0/1 (none: toggle)"
+        if self.kind == NUMBER:
+            kind = "whole number" if self.integer else "number"
+            return f"{kind} {self.low:g}..{self.high:g}"
+        if self.kind == CHOICE:
+            return ", ".join(self.choices) + " (or index, next, prev)"
+        return "text (empty: let go)" if self.name in ("video", "tag", "learn") else "name or path"
+
+
+def _set_flag(attr: str) -> Callable[[Any, Any], None]:
+    return lambda show, on: setattr(show, attr, bool(on))
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("next", TRIGGER, "cut to the best fresh clip now", lambda show, _: show.next_clip()),
+        Command(
+            "hold",
+            TOGGLE,
+            "keep the clip on screen (no automatic cuts) / let go",
+            lambda show, on: show.set_hold(bool(on)),
+            lambda show: show.held,
+        ),
+        Command(
+            "video",
+            TEXT,
+            "play only clips of videos whose file name contains TEXT (cuts to one now)",
+            lambda show, text: show.force("video", text),
+            lambda show: show.forced.get("video", ""),
+        ),
+        Command(
+            "tag",
+            TEXT,
+            "play only clips of videos in a folder named TEXT (cuts to one now)",
+            lambda show, text: show.force("tag", text),
+            lambda show: show.forced.get("tag", ""),
+        ),
+        Command(
+            "crossfade",
+            NUMBER,
+            "crossfade length in beats (0: hard cuts)",
+            lambda show, beats: show.set_crossfade(beats),
+            lambda show: show.crossfade_beats,
+            low=0.0,
+            high=8.0,
+            step=0.5,
+        ),
+        Command(
+            "transition",
+            CHOICE,
+            "how one clip gives way to the next",
+            lambda show, i: setattr(show, "transition", i),
+            lambda show: show.transition,
+            choices=TRANSITIONS,
+        ),
+        Command(
+            "effect",
+            CHOICE,
+            "an effect over the pictures",
+            lambda show, i: setattr(show, "effect", i),
+            lambda show: show.effect,
+            choices=EFFECTS,
+        ),
+        Command(
+            "intensity",
+            NUMBER,
+            "the effect's amount",
+            lambda show, x: setattr(show, "effect_amount", x),
+            lambda show: show.effect_amount,
+        ),
+        Command("blackout", TOGGLE, "black screen on / off", _set_flag("blackout"), lambda show: show.blackout),
+        Command(
+            "brightness",
+            NUMBER,
+            "master brightness",
+            lambda show, x: setattr(show, "brightness", x),
+            lambda show: show.brightness,
+        ),
+        Command("tap", TRIGGER, "tap tempo: tap on the beat, twice or more", lambda show, _: show.tap()),
+        Command("follow", TRIGGER, "let go of the tap tempo: follow the music again", lambda show, _: show.follow()),
+        Command("resync", TRIGGER, "the beat is now, and bars count from here", lambda show, _: show.resync()),
+        Command(
+            "bars",
+            NUMBER,
+            "cut every N bars",
+            lambda show, n: show.set_bars(n),
+            lambda show: show.bars,
+            low=1,
+            high=16,
+            step=1,
+            integer=True,
+        ),
+        Command(
+            "library",
+            TEXT,
+            "switch to another library (a folder); the clips on screen play on",
+            lambda show, path: show.switch(library=path),
+            lambda show: str(show.engine.library),
+        ),
+        Command(
+            "model",
+            TEXT,
+            "switch to another model (a name in models/ or a folder)",
+            lambda show, name: show.switch(model=name),
+            lambda show: show.model,
+        ),
+        Command("preset", TEXT, "load a show preset (presets/NAME.toml, its [show] table)"),
+        Command("learn", TEXT, "MIDI learn: bind the next MIDI message to COMMAND [VALUE] (empty: stop)"),
+        Command("hud", TOGGLE, "the HUD on / off", _set_flag("hud"), lambda show: show.hud),
+        Command("fullscreen", TOGGLE, "fullscreen on / off", _set_flag("fullscreen"), lambda show: show.fullscreen),
+        Command("quit", TRIGGER, "end the show", lambda show, _: show.quit.set()),
+    )
+}
+
+
+def parse(command: Command, value: Any) -> Any:
+    """The value a command gets from what an input sent; None means "nothing to do" (a button's
+    release). Raises CommandError naming the command and what it expected."""
+    if isinstance(value, bytes):
+        raise CommandError(f"{command.name}: expects {command.usage()}, got bytes")
+    if command.kind == TRIGGER:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            return None  # a button's release
+        return True
+    if command.kind == TOGGLE:
+        if value is None:
+            return "toggle"
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("1", "on", "true", "yes"):
+                return True
+            if word in ("0", "off", "false", "no"):
+                return False
+            if word == "toggle":
+                return "toggle"
+            raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
+        return _number(command, value) >= 0.5
+    if command.kind == NUMBER:
+        number = _number(command, value)
+        number = min(command.high, max(command.low, number))
+        return int(round(number)) if command.integer else number
+    if command.kind == CHOICE:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in command.choices:
+                return command.choices.index(word)
+            if word in ("next", "prev"):
+                return word
+            try:
+                value = float(word)
+            except ValueError:
+                raise CommandError(
+                    f"{command.name}: expects one of {', '.join(command.choices)}, got {value!r}"
+                ) from None
+        index = _number(command, value)
+        if index != int(index) or not 0 <= index < len(command.choices):
+            raise CommandError(f"{command.name}: index {index:g} is not 0..{len(command.choices) - 1}")
+        return int(index)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
+    return value.strip()
+
+
+def _number(command: Command, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise CommandError(f"{command.name}: expects a number, got {value!r}") from None
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CommandError(f"{command.name}: expects a number, got {value!r}")
+    if not math.isfinite(value):
+        raise CommandError(f"{command.name}: expects a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class Event:
+    """One command from one input, timed: received → applied (state changed) → shown (first frame)."""
+
+    command: str
+    value: Any
+    origin: str  # keys, osc, midi, preset
+    received: float  # time.monotonic()
+    applied: float = 0.0
+    shown: float | None = None
+    layer: Any = None  # a cut the command asked for: shown once its clip is on screen
+
+
+@dataclass
+class InputCounts:
+    applied: int = 0
+    ignored: int = 0  # button releases and the like
+    refused: int = 0  # bad values, unknown commands
+    malformed: int = 0  # not even a message (counted by the input that parsed it)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CommandBus:
+    """Runs commands on a show, one at a time, whichever thread they come from."""
+
+    show: Any
+    presets: Any = None  # control.mapping.Presets: where `preset NAME` looks
+    learner: Any = None  # control.midi.Learner while MIDI input is on
+    events: deque = field(default_factory=lambda: deque(maxlen=20000))
+    counts: dict[str, InputCounts] = field(default_factory=dict)
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    last_error: str = ""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def count(self, origin: str) -> InputCounts:
+        return self.counts.setdefault(origin, InputCounts())
+
+    def run(self, name: str, value: Any = None, origin: str = "api", received: float | None = None) -> Event | None:
+        """Parse and apply one command; a refused one is logged and counted, never raised."""
+        received = time.monotonic() if received is None else received
+        try:
+            command = COMMANDS.get(name)
+            if command is None:
+                raise CommandError(f"unknown command {name!r} (livejpp commands lists them)")
+            parsed = parse(command, value)
+            if parsed is None:
+                self.count(origin).ignored += 1
+                return None
+            with self._lock:
+                event = Event(name, parsed, origin, received)
+                self._apply(command, parsed, event)
+        except (CommandError, ValueError) as exc:
+            self.refuse(origin, str(exc))
+            return None
+        event.applied = time.monotonic()
+        self.count(origin).applied += 1
+        self.events.append(event)
+        with self.show.lock:
+            self.show.awaiting.append(event)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def step(self, name: str, steps: float, origin: str = "keys", received: float | None = None) -> Event | None:
+        """Move a number by `steps` of its step, a choice by one, or flip a toggle (keys, encoders)."""
+        command = COMMANDS.get(name)
+        if command is None or command.read is None:
+            self.refuse(origin, f"{name}: cannot be stepped")
+            return None
+        if command.kind == NUMBER:
+            return self.run(name, command.read(self.show) + steps * command.step, origin, received)
+        if command.kind == CHOICE:
+            return self.run(name, "next" if steps > 0 else "prev", origin, received)
+        if command.kind == TOGGLE:
+            return self.run(name, None, origin, received)
+        self.refuse(origin, f"{name}: cannot be stepped")
+        return None
+
+    def refuse(self, origin: str, why: str) -> None:
+        self.count(origin).refused += 1
+        self.last_error = f"{origin}: {why}"
+        log.warning("%s: %s", origin, why)
+
+    def _apply(self, command: Command, value: Any, event: Event) -> None:
+        show = self.show
+        if command.kind == TOGGLE and value == "toggle":
+            value = not command.read(show)
+        elif command.kind == CHOICE and value in ("next", "prev"):
+            value = (command.read(show) + (1 if value == "next" else -1)) % len(command.choices)
+        event.value = value
+        if command.name == "preset":
+            self._preset(value, event)
+        elif command.name == "learn":
+            if self.learner is None:
+                raise CommandError("learn: needs MIDI input (--midi-in)")
+            self.learner.arm(value)
+        else:
+            event.layer = command.apply(show, value)
+
+    def _preset(self, name: str, event: Event) -> None:
+        """A show preset's settings, each through its own command (so each is checked the same way)."""
+        if self.presets is None:
+            raise CommandError("preset: no presets folder")
+        path, settings = self.presets.show_settings(name)
+        for key, value in settings.items():
+            command = COMMANDS.get(key)
+            if command is None:
+                raise CommandError(f"{path}: unknown setting {key!r}")
+            if command.kind == TRIGGER or key in ("preset", "learn"):
+                raise CommandError(f"{path}: {key!r} cannot be set by a preset")
+            try:
+                parse(command, value)  # every value is checked before any is applied
+            except CommandError as exc:
+                raise CommandError(f"{path}: {exc}") from None
+        for key, value in settings.items():
+            command = COMMANDS[key]
+            parsed = parse(command, value)
+            if parsed is not None:
+                self._apply(command, parsed, Event(key, parsed, "preset", event.received))
+
+    def state(self) -> dict:
+        """What a control surface shows: every readable command's value."""
+        out = {}
+        for command in COMMANDS.values():
+            if command.read is None:
+                continue
+            value = command.read(self.show)
+            out[command.name] = command.choices[value] if command.kind == CHOICE else value
+        return out
+
+    def summary(self) -> dict:
+        """Per input: counts, and latency (ms) from receipt to the state change and to the first frame."""
+        out: dict = {}
+        for origin, counts in self.counts.items():
+            events = [e for e in self.events if e.origin == origin]
+            applied = [e.applied - e.received for e in events]
+            shown = [e.shown - e.received for e in events if e.shown is not None]
+            out[origin] = counts.as_dict() | {
+                "to_state_ms": _percentiles(applied),
+                "to_frame_ms": _percentiles(shown),
+            }
+        return out
+
+
+def _percentiles(xs: list[float]) -> dict:
+    if not xs:
+        return {"n": 0}
+    ordered = sorted(xs)
+
+    def q(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000, 3)
+
+    return {"n": len(xs), "p50": q(50), "p99": q(99), "max": q(100)}
+
+
+def table() -> str:
+    """The command table, as the README shows it."""
+    rows = ["| command | takes | what |", "|---|---|---|"]
+    for command in COMMANDS.values():
+        rows.append(f"| `{command.name}` | {command.usage()} | {command.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,203 @@
+"""OSC in and out (python-osc over UDP): another program or a TouchOSC-like surface steers the show
+and sees what plays.
+
+Address space (every command of control/commands.py):
+
+    /livejpp/COMMAND [VALUE]      /livejpp/next   /livejpp/crossfade 1.5   /livejpp/hold 1
+    /livejpp/COMMAND/WORD [1]     /livejpp/transition/wipe   /livejpp/preset/peak   (buttons)
+    /livejpp/COMMAND/step [N]     /livejpp/crossfade/step -1   (encoders: N steps, default 1)
+    /livejpp/state                replies with every /livejpp/state/... value at once
+
+A button's release (a lone 0 after a press) does nothing. Packets that do not parse, unknown
+addresses and values a command cannot take are counted and ignored; the server never stops for them.
+Feedback goes to one client as /livejpp/state/KEY VALUE whenever a value changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket, ParseError
+
+from livejpp.control.commands import COMMANDS, CommandBus
+from livejpp.errors import LivejppError
+
+log = logging.getLogger("livejpp.osc")
+PREFIX = "/livejpp/"
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes: a burst of small messages waits here, not on the wire
+
+
+class OscError(LivejppError):
+    """An OSC address or port that cannot be used."""
+
+
+def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'HOST:PORT' or 'PORT' → (host, port), with one clear error."""
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise OscError(f"OSC: expected HOST:PORT or PORT, not {text!r}") from None
+    if not 0 < number < 65536:
+        raise OscError(f"OSC: port {number} is not 1..65535")
+    return host or default_host, number
+
+
+class OscServer:
+    """A UDP server for /livejpp/... messages, on its own thread; it applies each at once."""
+
+    def __init__(self, bus: CommandBus, host: str = "127.0.0.1", port: int = 9000, feedback: OscFeedback | None = None):
+        self.bus = bus
+        self.feedback = feedback or OscFeedback(bus, None)  # without a client: replies to /livejpp/state only
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise OscError(f"OSC: cannot listen on {host}:{port} ({exc.strerror or exc}); try --osc-port") from exc
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()
+        self.packets = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="osc", daemon=True)
+
+    def start(self) -> None:
+        log.info("OSC: listening on %s:%d (/livejpp/...)", *self.address)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, sender = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            received = time.monotonic()
+            self.packets += 1
+            try:
+                messages = list(_messages(OscPacket(data)))
+            except (ParseError, ValueError, IndexError, TypeError, UnicodeDecodeError, OverflowError):
+                self.bus.count("osc").malformed += 1
+                continue
+            for message in messages:
+                try:
+                    self.handle(message.address, list(message.params), received, sender)
+                except Exception as exc:  # noqa: BLE001 - one message must never stop the server
+                    self.bus.refuse("osc", f"{message.address}: {exc}")
+
+    def handle(self, address: str, args: list[Any], received: float, sender: tuple[str, int]) -> None:
+        if not address.startswith(PREFIX):
+            self.bus.refuse("osc", f"unknown address {address!r} (addresses start with {PREFIX})")
+            return
+        parts = address[len(PREFIX) :].split("/")
+        name = parts[0]
+        if name == "state" and len(parts) == 1:
+            self.feedback.send_all(reply_to=sender)
+            self.bus.count("osc").applied += 1
+            return
+        if name not in COMMANDS or len(parts) > 2:
+            self.bus.refuse("osc", f"unknown address {address!r}")
+            return
+        if len(args) > 1 and name not in ("learn",):
+            self.bus.refuse("osc", f"{address}: takes one value, got {len(args)}")
+            return
+        value = args[0] if args else None
+        if name == "learn" and len(args) > 1:
+            value = " ".join(str(a) for a in args)
+        if len(parts) == 2:
+            word = parts[1]
+            if value is not None and isinstance(value, (int, float)) and value == 0:
+                self.bus.count("osc").ignored += 1  # the button's release
+                return
+            if word == "step":
+                self.bus.step(name, 1 if value is None else value, "osc", received)
+                return
+            value = word
+        self.bus.run(name, value, "osc", received)
+
+
+def _messages(packet: OscPacket):
+    for timed in packet.messages:
+        if isinstance(timed.message, OscMessage):
+            yield timed.message
+        elif isinstance(timed.message, OscBundle):  # pragma: no cover - OscPacket flattens bundles
+            yield from _messages(OscPacket(timed.message.dgram))
+
+
+class OscFeedback:
+    """What plays, sent to one OSC client whenever it changes (checked 20 times a second)."""
+
+    def __init__(self, bus: CommandBus, target: tuple[str, int] | None, period: float = 0.05):
+        self.bus = bus
+        self.target = target
+        self.period = period
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sent: dict[str, Any] = {}
+        self.messages = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="osc-feedback", daemon=True)
+
+    def start(self) -> None:
+        log.info("OSC feedback to %s:%d", *self.target)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.sock.close()
+
+    def state(self) -> dict[str, Any]:
+        show = self.bus.show
+        out = self.bus.state()
+        engine = show.engine
+        layer = show.layers[-1] if show.layers else None
+        out.update(
+            {
+                "clip": layer.record.uid if layer else "",
+                "source": layer.record.source.rsplit("/", 1)[-1] if layer else "",
+                "bpm": round(engine.clock.bpm, 2),
+                "beat": engine.beat_count,
+                "tempo_source": engine.clock.source,
+            }
+        )
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.send_changes()
+            except OSError as exc:  # the client's host may be unreachable for a while
+                log.debug("OSC feedback not sent: %s", exc)
+
+    def send_changes(self) -> None:
+        for key, value in self.state().items():
+            if self.sent.get(key, object()) != value:
+                self._send(key, value, self.target)
+                self.sent[key] = value
+
+    def send_all(self, reply_to: tuple[str, int] | None = None) -> None:
+        for key, value in self.state().items():
+            for target in {self.target, reply_to} - {None}:
+                self._send(key, value, target)
+
+    def _send(self, key: str, value: Any, target: tuple[str, int]) -> None:
+        builder = OscMessageBuilder(f"{PREFIX}state/{key}")
+        if isinstance(value, bool):
+            value = int(value)
+        builder.add_arg(value)
+        self.sock.sendto(builder.build().dgram, target)
+        self.messages += 1

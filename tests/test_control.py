@@ -1,0 +1,502 @@
+"""Controls with real parts: the command bus on a real show, OSC over UDP on 127.0.0.1, MIDI through
+JACK's dummy driver (real virtual ports), presets on disk, fuzzed inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from livejpp.audio_io import FileSource
+from livejpp.control.commands import COMMANDS, CommandBus, table
+from livejpp.control.mapping import PresetError, Presets, binding_from
+from livejpp.engine.live import LiveShow
+from livejpp.media.decode import read_audio_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SONG = ROOT / "tests" / "media" / "music" / "lmms_Skiessi-C64.ogg"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def library(real_library, tmp_path_factory):
+    copy = tmp_path_factory.mktemp("control") / "lib"
+    shutil.copytree(real_library[0], copy)
+    return copy
+
+
+@pytest.fixture
+def show(library):
+    """A real show on the real library, listening: 12 s of the song pushed through its engine."""
+    show = LiveShow(library, FileSource(SONG), size=(320, 180))
+    show.engine.push(read_audio_file(SONG, 0, 12))
+    return show
+
+
+# --- the bus on a real show ------------------------------------------------------------------------
+def test_every_value_command_changes_what_the_show_does(show):
+    bus = CommandBus(show, Presets())
+    bus.run("crossfade", 2.5)
+    bus.run("transition", "wipe")
+    bus.run("effect", 3)
+    bus.run("intensity", "0.8")
+    bus.run("brightness", 0.25)
+    bus.run("blackout", 1)
+    bus.run("bars", 3.4)  # a whole number of bars
+    bus.run("hold", "on")
+    bus.run("hud", 0)
+    assert show.engine.selector.settings.crossfade_beats == 2.5
+    assert (show.transition, show.effect, show.effect_amount, show.brightness) == (2, 3, 0.8, 0.25)
+    assert show.blackout and show.engine.selector.held and not show.hud
+    assert show.engine.selector.settings.bars_per_cut == 3
+    bus.run("hold")  # no value: toggles
+    bus.step("crossfade", -1)  # a key or an encoder: one step of half a beat
+    bus.step("effect", 1)  # choices wrap around
+    bus.run("brightness", 7)  # a fader past its end stays at the end
+    assert not show.engine.selector.held
+    assert show.engine.selector.settings.crossfade_beats == 2.0
+    assert show.effect == 0 and show.brightness == 1.0
+    assert bus.counts["api"].applied == 11 and bus.counts["keys"].applied == 2
+
+
+def test_bad_values_are_refused_counted_and_change_nothing(show):
+    bus = CommandBus(show, Presets())
+    before = bus.state()
+    for name, value in [
+        ("crossfade", "abc"),
+        ("crossfade", float("nan")),
+        ("transition", 7),
+        ("transition", "spin"),
+        ("hold", "maybe"),
+        ("bars", None),
+        ("video", 3.0),
+        ("nonsense", 1),
+        ("brightness", b"\x00\x01"),
+    ]:
+        assert bus.run(name, value, "osc") is None
+    assert bus.counts["osc"].refused == 9 and bus.counts["osc"].applied == 0
+    assert bus.state() == before
+    assert "brightness" in bus.last_error
+    assert bus.run("next", 0.0, "osc") is None  # a button's release: nothing, and not an error
+    assert bus.counts["osc"].ignored == 1
+
+
+def test_next_video_and_tag_cut_to_the_clips_asked_for(show, library):
+    bus = CommandBus(show, Presets())
+    event = bus.run("next")
+    assert event.layer is not None and event.layer.cut.reason == "forced" and show.pending[0] is event.layer
+    event = bus.run("video", "EARTH")  # a part of the file name, any case
+    assert Path(event.layer.record.source).name == "earth.mp4"
+    assert {Path(show.engine.records[c].source).name for c, _ in show.engine.neighbours} == {"earth.mp4"}
+    bus.run("video", "")  # let go
+    event = bus.run("tag", "av")  # the folder the video came from
+    assert Path(event.layer.record.source).parent.name == "av"
+    assert {Path(show.engine.records[c].source).parent.name for c, _ in show.engine.neighbours} == {"av"}
+    assert bus.run("tag", "no-such-folder") is None and show.forced == {"tag": "av"}  # refused, kept
+    bus.run("tag", "")
+    assert show.engine.allowed is None and len(show.engine.neighbours) == 14
+
+
+def test_resync_puts_a_beat_and_the_bar_start_now(show):
+    bus = CommandBus(show, Presets())
+    show._t0 = time.monotonic() - 11.3  # the show has run 11.3 s, between two of its beats
+    clock = show.engine.clock
+    bus.run("resync")
+    now = show.show_time()
+    assert abs(clock.next_beat(now - 0.05) - now) < 0.06
+    per_cut = show.engine.selector.settings.bars_per_cut * 4
+    beats_ahead = round((show.engine.last_beat - now) / clock.period)
+    assert (show.engine.beat_count - beats_ahead) % per_cut == 0  # the beat now starts a bar
+
+
+def test_presets_set_the_show_and_a_bad_one_sets_nothing(show, tmp_path):
+    bus = CommandBus(show, Presets(tmp_path))
+    bus.run("preset", "peak")
+    assert (show.bars, show.crossfade_beats, show.transition, show.effect) == (1, 0.5, 2, 1)
+    bus.run("preset", "chill")
+    assert (show.bars, show.crossfade_beats, show.transition, show.effect, show.brightness) == (4, 4.0, 0, 0, 0.9)
+    (tmp_path / "broken.toml").write_text('[show]\nbars = 2\ncrossfade = "long"\n')
+    (tmp_path / "unknown.toml").write_text("[show]\nbars = 2\nsparkle = 1\n")
+    (tmp_path / "garbage.toml").write_text("[show\nbars = = 2\n")
+    for name, problem in [
+        ("broken", "broken.toml: crossfade: expects a number, got 'long'"),
+        ("unknown", "unknown.toml: unknown setting 'sparkle'"),
+        ("garbage", "garbage.toml: not a readable preset"),
+        ("missing", "no preset 'missing' (presets: akai-apc-mini, broken, chill"),
+    ]:
+        assert bus.run("preset", name) is None
+        assert show.bars == 4  # nothing of a bad preset is applied
+        assert problem in bus.last_error
+    assert bus.counts["api"].refused == 4
+
+
+def test_switching_library_keeps_the_clock_and_plays_the_new_clips(show, library, tmp_path, media):
+    from livejpp.library.build import build_library
+
+    other = tmp_path / "other"
+    build_library([media / "footage" / "mdn_flower.mp4"], other, progress=False)
+    bus = CommandBus(show, Presets())
+    beats, heard = show.engine.beat_count, show.engine.analyser.seconds
+    bus.run("library", str(other))
+    deadline = time.monotonic() + 30
+    while show.engine.library != other and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert show.engine.library == other
+    assert show.engine.beat_count == beats and show.engine.analyser.seconds == heard
+    show.engine.push(read_audio_file(SONG, 12, 13))
+    assert {Path(show.engine.records[c].source).name for c, _ in show.engine.neighbours} == {"mdn_flower.mp4"}
+    assert bus.run("library", str(tmp_path / "nowhere")) is None  # refused; the show stays as it is
+
+
+def test_the_readme_documents_every_command():
+    readme = (ROOT / "README.md").read_text()
+    assert table() in readme
+    for name in COMMANDS:
+        assert f"/livejpp/{name}" in readme or f"`{name}`" in readme
+
+
+# --- MIDI mappings ---------------------------------------------------------------------------------
+def test_controller_presets_map_their_controls():
+    presets = Presets()
+    nano = presets.midi_map("korg-nanokontrol2")
+    assert nano.actions("cc", 0, 0, 127) == [("run", "brightness", 1.0)]  # fader 1 at the top
+    assert nano.actions("cc", 0, 2, 127) == [("run", "crossfade", 4.0)]  # its own range
+    assert nano.actions("cc", 1, 0, 127) == []  # another channel
+    assert nano.actions("cc", 0, 33, 127) == [("run", "transition", "dip")]  # S2 pressed ...
+    assert nano.actions("cc", 0, 33, 0) == []  # ... and let go
+    assert nano.actions("cc", 0, 46, 127) == [("run", "hold", None)]  # cycle: toggles
+    assert nano.actions("cc", 0, 44, 127) == [("run", "blackout", 1)]  # momentary
+    assert nano.actions("cc", 0, 44, 0) == [("run", "blackout", 0)]
+    apc = presets.midi_map("akai-apc-mini")
+    assert apc.actions("note_on", 0, 0, 127) == [("run", "next", 1)]
+    assert apc.actions("note_on", 0, 83, 127) == [("run", "preset", "peak")]
+    assert apc.actions("cc", 0, 56, 0) == [("run", "brightness", 0.0)]
+    generic = presets.midi_map("generic")
+    assert generic.actions("cc", 5, 73, 1) == [("step", "crossfade", 1)]  # relative encoder, any channel
+    assert generic.actions("cc", 5, 73, 126) == [("step", "crossfade", -2)]
+    assert generic.actions("note_on", 9, 43, 100) == [("run", "effect", "next")]
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"command": "sparkle", "cc": 1}, "unknown command"),
+        ({"command": "next"}, "exactly one of note"),
+        ({"command": "next", "cc": 130}, "0..127"),
+        ({"command": "next", "note": 1, "channel": 17}, "channel must be 1..16"),
+        ({"command": "crossfade", "note": 1, "mode": "relative"}, "must be a CC"),
+        ({"command": "brightness", "cc": 1, "mode": "toggle"}, "on/off"),
+        ({"command": "video", "note": 1}, "needs value"),
+        ({"command": "brightness", "cc": 1, "range": "wide"}, "range must be"),
+    ],
+)
+def test_a_bad_binding_names_the_file_and_the_problem(entry, problem):
+    with pytest.raises(PresetError, match=problem) as info:
+        binding_from(entry, "mine.toml [[midi]] #3")
+    assert str(info.value).startswith("mine.toml [[midi]] #3")
+
+
+# --- OSC over UDP ----------------------------------------------------------------------------------
+class Feedback:
+    """An OSC client's socket: what the show reports (/livejpp/state/KEY VALUE), newest value per key."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.state: dict = {}
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            message = OscMessage(data)
+            self.state[message.address.rsplit("/", 1)[-1]] = message.params[0]
+
+    def wait(self, key, test, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if key in self.state and test(self.state[key]):
+                return self.state[key]
+            time.sleep(0.02)
+        raise AssertionError(f"feedback {key} = {self.state.get(key)!r} after {timeout} s")
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def start_show(library, tmp_path, *args, env=None):
+    command = [
+        sys.executable,
+        "-m",
+        "livejpp",
+        "live",
+        "--library",
+        str(library),
+        "--play",
+        str(SONG),
+        "--silent",
+        "--headless",
+        "--size",
+        "320x180",
+        "--stats",
+        str(tmp_path / "stats.json"),
+        *map(str, args),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def osc(address, *args) -> bytes:
+    builder = OscMessageBuilder(address)
+    for a in args:
+        builder.add_arg(a)
+    return builder.build().dgram
+
+
+def random_osc(rng: random.Random) -> bytes:
+    """A well-formed message to a random address with random arguments: types a command may not take."""
+    names = [n for n in COMMANDS if n not in ("quit", "library", "model", "fullscreen")] + ["state", "nope"]
+    address = "/livejpp/" + rng.choice(names)
+    if rng.random() < 0.3:
+        address += "/" + rng.choice(["wipe", "step", "1", "", "x/y", "peak"])
+    if rng.random() < 0.1:
+        address = rng.choice(["/", "/other/next", "/livejpp", "//livejpp/next"])
+    args = []
+    for _ in range(rng.choice([0, 1, 1, 1, 2])):
+        args.append(
+            rng.choice(
+                [
+                    rng.uniform(-1e6, 1e6),
+                    rng.randint(-(2**31), 2**31 - 1),
+                    "".join(rng.choice("abc /\\é01") for _ in range(rng.randint(0, 12))),
+                    bytes(rng.randrange(256) for _ in range(rng.randint(1, 8))),
+                    rng.choice([True, False]),
+                    float("nan"),
+                ]
+            )
+        )
+    return osc(address, *args)
+
+
+def test_osc_steers_the_show_reports_it_and_survives_fuzzing(library, tmp_path):
+    port, feedback = free_port(), Feedback()
+    show = start_show(
+        library, tmp_path, "--duration", 25, "--osc-port", port, "--osc-feedback", f"127.0.0.1:{feedback.port}"
+    )
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = ("127.0.0.1", port)
+    try:
+        feedback.wait("clip", bool, timeout=30)  # the show plays a clip
+        sender.sendto(osc("/livejpp/crossfade", 2.5), target)
+        assert feedback.wait("crossfade", lambda v: v == 2.5) == 2.5
+        sender.sendto(osc("/livejpp/transition/wipe", 1.0), target)  # a TouchOSC button ...
+        sender.sendto(osc("/livejpp/transition/wipe", 0.0), target)  # ... and its release
+        assert feedback.wait("transition", lambda v: v == "wipe")
+        sender.sendto(osc("/livejpp/video", "earth"), target)
+        assert feedback.wait("source", lambda v: v == "earth.mp4")
+        sender.sendto(osc("/livejpp/hold", 1), target)
+        assert feedback.wait("hold", lambda v: v == 1)
+
+        rng = random.Random(7)
+        for i in range(400):  # fuzz: random bytes, then random messages, paced a little
+            sender.sendto(bytes([rng.randrange(1, 256)]) + rng.randbytes(rng.randrange(0, 64)), target)
+            sender.sendto(random_osc(rng), target)
+            if i % 50 == 0:
+                time.sleep(0.01)
+        for _ in range(2000):  # an unpaced burst
+            sender.sendto(osc("/livejpp/intensity", 0.3), target)
+
+        sender.sendto(osc("/livejpp/blackout", 0), target)
+        sender.sendto(osc("/livejpp/hold", 0), target)
+        sender.sendto(osc("/livejpp/video", ""), target)
+        sender.sendto(osc("/livejpp/brightness", 0.625), target)  # still listening after all that
+        assert feedback.wait("brightness", lambda v: abs(v - 0.625) < 1e-6)
+        assert feedback.wait("hold", lambda v: v == 0) == 0
+        asked = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        asked.bind(("127.0.0.1", 0))
+        asked.settimeout(2)
+        asked.sendto(osc("/livejpp/state"), target)  # a surface that asks for everything at once
+        replies = set()
+        try:
+            while True:
+                replies.add(OscMessage(asked.recv(4096)).address)
+        except TimeoutError:
+            pass
+        assert {"/livejpp/state/brightness", "/livejpp/state/clip", "/livejpp/state/bpm"} <= replies
+        asked.close()
+        sender.sendto(osc("/livejpp/quit"), target)
+        out, err = show.communicate(timeout=60)
+    finally:
+        if show.poll() is None:
+            show.kill()
+        feedback.close()
+        sender.close()
+    assert show.returncode == 0, err
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["seconds"] < 24  # /livejpp/quit ended it
+    counts = stats["control"]["inputs"]["osc"]
+    assert counts["malformed"] >= 390  # random bytes (a few may parse as OSC by chance)
+    assert counts["refused"] > 50 and counts["applied"] > 100  # what the burst left in the socket buffer
+    assert 0 < counts["to_state_ms"]["n"] <= counts["applied"] and counts["to_frame_ms"]["n"] > 0
+    assert any(c["reason"] == "forced" and c["video"] == "earth.mp4" for c in stats["cuts"])
+
+
+def test_osc_listens_only_on_loopback_by_default(library, tmp_path):
+    port = free_port()
+    show = start_show(library, tmp_path, "--duration", 4, "--osc-port", port)
+    try:
+        deadline = time.monotonic() + 30
+        listening = ""
+        while time.monotonic() < deadline and f":{port:04X}" not in listening:
+            listening = Path("/proc/net/udp").read_text()
+            time.sleep(0.1)
+        # 0100007F is 127.0.0.1 as /proc/net/udp writes it: nobody on the network reaches the show
+        assert f"0100007F:{port:04X}" in listening
+        busy = start_show(library, tmp_path / "x", "--duration", 4, "--osc-port", port)  # the port is taken
+        out, err = busy.communicate(timeout=60)
+        assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+        assert len(err.strip().splitlines()[-1]) < 200
+    finally:
+        show.communicate(timeout=60)
+
+
+# --- MIDI through JACK's dummy driver --------------------------------------------------------------
+@pytest.fixture
+def jack(tmp_path, monkeypatch):
+    """A JACK server with no sound card, for real virtual MIDI ports (DESIGN.md)."""
+    if not shutil.which("jackd"):
+        pytest.fail("jackd is not installed (tools/install-system-deps.sh installs jackd2)")
+    name = f"livejpp-test-{os.getpid()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1", "LIVEJPP_MIDI_API": "jack"}
+    server = subprocess.Popen(
+        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):  # this test's own ports use it too
+        monkeypatch.setenv(key, env[key])
+    import rtmidi
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "probe").delete()
+            break
+        except rtmidi.SystemError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    yield env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def controller(name="nanoKONTROL2 test"):
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "controller")
+    out.open_virtual_port(name)
+    return out
+
+
+def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path, jack):
+    port, feedback = free_port(), Feedback()
+    learned = tmp_path / "learned.toml"
+    device = controller()
+    show = start_show(
+        library,
+        tmp_path,
+        "--duration",
+        40,
+        "--osc-port",
+        port,
+        "--osc-feedback",
+        f"127.0.0.1:{feedback.port}",
+        "--midi-in",
+        "nanoKONTROL2*",
+        "--midi-map",
+        "korg-nanokontrol2",
+        "--midi-clock",
+        "--learn",
+        learned,
+        env=jack,
+    )
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        feedback.wait("clip", bool, timeout=30)
+        device.send_message([0xB0, 0, 0])  # fader 1 down: brightness 0
+        feedback.wait("brightness", lambda v: v == 0.0)
+        device.send_message([0xB0, 33, 127])  # S2: the dip transition
+        device.send_message([0xB0, 33, 0])
+        feedback.wait("transition", lambda v: v == "dip")
+
+        sender.sendto(osc("/livejpp/learn", "bars"), ("127.0.0.1", port))  # learn: the next control ...
+        time.sleep(0.3)
+        device.send_message([0xB0, 20, 127])  # ... knob 5, turned
+        deadline = time.monotonic() + 5
+        while not learned.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        saved = Presets().midi_map(str(learned))  # a preset file that loads like any other
+        assert any(b.command == "bars" and b.control == "cc" and b.number == 20 for b in saved.bindings)
+        assert len(saved.bindings) == len(Presets().midi_map("korg-nanokontrol2").bindings) + 1
+        device.send_message([0xB0, 20, 0])  # the learned knob now sets the bars
+        feedback.wait("bars", lambda v: v == 1)
+
+        rng = random.Random(3)
+        for _ in range(300):  # fuzz: random bytes as MIDI messages
+            device.send_message([rng.randrange(256) for _ in range(rng.randint(1, 3))])
+        start = time.monotonic()
+        for i in range(24 * 12):  # MIDI clock at 125 BPM: 24 pulses a beat, 20 ms apart
+            time.sleep(max(0.0, start + 0.02 * i - time.monotonic()))
+            device.send_message([0xF8])
+        bpm = feedback.wait("bpm", lambda v: abs(v - 125) < 4)
+        assert feedback.wait("tempo_source", lambda v: v == "midi")
+
+        device.close_port()  # the controller is unplugged ...
+        device.delete()
+        time.sleep(1.5)
+        device = controller()  # ... and plugged in again
+        time.sleep(1.5)
+        device.send_message([0xB0, 0, 127])
+        feedback.wait("brightness", lambda v: v == 1.0)
+        sender.sendto(osc("/livejpp/quit"), ("127.0.0.1", port))
+        out, err = show.communicate(timeout=60)
+    finally:
+        if show.poll() is None:
+            show.kill()
+        feedback.close()
+        sender.close()
+        device.delete()
+    assert show.returncode == 0, err
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    midi = stats["control"]["midi"]
+    assert midi["opens"] == 2 and midi["lost"] == 1  # reopened when it came back
+    counts = stats["control"]["inputs"]["midi"]
+    assert counts["malformed"] > 20 and counts["applied"] >= 4
+    assert stats["control"]["learned"] and "bars" in stats["control"]["learned"][0]
+    assert 121 < bpm < 129 and counts["to_state_ms"]["n"] == counts["applied"]
