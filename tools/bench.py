@@ -15,6 +15,7 @@ model: every preset under the three protocols (eval --table) on the project's re
 
     python tools/bench.py render [--hd]     render speed at 720p30 (and 1080p), cut timing, repeats
     python tools/bench.py live [--seconds 300] [--xvfb]   a live show: frames, drops, latencies, memory
+    python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
 """
 
 from __future__ import annotations
@@ -406,6 +407,139 @@ def bench_live(args: argparse.Namespace) -> None:
     )
 
 
+def bench_control(args: argparse.Namespace) -> None:
+    """OSC and MIDI into a headless show: latency to the state change and to the first frame that
+    shows it, and paced message rates handled without loss."""
+    import json
+    import shutil
+    import socket
+
+    import numpy as np
+    import rtmidi
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from livejpp.index import embed_library
+
+    def osc(address, *values) -> bytes:
+        builder = OscMessageBuilder(address)
+        for v in values:
+            builder.add_arg(v)
+        return builder.build().dgram
+
+    def paced(count: int, rate: float, send) -> tuple[float, float, list[float]]:
+        times = []
+        start = time.monotonic()
+        for i in range(count):
+            due = start + i / rate
+            while time.monotonic() < due:
+                pass
+            times.append(time.monotonic())
+            send(i)
+        return start, time.monotonic(), times
+
+    if not shutil.which("jackd"):
+        raise SystemExit("bench control needs jackd (tools/install-system-deps.sh installs jackd2)")
+    server_name = f"livejpp-bench-{os.getpid()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": server_name, "JACK_NO_START_SERVER": "1", "LIVEJPP_MIDI_API": "jack"}
+    os.environ.update({k: env[k] for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")})
+    jackd = subprocess.Popen(
+        ["jackd", "--no-realtime", "-n", server_name, "-d", "dummy", "-r", "48000", "-p", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            lib = Path(tmp) / "lib"
+            build_library(DEFAULT_MEDIA, lib, progress=False)
+            embed_library(lib, "default")
+            for _ in range(100):
+                try:
+                    device = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench")
+                    break
+                except rtmidi.SystemError:
+                    time.sleep(0.1)
+            device.open_virtual_port("bench controller")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            stats_path = Path(tmp) / "stats.json"
+            song = ROOT / "tests" / "media" / "music" / "Kevin_MacLeod-Vibe_Ace.ogg"
+            show = subprocess.Popen(
+                [sys.executable, "-m", "livejpp", "live", "--library", str(lib), "--play", str(song), "--silent"]
+                + ["--headless", "--size", args.size, "--duration", "120", "--stats", str(stats_path)]
+                + ["--osc-port", str(port), "--midi-in", "bench controller", "--midi-map", "generic"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            target = ("127.0.0.1", port)
+            sender.settimeout(0.2)
+            for _ in range(300):  # ready when /livejpp/state is answered
+                sender.sendto(osc("/livejpp/state"), target)
+                try:
+                    sender.recv(4096)
+                    break
+                except TimeoutError:
+                    continue
+            time.sleep(3)
+            sender.settimeout(None)
+            n = args.latency_messages
+            osc_sent = paced(n, 20, lambda i: sender.sendto(osc("/livejpp/brightness", 0.5 + 0.25 * (i % 2)), target))[
+                2
+            ]
+            time.sleep(1)
+            midi_sent = paced(n, 20, lambda i: device.send_message([0xB0, 7, 64 + 32 * (i % 2)]))[2]
+            time.sleep(1)
+            windows = []
+            for rate in args.osc_rates:
+                start, end, _ = paced(
+                    int(rate / 2), rate, lambda i: sender.sendto(osc("/livejpp/intensity", 0.5), target)
+                )
+                windows.append(("osc", rate, int(rate / 2), start, end))
+                time.sleep(1.5)
+            for rate in args.midi_rates:
+                start, end, _ = paced(int(rate / 2), rate, lambda i: device.send_message([0xB0, 1, i % 128]))
+                windows.append(("midi", rate, int(rate / 2), start, end))
+                time.sleep(1.5)
+            sender.sendto(osc("/livejpp/quit"), target)
+            _, err = show.communicate(timeout=120)
+            if show.returncode:
+                raise SystemExit(f"the show failed: {err[-2000:]}")
+            s = json.loads(stats_path.read_text())
+        finally:
+            jackd.terminate()
+            jackd.wait(timeout=10)
+    t0 = s["started_monotonic"]
+    events = s["control"]["events"]
+
+    def latency(origin: str, sent: list[float]) -> list[str]:
+        mine = [e for e in events if e[0] == origin and e[1] == "brightness"][: len(sent)]
+        to_state = np.array([t0 + e[2] + e[3] / 1000 - t for e, t in zip(mine, sent, strict=False)]) * 1000
+        to_frame = np.array([t0 + e[2] + e[4] / 1000 - t for e, t in zip(mine, sent, strict=False) if e[4]]) * 1000
+        return [
+            origin,
+            f"{len(mine)} of {len(sent)}",
+            f"{np.percentile(to_state, 50):.2f} / {np.percentile(to_state, 99):.2f}",
+            f"{np.percentile(to_frame, 50):.1f} / {np.percentile(to_frame, 99):.1f}",
+        ]
+
+    print(f"control: OSC (UDP, 127.0.0.1) and MIDI (JACK dummy driver) into a headless show at {args.size}")
+    print(
+        table(
+            ["input", "messages applied", "send -> state p50 / p99 ms", "send -> first frame p50 / p99 ms"],
+            [latency("osc", osc_sent), latency("midi", midi_sent)],
+        )
+    )
+    rows = []
+    for origin, rate, sent, start, end in windows:
+        command = "intensity"
+        got = sum(1 for e in events if e[0] == origin and e[1] == command and start - 0.01 <= t0 + e[2] <= end + 1.0)
+        rows.append([origin, f"{rate:,}", f"{sent:,}", f"{got:,}", f"{sent - got:,}"])
+    print(table(["input", "paced rate / s", "sent", "applied", "lost"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -427,6 +561,12 @@ def main() -> None:
     lv.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")
     lv.add_argument("--xvfb", action="store_true", help="a real window on Xvfb (xvfb-run) instead of headless EGL")
     lv.set_defaults(func=bench_live)
+    ctl = sub.add_parser("control", help="OSC and MIDI latency to state and to frame; paced rates without loss")
+    ctl.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")
+    ctl.add_argument("--latency-messages", type=int, default=200, help="messages per input, 20 a second")
+    ctl.add_argument("--osc-rates", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
+    ctl.add_argument("--midi-rates", type=int, nargs="+", default=[500, 1000, 2000, 5000])
+    ctl.set_defaults(func=bench_control)
     args = parser.parse_args()
     args.func(args)
 

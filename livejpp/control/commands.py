@@ -363,6 +363,19 @@ class CommandBus:
             out[command.name] = command.choices[value] if command.kind == CHOICE else value
         return out
 
+    def event_log(self, started: float = 0.0) -> list[list]:
+        """The newest events: [input, command, received (show seconds), to state ms, to frame ms]."""
+        return [
+            [
+                e.origin,
+                e.command,
+                round(e.received - started, 5),
+                round((e.applied - e.received) * 1000, 3),
+                None if e.shown is None else round((e.shown - e.received) * 1000, 3),
+            ]
+            for e in self.events
+        ]
+
     def summary(self) -> dict:
         """Per input: counts, and latency (ms) from receipt to the state change and to the first frame."""
         out: dict = {}

@@ -65,7 +65,7 @@ class Controls:
                 part.stop()
 
     def summary(self) -> dict:
-        out = {"inputs": self.bus.summary()}
+        out = {"inputs": self.bus.summary(), "events": self.bus.event_log(self.bus.show.start_time)}
         if self.osc is not None:
             out["osc"] = {"address": f"{self.osc.address[0]}:{self.osc.address[1]}", "packets": self.osc.packets}
         if self.feedback is not None:

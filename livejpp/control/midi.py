@@ -2,8 +2,10 @@
 
 Ports are opened by name or pattern (`--midi-in 'nanoKONTROL*'`) with python-rtmidi, which hands
 over each message's raw bytes: mido parses them, and what does not parse is counted as malformed
-(mido's own ports drop such bytes silently). A watcher looks for the ports every half second: one
-that vanished is closed, and reopened when it comes back.
+(mido's own ports drop such bytes silently). rtmidi queues what arrives and a reader thread takes it
+every millisecond: a Python callback would run inside JACK's process cycle, wait there for the GIL,
+and make JACK drop messages (measured: 6 % lost at 500 messages a second, p99 100 ms). A watcher
+looks for the ports every half second: one that vanished is closed, and reopened when it comes back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from livejpp.control.mapping import MidiMap, PresetError, learned_binding
 log = logging.getLogger("livejpp.midi")
 
 PPQN = 24  # MIDI clock: pulses per quarter note
+QUEUE = 16384  # messages rtmidi keeps for the reader (its default, 100, overflows in a burst)
+POLL = 0.001  # seconds between the reader's looks at the ports
 APIS = ("alsa", "jack")
 CLIENT = "livejpp"
 
@@ -151,6 +155,7 @@ class MidiInputs:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, name="midi-watch", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="midi-read", daemon=True)
         self._probe = None
 
     def start(self) -> None:
@@ -159,10 +164,12 @@ class MidiInputs:
         self._probe = rtmidi.MidiIn(rtmidi_api(self.api), CLIENT)  # one client lists ports all night
         self._scan()
         self._thread.start()
+        self._reader.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
+        self._reader.join(timeout=2.0)
         with self._lock:
             for port in self.ports.values():
                 port.close_port()
@@ -192,7 +199,7 @@ class MidiInputs:
             for name in available:
                 if name in self.ports or not any(matches(name, p) for p in self.patterns):
                     continue
-                port = rtmidi.MidiIn(rtmidi_api(self.api), CLIENT)
+                port = rtmidi.MidiIn(rtmidi_api(self.api), CLIENT, queue_size_limit=QUEUE)
                 port.ignore_types(sysex=True, timing=self.clock is None, active_sense=True)
                 try:
                     port.open_port(port.get_ports().index(name), f"in {len(self.ports) + 1}")
@@ -200,16 +207,21 @@ class MidiInputs:
                     log.warning("cannot open MIDI port %s: %s", name, exc)
                     port.delete()
                     continue
-                port.set_callback(self._on_bytes, name)
                 self.ports[name] = port
                 self.opens += 1
                 log.info("MIDI in: %s", name)
 
-    def _on_bytes(self, event: tuple[list[int], float], port_name: str) -> None:
-        """rtmidi's thread: one message's bytes. Nothing here may raise."""
+    def _read(self) -> None:
+        while not self._stop.wait(POLL):
+            with self._lock:
+                for name, port in self.ports.items():
+                    while (event := port.get_message()) is not None:
+                        self._on_bytes(event[0], name)
+
+    def _on_bytes(self, data: list[int], port_name: str) -> None:
+        """One message's bytes. Nothing here may raise."""
         received = time.monotonic()
         self.received += 1
-        data, _delta = event
         try:
             message = mido.Message.from_bytes(data)
         except (ValueError, TypeError, IndexError):

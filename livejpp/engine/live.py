@@ -399,6 +399,7 @@ class LiveShow:
             return round(float(np.percentile(xs, p)) * 1000, 2) if len(xs) else None
 
         return {
+            "started_monotonic": self._t0,  # show time 0 on the machine's monotonic clock
             "seconds": round(elapsed, 2),
             "frames_drawn": s.frames,
             "frames_dropped": s.dropped,
