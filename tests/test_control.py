@@ -500,3 +500,22 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
     assert counts["malformed"] > 20 and counts["applied"] >= 4
     assert stats["control"]["learned"] and "bars" in stats["control"]["learned"][0]
     assert 121 < bpm < 129 and counts["to_state_ms"]["n"] == counts["applied"]
+
+
+def test_keys_walk_through_the_videos_folders_and_presets(show):
+    bus = CommandBus(show, Presets())
+    videos = bus.options("video")
+    assert "earth.mp4" in videos and len(videos) == 8
+    seen = [Path(bus.cycle("video").layer.record.source).name for _ in videos]
+    assert seen == videos  # each video of the library in turn, cutting to it ...
+    bus.cycle("video")
+    assert show.forced == {} and show.engine.allowed is None  # ... then all of them again
+    assert bus.options("tag") == ["av", "footage"]
+    bus.cycle("tag")
+    assert show.forced == {"tag": "av"}
+    assert bus.options("preset") == ["chill", "peak"]  # the presets with [show] settings
+    bus.cycle("preset")
+    bus.cycle("preset")
+    assert show.bars == 1  # peak
+    bus.cycle("preset")
+    assert show.bars == 4  # chill again

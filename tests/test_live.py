@@ -173,6 +173,8 @@ def script(win):
     at(10.7, lambda: log.update(crossfade=show.crossfade_beats))
     at(10.8, lambda: press(key.B))
     at(11.3, lambda: log.update(blackout=show.blackout))
+    at(11.42, lambda: press(key.P))
+    at(11.47, lambda: log.update(bars_after_p=show.bars, crossfade_after_p=show.crossfade_beats))
     at(11.5, lambda: press(key.Q))
 summary = window.run(show, duration=30, headless=True, record=out + "/keys.mp4", on_start=script)
 log["seconds"] = summary["seconds"]
@@ -195,6 +197,7 @@ def test_keys_drive_the_show(lib, media, tmp_path):
     assert log["tapped"] and abs(log["bpm"] - 150) < 1  # taps 0.4 s apart
     assert log["crossfade"] == 1.5
     assert log["blackout"]
+    assert (log["bars_after_p"], log["crossfade_after_p"]) == (4, 4.0)  # p: the first show preset, chill
     assert log["seconds"] < 14  # q quit before the 30 s duration
     frames = recorded(tmp_path / "keys.mp4")
     times = np.array(log["times"][: len(frames)])

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from livejpp.errors import LivejppError
@@ -266,6 +267,7 @@ class CommandBus:
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
+        self._last_preset = ""
 
     def count(self, origin: str) -> InputCounts:
         return self.counts.setdefault(origin, InputCounts())
@@ -337,6 +339,7 @@ class CommandBus:
         if self.presets is None:
             raise CommandError("preset: no presets folder")
         path, settings = self.presets.show_settings(name)
+        self._last_preset = name
         for key, value in settings.items():
             command = COMMANDS.get(key)
             if command is None:
@@ -352,6 +355,28 @@ class CommandBus:
             parsed = parse(command, value)
             if parsed is not None:
                 self._apply(command, parsed, Event(key, parsed, "preset", event.received))
+
+    def options(self, name: str) -> list[str]:
+        """The values a text command knows of (the library's videos and folders, the show presets)."""
+        show = self.show
+        if name in ("video", "tag"):
+            sources = [Path(r.source) for r in show.engine.records.values()]
+            return sorted({p.name if name == "video" else p.parent.name for p in sources})
+        if name == "preset" and self.presets is not None:
+            return self.presets.show_names()
+        return []
+
+    def cycle(self, name: str, origin: str = "keys", received: float | None = None) -> Event | None:
+        """The next of a text command's options: videos and folders walk to none (all) and round
+        again; presets go round."""
+        options = self.options(name)
+        if not options:
+            self.refuse(origin, f"{name}: nothing to walk through")
+            return None
+        current = self._last_preset if name == "preset" else COMMANDS[name].read(self.show)
+        ring = options if name == "preset" else ["", *options]
+        following = ring[(ring.index(current) + 1) % len(ring)] if current in ring else options[0]
+        return self.run(name, following, origin, received)
 
     def state(self) -> dict:
         """What a control surface shows: every readable command's value."""

@@ -14,9 +14,14 @@ class Key:
     label: str  # as the help shows it
     command: str
     value: Any = None  # run with this value ...
-    steps: float | None = None  # ... or step by this much
+    steps: float | None = None  # ... or step by this much ...
+    cycle: bool = False  # ... or walk through the command's options (videos, folders, presets)
 
     def doc(self) -> str:
+        if self.cycle:
+            return {"video": "next video of the library", "tag": "next folder", "preset": "next show preset"}[
+                self.command
+            ] + ", then all again"
         if self.steps is not None:
             return f"{self.command} {'up' if self.steps > 0 else 'down'}"
         if self.value is not None:
@@ -43,6 +48,9 @@ KEYS: tuple[Key, ...] = (
     Key(("EQUAL",), "=", "brightness", steps=1),
     Key(("DOWN",), "down", "bars", steps=-1),
     Key(("UP",), "up", "bars", steps=1),
+    Key(("V",), "v", "video", cycle=True),
+    Key(("G",), "g", "tag", cycle=True),
+    Key(("P",), "p", "preset", cycle=True),
     Key(("TAB",), "tab", "hud"),
     Key(("F",), "f", "fullscreen"),
     Key(("Q", "ESCAPE"), "q, esc", "quit"),

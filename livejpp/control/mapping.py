@@ -233,6 +233,17 @@ class Presets:
         found = {p.stem for folder in self.folders if folder.is_dir() for p in folder.glob("*.toml")}
         return sorted(found)
 
+    def show_names(self) -> list[str]:
+        """The presets that hold [show] settings."""
+        names = []
+        for name in self.names():
+            try:
+                self.show_settings(name)
+            except PresetError:
+                continue
+            names.append(name)
+        return names
+
     def read(self, name: str) -> tuple[Path, dict]:
         path = self.find(name)
         try:

@@ -238,7 +238,9 @@ def run(
             learn(1 if symbol == key.RIGHT else -1)
         elif symbol in key_table:
             entry = key_table[symbol]
-            if entry.steps is not None:
+            if entry.cycle:
+                bus.cycle(entry.command, "keys", received)
+            elif entry.steps is not None:
                 bus.step(entry.command, entry.steps, "keys", received)
             else:
                 bus.run(entry.command, entry.value, "keys", received)
