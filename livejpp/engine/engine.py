@@ -89,6 +89,12 @@ class Engine:
         self.allowed: set[int] | None = None  # only these clips (a forced video or tag); None: all
         self._embedding: np.ndarray | None = None  # the newest window's embedding
 
+    def warm_up(self) -> None:
+        """One embedding and one search of silence: onnxruntime and hnswlib allocate on their first
+        call, which otherwise lands on the first hop of a live show (a dropped frame, measured)."""
+        embedding = self.embedder.audio([np.zeros((self.window, len(AUDIO_NAMES)), np.float32)])
+        self.index.query(embedding, self.settings.neighbours)
+
     def restrict(self, allowed: set[int] | None) -> None:
         """Search only `allowed` clips from now on (None: all), starting with the newest window."""
         self.allowed = allowed

@@ -47,6 +47,7 @@ class ShowStats:
     started: float = field(default_factory=time.monotonic)
     frames: int = 0
     dropped: int = 0
+    drops: list[tuple[float, float]] = field(default_factory=list)  # (show time, late frame's interval ms)
     frame_times: list[float] = field(default_factory=list)
     analysis_latency: list[float] = field(default_factory=list)  # newest audio arrival → decision
     cut_latency: list[float] = field(default_factory=list)  # beat → the frame that first shows the cut (show time)
@@ -106,6 +107,7 @@ class LiveShow:
     ):
         bound_heap_growth()
         self.engine = Engine(library, model, settings)
+        self.engine.warm_up()
         self.model = str(model)
         self.source = source
         self.size = size
@@ -403,6 +405,7 @@ class LiveShow:
             "seconds": round(elapsed, 2),
             "frames_drawn": s.frames,
             "frames_dropped": s.dropped,
+            "drops": [(round(t, 2), round(ms, 1)) for t, ms in s.drops],
             "fps": round(s.frames / elapsed, 2) if elapsed else 0.0,
             "frame_interval_ms": {"p50": q(np.diff(s.frame_times), 50), "p99": q(np.diff(s.frame_times), 99)},
             "analysis_latency_ms": {

@@ -188,6 +188,7 @@ def run(
             interval = now - state["last"]
             if interval > 1.5 / show.fps:
                 stats.dropped += int(round(interval * show.fps)) - 1
+                stats.drops.append((show.show_time(), interval * 1000))
         state["last"] = now
         stats.frame_times.append(now)
         outgoing, incoming, weight, newly = show.frame()
