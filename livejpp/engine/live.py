@@ -296,8 +296,7 @@ class LiveShow:
                 return None
             layer = Layer(cut, engine.records[cut.clip], engine.library, time.monotonic())
         with self.lock:
-            self.pending = [p for p in self.pending if p.cut.time <= cut.time]  # what was planned later is off
-            self.pending.insert(0, layer)
+            self.pending = [layer]  # it replaces whatever the engine had planned
         return layer
 
     @property
@@ -378,6 +377,7 @@ class LiveShow:
         def load() -> None:
             try:
                 engine = Engine(library, model, self.engine.settings)
+                engine.warm_up()
             except Exception as exc:  # noqa: BLE001 - a bad library or model leaves the show as it was
                 log.error("cannot switch to %s: %s", self.switching, exc)
                 self.switching = None
