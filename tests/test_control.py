@@ -519,3 +519,15 @@ def test_keys_walk_through_the_videos_folders_and_presets(show):
     assert show.bars == 1  # peak
     bus.cycle("preset")
     assert show.bars == 4  # chill again
+
+
+def test_a_missing_midi_system_or_map_is_one_clear_line(library, tmp_path):
+    env = {**os.environ, "JACK_DEFAULT_SERVER": f"nobody-{os.getpid()}", "JACK_NO_START_SERVER": "1"}
+    for args, problem in [
+        (["--midi-in", "x", "--midi-api", "jack"], "MIDI: cannot reach the jack MIDI system"),
+        (["--midi-in", "x", "--midi-map", "no-such-controller"], "no preset 'no-such-controller' (presets: "),
+    ]:
+        show = start_show(library, tmp_path, "--duration", 3, "--osc-port", free_port(), *args, env=env)
+        _, err = show.communicate(timeout=60)
+        assert show.returncode == 1
+        assert err.strip().splitlines()[-1].startswith(f"livejpp: error: {problem}")

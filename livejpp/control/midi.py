@@ -23,6 +23,7 @@ import mido
 
 from livejpp.control.commands import COMMANDS, CommandBus
 from livejpp.control.mapping import MidiMap, PresetError, learned_binding
+from livejpp.errors import LivejppError
 
 log = logging.getLogger("livejpp.midi")
 
@@ -31,6 +32,10 @@ QUEUE = 16384  # messages rtmidi keeps for the reader (its default, 100, overflo
 POLL = 0.001  # seconds between the reader's looks at the ports
 APIS = ("alsa", "jack")
 CLIENT = "livejpp"
+
+
+class MidiError(LivejppError):
+    """No MIDI system to listen to."""
 
 
 def rtmidi_api(name: str | None = None) -> int:
@@ -161,15 +166,25 @@ class MidiInputs:
     def start(self) -> None:
         import rtmidi
 
-        self._probe = rtmidi.MidiIn(rtmidi_api(self.api), CLIENT)  # one client lists ports all night
+        try:
+            self._probe = rtmidi.MidiIn(rtmidi_api(self.api), CLIENT)  # one client lists ports all night
+        except rtmidi.SystemError as exc:
+            raise MidiError(f"MIDI: cannot reach the {self.api or 'default'} MIDI system ({exc})") from exc
         self._scan()
+        if not self.ports:
+            log.warning(
+                "MIDI: no input port matches %s yet (ports: %s); it opens when it appears",
+                ", ".join(self.patterns),
+                ", ".join(input_names(self.api, self._probe)) or "none",
+            )
         self._thread.start()
         self._reader.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
-        self._reader.join(timeout=2.0)
+        for thread in (self._thread, self._reader):
+            if thread.is_alive():
+                thread.join(timeout=2.0)
         with self._lock:
             for port in self.ports.values():
                 port.close_port()

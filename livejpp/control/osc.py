@@ -75,7 +75,8 @@ class OscServer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
         self.sock.close()
 
     def _serve(self) -> None:
@@ -157,7 +158,8 @@ class OscFeedback:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
         self.sock.close()
 
     def state(self) -> dict[str, Any]:

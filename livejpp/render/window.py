@@ -257,9 +257,14 @@ def run(
         pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), duration)
     if on_start is not None:
         on_start(window)
-    show.start()
     if controls is not None:
-        controls.start()
+        try:
+            controls.start()  # a MIDI system that cannot be reached stops here, before the show starts
+        except Exception:
+            controls.stop()
+            window.close()
+            raise
+    show.start()
     try:
         pyglet.app.run(1.0 / show.fps)
     finally:
