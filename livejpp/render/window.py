@@ -124,6 +124,7 @@ def run(
 
     from livejpp.control import keys as keymap
     from livejpp.control.commands import CommandBus
+    from livejpp.control.mapping import Presets
 
     if headless:
         pyglet.options["headless"] = True
@@ -170,7 +171,7 @@ def run(
     )
     state = {"help": False, "uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
     show.hud, show.fullscreen = hud, fullscreen
-    bus = controls.bus if controls is not None else CommandBus(show)
+    bus = controls.bus if controls is not None else CommandBus(show, Presets())
     key_table = keymap.by_symbol(key)
     learnable = keymap.learnable()
     recorder = Recorder(record, (width, height), show.fps) if record else None
