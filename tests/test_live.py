@@ -138,6 +138,9 @@ def test_a_played_song_is_shown_and_recorded(lib, media, tmp_path):
     assert stats["frames_drawn"] > 100 and stats["analysis_latency_ms"]["hops"] >= 20
     frames = recorded(tmp_path / "show.mp4")
     assert len(frames) == len(stats["record"]["frame_show_times"])
+    with av.open(str(tmp_path / "show.mp4")) as c:  # each frame at the time it was on screen
+        stamped = [f.time for f in c.decode(video=0)]
+    assert np.abs(np.array(stamped) - stats["record"]["frame_show_times"]).max() <= 1 / 30 + 1e-3
     check_pictures(lib, stats, frames)
     heard = read_audio_file(tmp_path / "show.mp4")
     played = read_audio_file(song, 0, len(heard) / 22050)

@@ -36,21 +36,27 @@ class Recorder:
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
         self.thread.start()
 
-    def add(self, pixels: np.ndarray) -> None:
+    def add(self, pixels: np.ndarray, show_time: float) -> None:
+        """A frame, stamped with the show time it was on screen: when the window runs below its rate
+        (a recording at 720p on two cores does), the file keeps time with the audio, not the count."""
         try:
-            self.frames.put_nowait(pixels)
+            self.frames.put_nowait((pixels, show_time))
         except queue.Full:
             log.warning("recorder is behind: a frame was not recorded")
+            return
+        self.times.append(round(show_time, 4))
 
     def _write(self) -> None:
         import av
 
+        last = -1
         while True:
-            pixels = self.frames.get()
-            if pixels is None:
+            item = self.frames.get()
+            if item is None:
                 return
+            pixels, show_time = item
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = self.count
+            frame.pts = last = max(last + 1, int(round(show_time * self.fps)))
             frame.time_base = 1 / self.fps
             self.count += 1
             for packet in self.stream.encode(frame):
@@ -205,8 +211,7 @@ def run(
             weight = 0.0 if incoming is None else weight if outgoing is not None else 1.0
             compositor.draw(weight, show.brightness, show.blackout, (fb_w, fb_h))
         if recorder is not None:
-            recorder.add(compositor.read_pixels())
-            recorder.times.append(round(show.show_time(), 4))
+            recorder.add(compositor.read_pixels(), show.show_time())
         if show.hud:
             if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
                 hud_label.text = _hud_text(show, controls)
