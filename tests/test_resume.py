@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,8 +106,16 @@ def test_orphaned_workers_stop_when_the_builder_dies(small_footage, tmp_path):
     proc.wait()
     time.sleep(1.5)
     alive = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    # the resource tracker may linger a moment; no worker decodes on
-    assert not [p for p in alive if "spawn_main" in open(f"/proc/{p}/cmdline").read()]
+    # the resource tracker may linger a moment (and be gone by the time it is read); no worker decodes on
+    assert not [p for p in alive if "spawn_main" in cmdline(p)]
+
+
+def cmdline(pid: str) -> str:
+    """A process's command line, or "" once it has exited."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def test_jobs_do_not_change_the_result(small_footage, tmp_path):
