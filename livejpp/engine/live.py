@@ -368,7 +368,7 @@ class LiveShow:
     def switch(self, library: str | Path | None = None, model: str | Path | None = None) -> None:
         """Load another library or model beside the show, then swap it in: the clips on screen play
         on, the beat clock and the audio heard so far carry over, the next cut is from the new one."""
-        library = Path(library) if library else self.engine.library
+        library = Path(library).expanduser() if library else self.engine.library
         model = model or self.model
         if not library.exists():
             raise ValueError(f"{library}: no such library")
