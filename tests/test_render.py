@@ -15,7 +15,7 @@ from livejpp.engine.render import render
 from livejpp.library.build import build_library
 from livejpp.media.decode import read_audio_file
 from livejpp.render.compose import mix
-from livejpp.render.player import ClipFrames
+from livejpp.render.player import ClipFrames, FramePool
 
 SIZE, FPS = (320, 180), 15
 
@@ -211,3 +211,14 @@ def test_query_lists_nearest_and_farthest_with_a_contact_sheet(real_library, med
     nearest = [line for line in video.stdout.splitlines() if line.strip()[:1].isdigit()][:3]
     assert video.stdout.splitlines()[0].endswith("(video → video)")
     assert all("earth.mp4" in line for line in nearest)  # its own clips first
+
+
+def test_the_reader_pool_keeps_clips_of_one_source_apart(media):
+    """Clips read from their source (--no-transcode) share the file: each keeps its own start."""
+    source = media / "av" / "big_buck_bunny_0_30.webm"
+    pool = FramePool((160, 90))
+    first = pool.get(str(source), 0.0, 10.0).frame_at(1.0)
+    second = pool.get(str(source), 10.0, 10.0).frame_at(1.0)
+    assert np.abs(second.astype(int) - ClipFrames(source, (160, 90), 10.0).frame_at(1.0)).max() == 0
+    assert np.abs(first.astype(int) - second).mean() > 5  # 10 s apart in the film: other pictures
+    pool.close()

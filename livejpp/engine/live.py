@@ -204,7 +204,7 @@ class LiveShow:
             return
         path, base, length = record.pictures(library)
         try:
-            picture = pool.get(path, path, base, length).frame_at(clip_time % max(length, 1e-3))
+            picture = pool.get(path, base, length).frame_at(clip_time % max(length, 1e-3))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
             log.warning("skipping clip %s: %s", record.uid, exc)
             self.stats.skipped_clips.append(record.uid)

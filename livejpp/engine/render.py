@@ -185,7 +185,7 @@ def _encode(
     def picture(cut: Cut, t: float) -> np.ndarray:
         path_, base, length = engine.records[cut.clip].pictures(engine.library)
         clip_t = (cut.offset + (t - cut.time)) % max(length, 1e-3)
-        return pool.get(cut.clip, path_, base, length).frame_at(clip_t)
+        return pool.get(path_, base, length).frame_at(clip_t)
 
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)

@@ -7,7 +7,6 @@ added without touching the engine or the compositor.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
 from pathlib import Path
 
 import av
@@ -101,10 +100,12 @@ class FramePool:
     def __init__(self, size: tuple[int, int], keep: int = 4):
         self.size = size
         self.keep = keep
-        self._open: OrderedDict[Hashable, ClipFrames] = OrderedDict()
+        self._open: OrderedDict[tuple[str, float], ClipFrames] = OrderedDict()
 
-    def get(self, key: Hashable, path: str, base: float = 0.0, length: float | None = None) -> ClipFrames:
-        """The open reader for `key` (a clip id, or a file for clips of several libraries)."""
+    def get(self, path: str, base: float = 0.0, length: float | None = None) -> ClipFrames:
+        """The open reader of a clip: its file and where it starts there (clips of one source read
+        without transcoding share the file), whichever library it belongs to."""
+        key = (str(path), base)
         if key in self._open:
             self._open.move_to_end(key)
             return self._open[key]
