@@ -262,7 +262,6 @@ class CommandBus:
     learner: Any = None  # control.midi.Learner while MIDI input is on
     events: deque = field(default_factory=lambda: deque(maxlen=20000))
     counts: dict[str, InputCounts] = field(default_factory=dict)
-    listeners: list[Callable[[Event], None]] = field(default_factory=list)
     last_error: str = ""
 
     def __post_init__(self) -> None:
@@ -294,8 +293,6 @@ class CommandBus:
         self.events.append(event)
         with self.show.lock:
             self.show.awaiting.append(event)
-        for listener in self.listeners:
-            listener(event)
         return event
 
     def step(self, name: str, steps: float, origin: str = "keys", received: float | None = None) -> Event | None:

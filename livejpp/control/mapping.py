@@ -267,7 +267,7 @@ class Presets:
         return MidiMap(bindings, path, str(data.get("name", path.stem)))
 
 
-def learned_binding(command: str, value: Any, kind: str, channel: int, number: int, data: int) -> Binding:
+def learned_binding(command: str, value: Any, kind: str, channel: int, number: int) -> Binding:
     """The binding MIDI learn makes from the first message after it was armed."""
     control = "cc" if kind == "cc" else "note"
     c = COMMANDS[command]

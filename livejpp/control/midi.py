@@ -46,7 +46,7 @@ def rtmidi_api(name: str | None = None) -> int:
     if not name:
         return rtmidi.API_UNSPECIFIED
     if name not in APIS:
-        raise PresetError(f"MIDI API must be one of {', '.join(APIS)}, not {name!r}")
+        raise MidiError(f"MIDI API must be one of {', '.join(APIS)}, not {name!r}")
     return {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}[name]
 
 
@@ -79,7 +79,6 @@ class ClockFollower:
         self.show = show
         self.pulses: deque[float] = deque(maxlen=PPQN * 2 + 1)
         self.count = 0
-        self.running = False
 
     def pulse(self, at: float) -> None:
         self.pulses.append(at)
@@ -88,14 +87,12 @@ class ClockFollower:
             period = (times[-1] - times[0]) / (len(times) - 1) * PPQN
             self.show.clock_sync(period, at - self.show.start_time)
         self.count += 1
-        self.running = True
 
     def start(self) -> None:
         self.count = 0
         self.pulses.clear()
 
     def stop(self) -> None:
-        self.running = False
         self.show.follow()
 
 
@@ -120,12 +117,12 @@ class Learner:
         self.armed = (name, value or None)
         log.info("MIDI learn: move a control for %s", what)
 
-    def offer(self, kind: str, channel: int, number: int, data: int) -> bool:
+    def offer(self, kind: str, channel: int, number: int) -> bool:
         """A note or CC arrived: bind it if armed. True if it was taken."""
         if self.armed is None or kind == "note_off":
             return False
         command, value = self.armed
-        binding = learned_binding(command, value, kind, channel, number, data)
+        binding = learned_binding(command, value, kind, channel, number)
         self.map.add(binding)
         self.map.save(self.save_to)
         self.armed = None
@@ -267,7 +264,7 @@ class MidiInputs:
         short = "cc" if kind == "control_change" else kind
         number = message.control if short == "cc" else message.note
         value = message.value if short == "cc" else message.velocity
-        if self.learner is not None and self.learner.offer(short, message.channel, number, value):
+        if self.learner is not None and self.learner.offer(short, message.channel, number):
             return
         actions = self.map.actions(short, message.channel, number, value)
         if not actions:

@@ -21,8 +21,6 @@ import threading
 import time
 from typing import Any
 
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
@@ -90,7 +88,7 @@ class OscServer:
             received = time.monotonic()
             self.packets += 1
             try:
-                messages = list(_messages(OscPacket(data)))
+                messages = [timed.message for timed in OscPacket(data).messages]  # bundles come flattened
             except (ParseError, ValueError, IndexError, TypeError, UnicodeDecodeError, OverflowError):
                 self.bus.count("osc").malformed += 1
                 continue
@@ -129,14 +127,6 @@ class OscServer:
                 return
             value = word
         self.bus.run(name, value, "osc", received)
-
-
-def _messages(packet: OscPacket):
-    for timed in packet.messages:
-        if isinstance(timed.message, OscMessage):
-            yield timed.message
-        elif isinstance(timed.message, OscBundle):  # pragma: no cover - OscPacket flattens bundles
-            yield from _messages(OscPacket(timed.message.dgram))
 
 
 class OscFeedback:

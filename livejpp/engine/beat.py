@@ -23,9 +23,13 @@ class BeatClock:
         self.anchor = 0.0  # a beat time; beats fall on anchor + k * period
         self.offset = 0.0  # manual phase offset (seconds)
         self.clarity = 0.0
-        self.tapped = False  # the tempo is set by hand (taps) or by MIDI clock, not by the music
-        self.source = "music"  # music | tap | midi
+        self.source = "music"  # where the tempo comes from: music | tap | midi
         self._taps: list[float] = []
+
+    @property
+    def tapped(self) -> bool:
+        """The tempo is set by hand (taps) or by MIDI clock, not followed from the music."""
+        return self.source != "music"
 
     @property
     def bpm(self) -> float:
@@ -73,17 +77,15 @@ class BeatClock:
         if len(self._taps) >= 2:
             self.period = float(np.median(np.diff(self._taps[-5:])))
             self.anchor = t
-            self.tapped = True
             self.source = "tap"
 
     def external(self, period: float, beat_at: float) -> None:
         """Tempo and a beat time from outside (MIDI clock): held like a tap tempo until `follow`."""
         if period > 0:
-            self.period, self.anchor, self.tapped, self.source = period, beat_at, True, "midi"
+            self.period, self.anchor, self.source = period, beat_at, "midi"
 
     def follow(self) -> None:
         """Release a tap tempo: follow the music again."""
-        self.tapped = False
         self.source = "music"
         self._taps = []
 

@@ -105,6 +105,15 @@ class Engine:
         labels, distances = self.index.query(embedding, self.settings.neighbours, self.allowed)
         self.neighbours = list(zip(labels[0].tolist(), distances[0].tolist(), strict=True))
 
+    def resync(self, now: float) -> None:
+        """Now is the one: a beat falls here (the clock's phase shifts to it), and the bars that
+        decide the cuts count from it, the beats already decided ahead of now included."""
+        self.clock.resync(now)
+        s = self.selector.settings
+        per_cut = s.bars_per_cut * s.beats_per_bar
+        ahead = round((self.last_beat - now) / self.clock.period) if self.beats else -1
+        self.beat_count = (self.beat_count // per_cut + 1) * per_cut + ahead
+
     def carry_over(self, other: Engine) -> None:
         """Take the listening state of the engine this one replaces (a library or model switch): the
         audio heard so far, the beat clock and the beat count, so the show keeps its time and tempo."""

@@ -324,12 +324,7 @@ class LiveShow:
     def resync(self) -> None:
         """Now is the one: a beat falls here, and bars count from it."""
         with self.engine_lock:
-            engine = self.engine
-            now = self.show_time()
-            engine.clock.resync(now)
-            per_cut = engine.selector.settings.bars_per_cut * engine.selector.settings.beats_per_bar
-            ahead = round((engine.last_beat - now) / engine.clock.period) if engine.beats else -1
-            engine.beat_count = (engine.beat_count // per_cut + 1) * per_cut + ahead
+            self.engine.resync(self.show_time())
 
     def _set_selector(self, **changes) -> None:
         from dataclasses import replace

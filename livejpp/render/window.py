@@ -32,7 +32,6 @@ class Recorder:
         self.stream.options = {"preset": "ultrafast", "crf": "20"}
         self.frames: queue.Queue = queue.Queue(maxsize=120)
         self.times: list[float] = []  # show time of each recorded frame (what was on screen when)
-        self.count = 0
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
         self.thread.start()
 
@@ -58,7 +57,6 @@ class Recorder:
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = last = max(last + 1, int(round(show_time * self.fps)))
             frame.time_base = 1 / self.fps
-            self.count += 1
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
 
@@ -315,6 +313,7 @@ def _hud_text(show, controls=None) -> str:
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
     if show.switching:
         lines.append(f"loading {show.switching} ...")
-    if controls is not None and controls.hud_line():
-        lines.append(controls.hud_line())
+    control = controls.hud_line() if controls is not None else ""
+    if control:
+        lines.append(control)
     return "\n".join(lines)
