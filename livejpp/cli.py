@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 from livejpp import __version__
 from livejpp.errors import LivejppError
@@ -124,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("library", metavar="LIB", help="library folder")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--log", type=int, default=0, metavar="N", help="also print the last N lines of the build log")
+    info.add_argument(
+        "--check", action="store_true", help="open every clip file and list those missing or broken (exit 1 if any)"
+    )
     info.set_defaults(func=_cmd_info)
 
     embed = lib_commands.add_parser(
@@ -607,11 +612,15 @@ def _build(args, videos, out, settings, create: bool) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from livejpp.library.check import check_clips, format_problems
     from livejpp.library.store import LibraryStore
 
-    with LibraryStore(args.library) as store:
+    with LibraryStore(args.library, readonly=True) as store:
         summary = store.summary()
         log_lines = store.recent_log(args.log) if args.log else []
+        problems = check_clips(store) if args.check else None
+    if problems is not None:
+        summary["check"] = {"clips": summary["clips"], "problems": problems}
     if args.json:
         summary["log"] = log_lines
         print(json.dumps(summary, indent=2))
@@ -621,15 +630,30 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print("build log (oldest first):")
             for line in log_lines:
                 print(f"  {line['at']}  {line['level']:7}  {line['path'] or '-'}: {line['message']}")
-    return 0
+        if problems is not None:
+            print(format_problems(problems, summary["clips"], args.library))
+    return 1 if problems else 0
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM (a `kill`, a service stop) ends a command as Ctrl-C does: files closed, the library's
+    WAL checkpointed, a build's finished clips kept."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, getattr(args, "quiet", False))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # `livejpp library info LIB | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     except LivejppError as exc:
         print(f"livejpp: error: {exc}", file=sys.stderr)
         return 1

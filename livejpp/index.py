@@ -8,6 +8,7 @@ pictures.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import hnswlib
 import numpy as np
 
 from livejpp.errors import LivejppError
-from livejpp.library.store import LibraryError, LibraryStore
+from livejpp.library.store import LibraryError, LibraryStore, warn_once
 from livejpp.model.card import check_feature_sets, fingerprint, load_card, resolve
 from livejpp.model.embed import Embedder
 
@@ -36,6 +37,14 @@ class IndexMismatch(LivejppError):
 class ClipIndex:
     index: hnswlib.Index
     meta: dict
+    left_out: int = 0  # clips marked deleted: refused or gone since the index was built
+
+    def keep_only(self, clip_ids: set[int]) -> None:
+        """Never hand out a clip that cannot be played (its file refused or gone since the index was built)."""
+        for label in self.index.get_ids_list():
+            if label not in clip_ids:
+                self.index.mark_deleted(label)
+                self.left_out += 1
 
     @property
     def metric(self) -> str:
@@ -44,7 +53,7 @@ class ClipIndex:
     def query(self, vectors: np.ndarray, k: int, allowed: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(clip ids [Q, k], distances [Q, k]); k is capped at the number of clips (of `allowed`, the
         only clips wanted when a VJ forces a video or a tag)."""
-        k = min(k, self.index.get_current_count(), len(allowed) if allowed is not None else k)
+        k = min(k, self.index.get_current_count() - self.left_out, len(allowed) if allowed is not None else k)
         if k <= 0:
             return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
         self.index.set_ef(max(64, 2 * k))
@@ -76,10 +85,12 @@ def paths(library: str | os.PathLike, model_name: str) -> tuple[Path, Path]:
 
 
 def save(index: hnswlib.Index, meta: dict, library: str | os.PathLike, model_name: str) -> Path:
+    """Index first, sidecar (with the index file's hash, so damage is noticed) last."""
     data_path, meta_path = paths(library, model_name)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = data_path.with_suffix(".hnsw.part")
     index.save_index(str(tmp))
+    meta["file_hash"] = file_hash(tmp)
     os.replace(tmp, data_path)
     tmp_meta = meta_path.with_suffix(".json.part")
     tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
@@ -97,8 +108,14 @@ def read_meta(library: str | os.PathLike, model_name: str) -> dict | None:
         return None
 
 
+def file_hash(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
+
+
 def load(library: str | os.PathLike, model_name: str, expect: dict | None = None) -> ClipIndex:
-    """The index of `model_name` for this library; `expect` (model fingerprint, library state) must match."""
+    """The index of `model_name` for this library; `expect` (model fingerprint, library state) must match.
+    A damaged index file (its hash differs from the sidecar's, or hnswlib cannot read it) is an IndexMismatch."""
     meta = read_meta(library, model_name)
     if meta is None:
         raise IndexMismatch(
@@ -110,31 +127,59 @@ def load(library: str | os.PathLike, model_name: str, expect: dict | None = None
                 f"{library}: the index for {model_name} was built with another {key.replace('_', ' ')} "
                 f"(run: livejpp library embed {library} --model {model_name})"
             )
-    index = hnswlib.Index(space=space(meta["metric"]), dim=meta["dim"])
-    index.load_index(str(paths(library, model_name)[0]), max_elements=meta["count"])
+    data_path = paths(library, model_name)[0]
+    damaged = IndexMismatch(
+        f"{data_path}: the index file is damaged (run: livejpp library embed {library} --model {model_name} --force)"
+    )
+    try:
+        if "file_hash" in meta and file_hash(data_path) != meta["file_hash"]:
+            raise damaged
+        index = hnswlib.Index(space=space(meta["metric"]), dim=meta["dim"])
+        index.load_index(str(data_path), max_elements=meta["count"])
+    except (OSError, RuntimeError, ValueError, KeyError, MemoryError) as exc:
+        raise damaged from exc
     return ClipIndex(index, meta)
 
 
-def embed_library(library: str | os.PathLike, model: str | os.PathLike, force: bool = False) -> tuple[dict, bool]:
-    """Build (or confirm) the index of `library` under `model`; returns its metadata and whether it was rebuilt."""
+def _finite(vectors: np.ndarray, ids: np.ndarray, records: dict, library) -> tuple[np.ndarray, np.ndarray]:
+    """Leave out clips whose embedding is NaN or infinite: hnswlib would hand them out as matches."""
+    good = np.isfinite(vectors).all(axis=1)
+    for clip_id in ids[~good]:
+        warn_once(f"{library}: clip {records[int(clip_id)].uid}: its embedding is NaN or infinite: not indexed")
+    return vectors[good], ids[good]
+
+
+def open_index(
+    library: str | os.PathLike, model: str | os.PathLike, force: bool = False, must_save: bool = False
+) -> tuple[ClipIndex, bool]:
+    """The index of `library` under `model` and whether it was (re)built now. A stale or damaged
+    index is rebuilt; where the library cannot be written (a read-only stick) the new one is used
+    from memory and a line says so, unless `must_save` (`library embed`)."""
     folder = resolve(model)
     card = load_card(folder)
     model_name = folder.name
     expect = {"model_fingerprint": fingerprint(folder)}
-    with LibraryStore(library) as store:
+    with LibraryStore(library, readonly=True) as store:
         check_feature_sets(card, store.feature_sets(), str(library), modalities=("visual",))
         expect["library_state"] = store.state()
         meta = read_meta(library, model_name)
         if not force and meta is not None and all(meta.get(k) == v for k, v in expect.items()):
-            log.debug("%s: index for %s is up to date (%d clips)", library, model_name, meta["count"])
-            return meta, False
+            try:
+                index = load(library, model_name, expect)
+                log.debug("%s: index for %s is up to date (%d clips)", library, model_name, meta["count"])
+                return index, False
+            except IndexMismatch as exc:
+                log.warning("livejpp: %s: rebuilding it", exc)
         clips = store.clips()
         if not clips:
             raise LibraryError(f"{library}: the library has no clips to index")
         features = store.features(card["visual"]["feature_set"])
     started = time.monotonic()
     ids = np.array([c.id for c in clips if c.id in features], np.int64)
+    if not len(ids):
+        raise LibraryError(f"{library}: no clip has usable {card['visual']['feature_set']} features to index")
     vectors = Embedder(folder).visual([features[i] for i in ids])
+    vectors, ids = _finite(vectors, ids, {c.id: c for c in clips}, library)
     index = build(vectors, ids, card["metric"])
     meta = {
         **expect,
@@ -145,6 +190,17 @@ def embed_library(library: str | os.PathLike, model: str | os.PathLike, force: b
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "seconds": round(time.monotonic() - started, 3),
     }
-    save(index, meta, library, model_name)
+    try:
+        save(index, meta, library, model_name)
+    except OSError as exc:
+        if must_save:
+            raise LibraryError(f"{library}: cannot write the index ({exc.strerror or exc})") from None
+        log.warning("livejpp: %s: cannot save the index (%s): using it from memory", library, exc.strerror or exc)
     log.debug("%s: indexed %d clips under %s in %.2f s", library, len(ids), model_name, meta["seconds"])
-    return meta, True
+    return ClipIndex(index, meta), True
+
+
+def embed_library(library: str | os.PathLike, model: str | os.PathLike, force: bool = False) -> tuple[dict, bool]:
+    """Build (or confirm) the saved index of `library` under `model`: its metadata, and whether it was rebuilt."""
+    index, rebuilt = open_index(library, model, force, must_save=True)
+    return index.meta, rebuilt

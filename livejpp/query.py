@@ -103,15 +103,16 @@ def query(
         vector = embedder.audio([audio_features(samples)])
     else:
         vector = embedder.visual([visual_rows(source, start, seconds)])
-    meta, _ = clip_index.embed_library(library, folder)
-    index = clip_index.load(library, folder.name, {"model_fingerprint": meta["model_fingerprint"]})
-    ids = np.array(index.index.get_ids_list(), np.int64)
+    index, _ = clip_index.open_index(library, folder)
+    with LibraryStore(library, readonly=True) as store:
+        records = {c.id: c for c in store.clips()}
+    ids = np.array([i for i in index.index.get_ids_list() if i in records], np.int64)
+    if not len(ids):
+        raise QueryError(f"{library}: no clip of the library can be shown")
     gallery = np.asarray(index.index.get_items(ids), np.float32)
     closeness = scores(vector, gallery, embedder.metric)[0]
     order = np.argsort(-closeness, kind="stable")
     distance = 1 - closeness if embedder.metric == "cosine" else np.sqrt(np.maximum(-closeness, 0))
-    with LibraryStore(library) as store:
-        records = {c.id: c for c in store.clips()}
 
     def match(rank: int, i: int) -> Match:
         record = records[int(ids[i])]

@@ -23,7 +23,7 @@ from livejpp.features.audio import NAMES as AUDIO_NAMES
 from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
 from livejpp.library.store import LibraryStore
 from livejpp.media.decode import AUDIO_RATE
-from livejpp.model.card import fingerprint, resolve
+from livejpp.model.card import resolve
 from livejpp.model.embed import Embedder
 
 log = logging.getLogger("livejpp.engine")
@@ -64,15 +64,12 @@ class Engine:
                 f"{folder}: live analysis computes hand_audio features; model needs "
                 f"{self.embedder.card['audio']['feature_set']}"
             )
-        meta, rebuilt = clip_index.embed_library(library, folder)
+        self.index, rebuilt = clip_index.open_index(library, folder)
         if rebuilt:
-            log.info("indexed %d clips of %s under model %s", meta["count"], library, folder.name)
-        with LibraryStore(library) as store:
+            log.info("indexed %d clips of %s under model %s", self.index.meta["count"], library, folder.name)
+        with LibraryStore(library, readonly=True) as store:
             self.records = {c.id: c for c in store.clips()}
-            state = store.state()
-        self.index = clip_index.load(
-            library, folder.name, {"model_fingerprint": fingerprint(folder), "library_state": state}
-        )
+        self.index.keep_only(set(self.records))
         self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in self.records.values()}
         self.window = self.embedder.seconds
         self.analyser = AudioAnalyser(keep_seconds=self.window + HISTORY_SECONDS + 2)

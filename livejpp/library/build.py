@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from livejpp.features.sets import feature_sets_for
-from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore
+from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_rows
 from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
 from livejpp.media.clips import plan_clips
 from livejpp.media.decode import MediaError, probe
@@ -198,6 +198,8 @@ class _Builder:
                 continue
             seen.add(key)
             row = self.store.video_by_hash(key)
+            if row is not None and row["status"] == "done" and self._forget_missing_files(row["id"], path):
+                row = self.store.video_by_hash(key)  # now partial: resumed below
             if row is not None and row["status"] == "done":
                 self.report.duplicates.append(str(path))
                 log.info("%s: already in the library", path)
@@ -234,6 +236,21 @@ class _Builder:
                 )
             )
         return jobs
+
+    def _forget_missing_files(self, video_id: int, path: Path) -> int:
+        """Clips whose playback file is gone (deleted, a half-copied stick) or lies outside the
+        library: their rows go and the video resumes, so the build makes them again."""
+        root = self.store.root.resolve()
+        rows = self.store.db.execute(
+            "SELECT id, playback FROM clips WHERE video_id = ? AND playback IS NOT NULL", (video_id,)
+        ).fetchall()
+        gone = [(i,) for i, pb in rows if not (root / pb).is_file() or not (root / pb).resolve().is_relative_to(root)]
+        if gone:
+            with self.store.transaction() as db:
+                db.executemany("DELETE FROM clips WHERE id = ?", gone)
+                db.execute("UPDATE videos SET status = 'partial' WHERE id = ?", (video_id,))
+            log.warning("%s: %d clip files missing from the library: making them again", path, len(gone))
+        return len(gone)
 
     # --- committing ----------------------------------------------------------------------
     def _ensure_video(self, job: VideoJob) -> int:
@@ -288,9 +305,10 @@ class _Builder:
                 ),
             )
             for name, rows in clip.features.items():
+                rows = finite_rows(rows, f"{self.paths[clip.key]} clip {clip.index} ({name})")
                 db.execute(
                     "INSERT OR REPLACE INTO features (clip_id, feature_set, seconds, data) VALUES (?, ?, ?, ?)",
-                    (cur.lastrowid, name, rows.shape[0], rows.astype("float32").tobytes()),
+                    (cur.lastrowid, name, rows.shape[0], rows.tobytes()),
                 )
         self.report.clips_added += 1
         self.report.seconds_added += clip.end - clip.start

@@ -7,20 +7,25 @@ in the row (never pickled), and read back with numpy.frombuffer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from livejpp.errors import LivejppError
 from livejpp.features import FeatureSet
+
+log = logging.getLogger("livejpp.library")
 
 SCHEMA_VERSION = 1
 MANIFEST = "library.sqlite"
@@ -92,6 +97,10 @@ class LibraryError(LivejppError):
     """A library that cannot be opened or used as asked."""
 
 
+class UnsafePath(LibraryError):
+    """A clip whose file the manifest places outside the library, or as a URL: never opened."""
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     """A clip as stored: enough to play it and to find its features."""
@@ -107,10 +116,22 @@ class ClipRecord:
     audio: str
 
     def pictures(self, library: str | os.PathLike) -> tuple[str, float, float]:
-        """(file, where the clip starts in it, length): its playback clip, or its span of the source."""
+        """(file, where the clip starts in it, length): its playback clip, or its span of the source.
+
+        A library is shared data, and FFmpeg opens URLs and protocols (`http://`, `concat:`): the
+        one place that says where a clip's pictures are is also the one that refuses a playback
+        file outside the library folder, and a source that is not an existing local file."""
         length = self.end - self.start
         if self.playback:
-            return str(Path(library) / self.playback), 0.0, length
+            root = Path(library).resolve()
+            path = (root / self.playback).resolve()
+            if "://" in self.playback or not path.is_relative_to(root):
+                raise UnsafePath(f"clip {self.uid}: playback file {self.playback!r} is outside the library: refused")
+            return str(path), 0.0, length
+        if "://" in self.source or not os.path.isabs(self.source):
+            raise UnsafePath(f"clip {self.uid}: source {self.source!r} is not a local file path: refused")
+        if not os.path.isfile(self.source):  # missing, or a device or pipe that would block a reader
+            raise UnsafePath(f"clip {self.uid}: source {self.source!r} is not an existing file: refused")
         return self.source, self.start, length
 
     @property
@@ -119,20 +140,91 @@ class ClipRecord:
         return f"{self.video_hash[:12]}-{self.index:04d}"
 
 
-class LibraryStore:
-    """Read and write one library folder's manifest."""
+_warned: set[str] = set()  # one line per problem per process, however often a library is opened
 
-    def __init__(self, root: str | os.PathLike, create: bool = False):
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+def finite_rows(rows: np.ndarray, what: str) -> np.ndarray:
+    """Features as stored: NaN or infinite values (an extractor that divided by zero) become 0 with
+    one line naming the clip, so the clip is kept and no index or model is poisoned by it."""
+    rows = np.asarray(rows, np.float32)
+    bad = ~np.isfinite(rows)
+    if bad.any():
+        log.warning("%s: %d NaN or infinite feature values set to 0", what, int(bad.sum()))
+        rows = np.where(bad, np.float32(0), rows)
+    return rows
+
+
+def _damaged(method: Callable) -> Callable:
+    """SQLite's "database disk image is malformed" (or "file is not a database") as one line that
+    says how to recover, instead of a traceback in every command."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                raise
+            raise LibraryError(
+                f"{self.root / MANIFEST}: the manifest is damaged ({exc}); rebuild the library from the same "
+                f"sources into a new folder: livejpp library build SOURCES --out NEW_LIBRARY"
+            ) from None
+
+    return wrapper
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Read without writing a byte. A WAL library in a folder we may not write (a locked stick, a
+    read-only share) cannot get its shared-memory file: read it as immutable then."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        db.close()
+        log.debug("%s: read-only open failed (%s): reading it as immutable", path, exc)
+    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, isolation_level=None)
+
+
+class LibraryStore:
+    """Read and write one library folder's manifest; `readonly` for the commands that only read
+    (info, query, render, live, eval), which then also work on a write-protected library."""
+
+    @_damaged
+    def __init__(self, root: str | os.PathLike, create: bool = False, readonly: bool = False):
         self.root = Path(root)
+        self.readonly = readonly
         path = self.root / MANIFEST
         if not path.exists():
             if not create:
                 raise LibraryError(f"{self.root}: not a livejpp library (no {MANIFEST})")
             self.root.mkdir(parents=True, exist_ok=True)
+        if readonly:
+            self.db = _open_readonly(path)
+            version = self.get_meta("schema_version")
+            if version is None:
+                raise LibraryError(f"{path}: manifest has no schema version")
+            if int(version) != SCHEMA_VERSION:
+                raise LibraryError(f"{path}: schema version {version}, this livejpp reads {SCHEMA_VERSION}")
+            return
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # what a killed run left in the WAL
+        except sqlite3.OperationalError as exc:
+            self.db.close()
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            raise LibraryError(f"{self.root}: the library is read-only ({exc}); this command writes to it") from None
         if create:
             self.db.executescript(_SCHEMA)  # idempotent DDL; executescript commits on its own
         with self.transaction():
@@ -146,6 +238,13 @@ class LibraryStore:
                 raise LibraryError(f"{path}: schema version {version}, this livejpp reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        """Close, moving what the WAL holds into the manifest: a library copied without its
+        `-wal` file (or after a killed build) then loses nothing."""
+        if not self.readonly:
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for a reader
+            except sqlite3.DatabaseError as exc:  # busy with a reader, or damaged: the WAL is kept
+                log.debug("%s: no checkpoint on close (%s)", self.root, exc)
         self.db.close()
 
     def __enter__(self) -> LibraryStore:
@@ -176,6 +275,7 @@ class LibraryStore:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    @_damaged
     def settings(self) -> dict:
         raw = self.get_meta("settings")
         return json.loads(raw) if raw else {}
@@ -194,16 +294,19 @@ class LibraryStore:
                 f"this livejpp computes version {fs.version} ({fs.dim}-d); rebuild the library"
             )
 
+    @_damaged
     def feature_sets(self) -> dict[str, FeatureSet]:
         rows = self.db.execute("SELECT name, modality, dim, version, names FROM feature_sets ORDER BY name")
         return {r[0]: FeatureSet(r[0], r[1], r[2], r[3], tuple(json.loads(r[4]))) for r in rows}
 
+    @_damaged
     def normalisation(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         row = self.db.execute("SELECT dim, mean, std FROM feature_sets WHERE name = ?", (name,)).fetchone()
         if row is None or row[1] is None:
             return None
         return np.frombuffer(row[1], np.float32).copy(), np.frombuffer(row[2], np.float32).copy()
 
+    @_damaged
     def update_normalisation(self) -> None:
         """Mean and standard deviation per dimension over every stored second (one transaction)."""
         with self.transaction():
@@ -211,13 +314,11 @@ class LibraryStore:
                 total = np.zeros(fs.dim, np.float64)
                 total_sq = np.zeros(fs.dim, np.float64)
                 count = 0
-                for seconds, blob in self.db.execute(
-                    "SELECT seconds, data FROM features WHERE feature_set = ?", (name,)
-                ):
-                    x = np.frombuffer(blob, np.float32).reshape(seconds, fs.dim).astype(np.float64)
+                for rows in self.features(name).values():
+                    x = rows.astype(np.float64)
                     total += x.sum(axis=0)
                     total_sq += (x * x).sum(axis=0)
-                    count += seconds
+                    count += len(x)
                 if count == 0:
                     mean, std = None, None
                 else:
@@ -231,37 +332,75 @@ class LibraryStore:
                 )
 
     # --- videos and clips -----------------------------------------------------------------
+    @_damaged
     def video_by_hash(self, content_hash: str) -> sqlite3.Row | None:
         cur = self.db.execute("SELECT * FROM videos WHERE content_hash = ?", (content_hash,))
         cur.row_factory = sqlite3.Row
         return cur.fetchone()
 
+    @_damaged
     def done_clip_indices(self, video_id: int) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT idx FROM clips WHERE video_id = ?", (video_id,))}
 
+    @_damaged
     def clip_files(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT playback FROM clips WHERE playback IS NOT NULL")}
 
-    def clips(self) -> list[ClipRecord]:
+    @_damaged
+    def all_clips(self) -> list[ClipRecord]:
+        """Every clip row, its file paths unchecked (`library info --check` reports them all)."""
         rows = self.db.execute(
             "SELECT c.id, c.video_id, v.content_hash, v.path, c.idx, c.start, c.end, c.playback, c.audio "
             "FROM clips c JOIN videos v ON v.id = c.video_id ORDER BY c.video_id, c.idx"
         )
         return [ClipRecord(*r) for r in rows]
 
+    def clips(self) -> list[ClipRecord]:
+        """The clips whose pictures may be opened: one line for each that is refused (see pictures)."""
+        kept = []
+        for record in self.all_clips():
+            try:
+                record.pictures(self.root)
+            except UnsafePath as exc:
+                warn_once(f"{self.root}: {exc}")
+                continue
+            kept.append(record)
+        return kept
+
+    @_damaged
     def features(self, name: str, clip_ids: list[int] | None = None) -> dict[int, np.ndarray]:
-        """Per-second features [seconds, dim] for each clip that has them."""
+        """Per-second features [seconds, dim] for each clip that has them. A row of the wrong size or
+        with NaN or infinite values (a damaged or hand-edited library) is left out with one line: one
+        such row would otherwise crash every command, or poison an index or a model."""
         fs = self.feature_sets().get(name)
         if fs is None:
             raise LibraryError(f"{self.root}: no feature set named {name}")
-        rows = self.db.execute("SELECT clip_id, seconds, data FROM features WHERE feature_set = ?", (name,))
+        rows = self.db.execute(
+            "SELECT f.clip_id, f.seconds, f.data, v.content_hash, c.idx FROM features f "
+            "JOIN clips c ON c.id = f.clip_id JOIN videos v ON v.id = c.video_id WHERE f.feature_set = ?",
+            (name,),
+        )
         wanted = set(clip_ids) if clip_ids is not None else None
-        return {
-            clip_id: np.frombuffer(blob, np.float32).reshape(seconds, fs.dim)
-            for clip_id, seconds, blob in rows
-            if wanted is None or clip_id in wanted
-        }
+        found = {}
+        for clip_id, seconds, blob, video_hash, index in rows:
+            if wanted is not None and clip_id not in wanted:
+                continue
+            uid = f"{video_hash[:12]}-{index:04d}"
+            if not isinstance(blob, bytes) or seconds < 1 or len(blob) != seconds * fs.dim * 4:
+                size = len(blob) if isinstance(blob, bytes) else 0
+                warn_once(
+                    f"{self.root}: clip {uid}: {name} features are {size} bytes, not {seconds} × {fs.dim} "
+                    f"float32: clip skipped"
+                )
+                continue
+            x = np.frombuffer(blob, np.float32).reshape(seconds, fs.dim)
+            if not np.isfinite(x).all():
+                warn_once(f"{self.root}: clip {uid}: {name} features have NaN or infinite values: clip skipped")
+                continue
+            found[clip_id] = x
+        return found
 
+    @_damaged
     def state(self) -> str:
         """Changes whenever a clip or a feature set is added or removed: derived indexes go stale."""
         h = hashlib.blake2b(digest_size=8)
@@ -276,6 +415,7 @@ class LibraryStore:
             "INSERT INTO build_log (at, level, path, message) VALUES (?, ?, ?, ?)", (time.time(), level, path, message)
         )
 
+    @_damaged
     def recent_log(self, n: int) -> list[dict]:
         rows = self.db.execute(
             "SELECT at, level, path, message FROM build_log ORDER BY id DESC LIMIT ?", (n,)
@@ -293,6 +433,7 @@ class LibraryStore:
     def clear_skip(self, path: str) -> None:
         self.db.execute("DELETE FROM skipped WHERE path = ?", (path,))
 
+    @_damaged
     def summary(self) -> dict:
         """What `library info` prints and a build ends with."""
         q = self.db.execute

@@ -52,6 +52,18 @@ class PairedFeatures:
         )
 
 
+def require_finite(data: PairedFeatures, embeddings: dict[str, np.ndarray]) -> None:
+    """Stop at NaN or infinite embeddings (a model that diverged): every score would tie, and a
+    recall measured on them reads as perfect."""
+    for name, x in embeddings.items():
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(
+                f"{data.source}: {name} embeddings of {int(bad.sum())} clips are NaN or infinite "
+                f"(first: clip {int(data.clip[np.flatnonzero(bad)[0]])}): the model is broken, nothing measured"
+            )
+
+
 def fit_seconds(x: np.ndarray, seconds: int) -> np.ndarray:
     """[T, D] → [seconds, D]: crop a longer clip, repeat the last second of a shorter one."""
     if len(x) >= seconds:
@@ -107,7 +119,7 @@ def load_library(
     """Clips with real music and both feature sets; silent clips never become training pairs."""
     from livejpp.library.store import LibraryStore
 
-    with LibraryStore(path) as store:
+    with LibraryStore(path, readonly=True) as store:
         sets = store.feature_sets()
         for name in (audio_set, visual_set):
             if name not in sets:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.model.card import ModelError, check_feature_sets, load_card
-from livejpp.model.data import PairedFeatures, load, split
+from livejpp.model.data import PairedFeatures, load, require_finite, split
 from livejpp.model.metrics import batched_recall, gallery_recall
 
 
@@ -71,6 +71,7 @@ def evaluate(model: str | os.PathLike, source: str | os.PathLike, out: str | os.
         )
     embedder = Embedder(model)
     ea, ev = embedder.audio(data.audio), embedder.visual(data.visual)
+    require_finite(data, {"audio": ea, "visual": ev})
     val, split_name = held_out(card, data)
     result = {
         "model": card.get("name"),

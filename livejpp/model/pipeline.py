@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livejpp.model.data import DataError, PairedFeatures, load, split
+from livejpp.model.data import DataError, PairedFeatures, load, require_finite, split
 from livejpp.model.evaluate import data_fingerprint, measure
 
 # TensorFlow's C++ start-up chatter is not for users (Python errors still surface as exceptions)
@@ -91,6 +91,7 @@ def train_model(
     )
     trained = train(preset, data.subset(train_idx), data.subset(val_idx), seed, max_epochs, progress, data.names)
     ea, ev = embed(trained.towers.audio, data.audio), embed(trained.towers.visual, data.visual)
+    require_finite(data, {"audio": ea, "visual": ev})
     metrics = measure(ea, ev, val_idx, trained.preset.metric, split_how)
     held = data.subset(val_idx[:256])
     card = {
@@ -133,6 +134,7 @@ def table(
                 preset, data.subset(train_idx), data.subset(val_idx), seed, max_epochs, progress, data.names
             )
             ea, ev = embed(trained.towers.audio, data.audio), embed(trained.towers.visual, data.visual)
+            require_finite(data, {"audio": ea, "visual": ev})
             m = measure(ea, ev, val_idx, trained.preset.metric, split_how)
             row.update(
                 {k: v for k, v in m.items() if k != "split"}

@@ -139,6 +139,10 @@ def train(
         order = rng.permutation(n)[: n_batches * batch].reshape(n_batches, batch)
         other = (order + rng.integers(1, n, order.shape)) % n  # another clip's pictures for every audio
         epoch_loss = float(run_epoch(tf.constant(order, tf.int32), tf.constant(other, tf.int32)))
+        if not np.isfinite(epoch_loss):
+            raise DataError(
+                f"{train_data.source}: training diverged (loss {epoch_loss} at epoch {epoch}): no model written"
+            )
         r5 = validation_r5(towers, val_data, preset.metric)
         result.history.append({"epoch": epoch, "loss": epoch_loss, "val_r5": r5})
         bar.set_postfix_str(f"loss {epoch_loss:.4f}, val R@5 {r5:.3f} (best {max(best, r5):.3f})")
