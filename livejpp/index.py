@@ -169,7 +169,7 @@ def open_index(
                 log.debug("%s: index for %s is up to date (%d clips)", library, model_name, meta["count"])
                 return index, False
             except IndexMismatch as exc:
-                log.warning("livejpp: %s: rebuilding it", exc)
+                log.warning("%s: rebuilding it", exc)
         clips = store.clips()
         if not clips:
             raise LibraryError(f"{library}: the library has no clips to index")
@@ -195,7 +195,7 @@ def open_index(
     except OSError as exc:
         if must_save:
             raise LibraryError(f"{library}: cannot write the index ({exc.strerror or exc})") from None
-        log.warning("livejpp: %s: cannot save the index (%s): using it from memory", library, exc.strerror or exc)
+        log.warning("%s: cannot save the index (%s): using it from memory", library, exc.strerror or exc)
     log.debug("%s: indexed %d clips under %s in %.2f s", library, len(ids), model_name, meta["seconds"])
     return ClipIndex(index, meta), True
 
