@@ -295,3 +295,27 @@ def test_a_terminated_build_leaves_its_clips_in_the_manifest_itself(tmp_path, sm
     with sqlite3.connect(alone) as db:
         assert db.execute("SELECT COUNT(*) FROM clips").fetchone()[0] >= clips
     db.close()
+
+
+def test_an_extractor_that_returns_nan_is_repaired_at_the_build(tmp_path, media, monkeypatch, caplog):
+    """The build boundary. No real extractor is known to return NaN (they guard their divisions), so
+    this one fault is made by wrapping the real audio extractor."""
+    from livejpp.library import worker
+    from livejpp.library.build import build_library
+
+    real = worker.audio_features
+
+    def with_nan(samples):
+        rows = real(samples).copy()
+        rows[0, :5] = np.nan
+        rows[1, 0] = np.inf
+        return rows
+
+    monkeypatch.setattr(worker, "audio_features", with_nan)
+    source = media / "av" / "bigbuckbunny_5s.mp4"
+    build_library([source], tmp_path / "lib", jobs=1, progress=False)
+    assert f"{source.resolve()} clip 0 (hand_audio): 6 NaN or infinite feature values set to 0" in caplog.text
+    with LibraryStore(tmp_path / "lib", readonly=True) as store:
+        audio = store.features("hand_audio")
+        assert len(audio) == 1 and all(np.isfinite(x).all() for x in audio.values())
+        assert np.isfinite(store.normalisation("hand_audio")[0]).all()
