@@ -603,7 +603,9 @@ def _build(args, videos, out, settings, create: bool) -> int:
     report = build_library(videos, out, settings, jobs=args.jobs, progress=not args.quiet, create=create)
     with LibraryStore(out) as store:
         _print_summary(store.summary(), report)
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        return 130
+    return 1 if report.skipped else 0  # a file not added is a failure a script must see (the reasons are above)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -22,6 +24,12 @@ def format_summary(summary: dict, report=None) -> str:
             + (f", {len(report.duplicates)} already in the library" if report.duplicates else "")
             + (" — interrupted, run again to resume" if report.interrupted else "")
         )
+        if report.skipped:
+            reasons = Counter(reason for _, reason in report.skipped)
+            lines.append(
+                f"not added {len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} this run: "
+                + "; ".join(f"{reason} ({n})" if n > 1 else reason for reason, n in reasons.most_common())
+            )
     hours = summary["footage_hours"]
     lines.append(
         f"videos   {summary['videos']}"
