@@ -6,11 +6,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from livejpp import __version__
 from livejpp.errors import LivejppError
 from livejpp.log import setup_logging
+from livejpp.partfiles import Terminated, stop_cleanly_on_sigterm
 
 log = logging.getLogger("livejpp")
 
@@ -630,11 +632,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, getattr(args, "quiet", False))
+    stop_cleanly_on_sigterm()
     try:
         return args.func(args)
     except LivejppError as exc:
         print(f"livejpp: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("livejpp: stopped (SIGTERM); half-written files removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("livejpp: interrupted", file=sys.stderr)
         return 130

@@ -22,6 +22,7 @@ from livejpp.errors import LivejppError
 from livejpp.library.store import LibraryError, LibraryStore
 from livejpp.model.card import check_feature_sets, fingerprint, load_card, resolve
 from livejpp.model.embed import Embedder
+from livejpp.partfiles import part_path, remove_stale_parts
 
 log = logging.getLogger("livejpp.index")
 
@@ -75,15 +76,27 @@ def paths(library: str | os.PathLike, model_name: str) -> tuple[Path, Path]:
     return folder / f"{model_name}.hnsw", folder / f"{model_name}.json"
 
 
+def _remove_stale_parts(folder: Path) -> None:
+    """What an embed killed while saving left behind (SIGKILL; other signals clean up themselves)."""
+    remove_stale_parts(folder)
+    for legacy in folder.glob("*.part"):  # the names older versions left behind
+        legacy.unlink(missing_ok=True)
+
+
 def save(index: hnswlib.Index, meta: dict, library: str | os.PathLike, model_name: str) -> Path:
     data_path, meta_path = paths(library, model_name)
     data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_suffix(".hnsw.part")
-    index.save_index(str(tmp))
-    os.replace(tmp, data_path)
-    tmp_meta = meta_path.with_suffix(".json.part")
-    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp_meta, meta_path)  # the sidecar last: an index without its sidecar is never trusted
+    _remove_stale_parts(data_path.parent)
+    tmp, tmp_meta = part_path(data_path), part_path(meta_path)
+    try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C while saving leaves no part file behind
+        index.save_index(str(tmp))
+        os.replace(tmp, data_path)
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp_meta, meta_path)  # the sidecar last: an index without its sidecar is never trusted
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+        raise
     return data_path
 
 
@@ -124,6 +137,9 @@ def embed_library(library: str | os.PathLike, model: str | os.PathLike, force: b
     with LibraryStore(library) as store:
         check_feature_sets(card, store.feature_sets(), str(library), modalities=("visual",))
         expect["library_state"] = store.state()
+        index_folder = paths(library, model_name)[0].parent
+        if index_folder.is_dir():
+            _remove_stale_parts(index_folder)
         meta = read_meta(library, model_name)
         if not force and meta is not None and all(meta.get(k) == v for k, v in expect.items()):
             log.debug("%s: index for %s is up to date (%d clips)", library, model_name, meta["count"])

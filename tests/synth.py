@@ -92,3 +92,20 @@ def click_track(bpm: float, seconds: float, rate: int = 22050) -> np.ndarray:
         out[i : i + len(burst)] += burst[: len(out) - i]
         t += period
     return out
+
+
+def write_audio(path, samples: np.ndarray, rate: int = 44100, layout: str = "stereo", codec: str = "flac") -> None:
+    """Write float32 `samples` (channels × n, in the layout's channel order) as an audio file."""
+    channels, n = samples.shape
+    interleaved = np.ascontiguousarray(samples.T.reshape(1, -1), np.float32)  # packed: PyAV's planar import stops at 8
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = layout
+        fmt = "flt" if codec != "flac" else "s16"
+        data = interleaved if fmt == "flt" else (np.clip(interleaved, -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+        frame.sample_rate = rate
+        frame.pts = 0
+        frame.time_base = Fraction(1, rate)
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            out.mux(packet)

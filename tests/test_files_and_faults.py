@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
+from synth import write_audio
+
+from livejpp.library.build import build_library
+from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
 
 def cli(*args, timeout: float = 240, **kwargs):
@@ -118,3 +127,107 @@ def test_clip_files_that_hit_a_full_disk_make_the_build_fail(tmp_path, small_foo
     assert "No space left on device" in result.stderr
     summary = [line for line in result.stdout.splitlines() if line.startswith("not added")]
     assert summary and "No space left on device" in summary[0], result.stdout
+
+
+# --- 3, 4, 7: renders -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def render_library(tmp_path_factory, media=Path(__file__).parent / "media"):
+    """A small real library and a 12 s excerpt of a real song: renders that take seconds."""
+    folder = tmp_path_factory.mktemp("render")
+    lib = folder / "lib"
+    build_library([media / "footage" / "mdn_bug.mp4", media / "footage" / "earth.mp4"], lib, jobs=1, progress=False)
+    song = read_audio_file(media / "music" / "lmms_Skiessi-C64.ogg", 0.0, 12.0)
+    write_audio(folder / "song.flac", np.stack([song, song]), AUDIO_RATE)
+    return lib, folder / "song.flac"
+
+
+def render_cli(song, lib, out, *extra, **kwargs):
+    return cli("render", song, "--library", lib, "-o", out, "--size", "160x90", "--fps", "10", "-q", *extra, **kwargs)
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_render_checks_its_output_path_before_starting(render_library, tmp_path):
+    lib, song = render_library
+    (tmp_path / "folder.mp4").mkdir()
+    started = time.monotonic()
+    into_folder = render_cli(song, lib, tmp_path / "folder.mp4")
+    assert into_folder.returncode == 1
+    assert into_folder.stderr.strip() == (
+        f"livejpp: error: {tmp_path / 'folder.mp4'}: is a folder; give the video a file name "
+        f"(like {tmp_path / 'folder.mp4' / 'video.mp4'})"
+    )
+    assert time.monotonic() - started < 20  # refused at once, not after rendering the song
+    read_only = tmp_path / "ro"
+    with small_disk(read_only, "1m"):
+        _mount("-o", "remount,ro", str(read_only))
+        refused = render_cli(song, lib, read_only / "out.mp4")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"livejpp: error: {read_only / 'out.mp4'}: cannot write here (folder {read_only} is not writable)"
+    )
+    assert hidden(tmp_path) == []
+
+
+def test_a_terminated_render_leaves_no_part_file_and_a_killed_ones_is_removed(render_library, tmp_path, media):
+    lib, _ = render_library
+    song = media / "music" / "lmms_Skiessi-C64.ogg"  # the whole song: time to stop it while it encodes
+    out = tmp_path / "out.mp4"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livejpp", "render", song, "--library", lib, "-o", out, "--size", "160x90", "-q"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: any(p.stat().st_size > 0 for p in tmp_path.glob(".out.mp4*")), "the encoding to start")
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 128 + signal.SIGTERM
+            assert err.strip() == "livejpp: stopped (SIGTERM); half-written files removed"
+            assert hidden(tmp_path) == [] and not out.exists()
+    assert len(hidden(tmp_path)) == 1  # SIGKILL cannot be caught: the next render removes it
+    short = render_cli(media / "music" / "loop_amen.flac", lib, out)
+    assert "a song needs at least one 10 s window" in short.stderr
+    assert hidden(tmp_path) == []
+
+
+def test_an_embed_leaves_no_part_files_and_removes_stale_ones(render_library, tmp_path):
+    lib, _ = render_library
+    copy = tmp_path / "lib"
+    shutil.copytree(lib, copy)
+    index = copy / "index"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (index / "default.hnsw.part").write_bytes(b"\0" * 4096)  # left by an older version, killed while saving
+    (index / f".default.hnsw.part-{gone.pid}").write_bytes(b"\0" * 4096)  # by a killed embed that has gone
+    result = cli("library", "embed", copy)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in index.iterdir()) == ["default.hnsw", "default.json"]
+
+
+def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path):
+    lib, song = render_library
+    first = render_cli(song, lib, tmp_path / "first.mp4")
+    assert first.returncode == 0, first.stderr
+    cuts = json.loads((tmp_path / "first.cuts.json").read_text())["cuts"]
+    copy = tmp_path / "lib"
+    shutil.copytree(lib, copy)
+    with sqlite3.connect(copy / "library.sqlite") as db:
+        (playback,) = db.execute("SELECT playback FROM clips WHERE id = ?", (cuts[0]["clip_id"],)).fetchone()
+    (copy / playback).unlink()
+    second = render_cli(song, copy, tmp_path / "second.mp4")
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.strip() == f"livejpp: {copy / playback}: clip file is missing; using the next candidates"
+    again = json.loads((tmp_path / "second.cuts.json").read_text())["cuts"]
+    assert again and cuts[0]["clip_id"] not in {c["clip_id"] for c in again}
+    with av.open(str(tmp_path / "second.mp4")) as c:
+        assert c.streams.video[0].frames == 120
