@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -231,3 +232,55 @@ def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path)
     assert again and cuts[0]["clip_id"] not in {c["clip_id"] for c in again}
     with av.open(str(tmp_path / "second.mp4")) as c:
         assert c.streams.video[0].frames == 120
+
+
+# --- 5: damaged and truncated songs -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mp3(tmp_path_factory, media=Path(__file__).parent / "media"):
+    """A real song encoded as MP3 (the format people's damaged files come in) and its decoded samples."""
+    folder = tmp_path_factory.mktemp("mp3")
+    song = read_audio_file(media / "music" / "lmms_Skiessi-C64.ogg")
+    write_audio(folder / "song.mp3", np.stack([song, song]), AUDIO_RATE, codec="libmp3lame")
+    return folder / "song.mp3", read_audio_file(folder / "song.mp3")
+
+
+def loud_seconds(samples: np.ndarray) -> int:
+    """Seconds with music in them (above -40 dBFS)."""
+    seconds = samples[: len(samples) // AUDIO_RATE * AUDIO_RATE].reshape(-1, AUDIO_RATE)
+    return int((np.sqrt((seconds**2).mean(axis=1)) > 0.01).sum())
+
+
+def test_a_damaged_mp3_decodes_past_its_bad_packets(mp3, tmp_path):
+    path, good = mp3
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for at in (0.1, 0.5):  # two damaged stretches, 2 KB each
+        i = int(len(data) * at)
+        data[i : i + 2048] = rng.integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(bytes(data))
+    samples = read_audio_file(damaged)
+    assert len(good) - AUDIO_RATE < len(samples) <= len(good)  # less only what the damage took
+    assert loud_seconds(samples) >= loud_seconds(good) - 2  # the music goes on past the damage
+    late = samples[int(0.8 * len(samples)) :][: 2 * AUDIO_RATE]
+    lag = int(np.argmax(np.correlate(good[int(0.7 * len(good)) :], late, "valid"))) + int(0.7 * len(good))
+    assert np.corrcoef(late, good[lag : lag + len(late)])[0, 1] > 0.99  # the song itself after the damage
+
+
+def test_a_truncated_mp3_is_as_long_as_its_audio(mp3, tmp_path, render_library):
+    path, good = mp3
+    data = path.read_bytes()
+    half = tmp_path / "half.mp3"
+    half.write_bytes(data[: len(data) // 2])
+    samples = read_audio_file(half)
+    assert abs(len(samples) - len(good) / 2) < AUDIO_RATE * 0.5  # not padded with silence to the header's length
+    assert loud_seconds(samples) >= len(samples) // AUDIO_RATE - 1
+    stub = tmp_path / "stub.mp3"
+    stub.write_bytes(data[: len(data) // 5])  # about 7 s of a 34 s song: less than one window
+    lib, _ = render_library
+    short = render_cli(stub, lib, tmp_path / "out.mp4")
+    assert short.returncode == 1
+    documented = rf"livejpp: error: {re.escape(str(stub))}: \d\.\d s long; a song needs at least one 10 s window"
+    assert re.fullmatch(documented, short.stderr.strip()), short.stderr

@@ -6,6 +6,7 @@ library builder can report it and carry on with the next video.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import av
 import numpy as np
 
 from livejpp.errors import LivejppError
+
+log = logging.getLogger("livejpp.media")
 
 #: The rate every audio feature is computed at; the same for library, render and live.
 AUDIO_RATE = 22050
@@ -176,6 +179,30 @@ def iter_video_frames(
             return
 
 
+class audio_frames:  # noqa: N801 - used like the generator it replaces
+    """The decoded frames of one audio stream, packet by packet: a damaged packet is skipped and
+    counted, not the end of the song (decoding stopped at the first one: a mostly good MP3 was "silent")."""
+
+    def __init__(self, container: av.container.InputContainer, stream: av.audio.stream.AudioStream):
+        self.damaged = 0
+        self._frames = self._decode(container, stream)
+
+    def _decode(self, container, stream) -> Iterator[av.AudioFrame]:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                self.damaged += 1
+                continue
+            yield from frames
+
+    def __iter__(self) -> Iterator[av.AudioFrame]:
+        return self
+
+    def __next__(self) -> av.AudioFrame:
+        return next(self._frames)
+
+
 class AudioReader:
     """Sequential mono float32 audio at AUDIO_RATE, read in time windows from one stream.
 
@@ -193,14 +220,18 @@ class AudioReader:
         self._length = 0  # samples of _store in use
         self._buffer_start = start  # time of _buffer[0]
         self._next_time: float | None = None  # where the next decoded sample lands
-        self._frames = self._container.decode(self._stream)
+        self._frames = audio_frames(self._container, self._stream)
         self._done = False
         if start > 0:
             try:
                 self._container.seek(int((start + origin) * av.time_base), backward=True)
-                self._frames = self._container.decode(self._stream)
+                self._frames = audio_frames(self._container, self._stream)
             except av.FFmpegError:
                 pass
+
+    @property
+    def damaged(self) -> int:
+        return self._frames.damaged
 
     def close(self) -> None:
         self._container.close()
@@ -285,17 +316,21 @@ def read_audio_file(path: str | os.PathLike, start: float = 0.0, end: float | No
             raise MediaError(path, "has no audio stream")
         stream = container.streams.audio[0]
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        if end is None:
-            end = _stream_seconds(container, stream)
+        header_end = _stream_seconds(container, stream) if end is None else None
     reader = AudioReader(path, start=start, origin=origin)
     try:
-        if end is None:
+        if end is None:  # the whole song: as long as its audio, whatever the header says (a truncated file)
             while reader._decode_more():
                 pass
             end = reader._buffer_start + len(reader._buffer) / AUDIO_RATE
-        return reader.read(start, end)
+            if header_end is not None:
+                end = min(end, header_end)  # the encoder's padding after the last sample is not the song
+        samples = reader.read(start, end)
     finally:
         reader.close()
+    if reader.damaged:
+        log.warning("%s: skipped %d damaged audio packets", path, reader.damaged)
+    return samples
 
 
 def _stream_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
