@@ -284,3 +284,45 @@ def test_a_truncated_mp3_is_as_long_as_its_audio(mp3, tmp_path, render_library):
     assert short.returncode == 1
     documented = rf"livejpp: error: {re.escape(str(stub))}: \d\.\d s long; a song needs at least one 10 s window"
     assert re.fullmatch(documented, short.stderr.strip()), short.stderr
+
+
+# --- 6: surround songs ------------------------------------------------------------------------
+
+
+def stereo_of(path) -> np.ndarray:
+    """A file's first audio stream as it is: channels × samples, float32."""
+    with av.open(str(path)) as c:
+        channels = c.streams.audio[0].channels
+        resampler = av.AudioResampler(format="flt")  # packed: PyAV's planar arrays stop at 8 channels
+        frames = [o.to_ndarray().reshape(-1, channels) for f in c.decode(audio=0) for o in resampler.resample(f)]
+    return np.concatenate(frames).T
+
+
+def db(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64)))))
+
+
+@pytest.mark.parametrize(
+    "layout, upmix",
+    [
+        ("5.1", lambda left, right: [left, right, (left + right) / 2, (left + right) / 4, left, right]),
+        ("7.1", lambda left, right: [left, right, (left + right) / 2, (left + right) / 4, left, right, left, right]),
+    ],
+)
+def test_a_surround_song_is_downmixed_to_stereo_without_clipping(render_library, tmp_path, media, layout, upmix):
+    """Each surround channel carries the song (an upmix): the soundtrack must be the song, as loud, never clipped."""
+    lib, _ = render_library
+    with av.open(str(media / "music" / "lmms_Skiessi-C64.ogg")) as c:
+        rate = c.streams.audio[0].rate
+    song = stereo_of(media / "music" / "lmms_Skiessi-C64.ogg")[:, : 12 * rate]
+    song *= 0.8 / np.abs(song).max()
+    surround = tmp_path / f"{layout}.flac"
+    write_audio(surround, np.stack(upmix(song[0], song[1])), rate, layout)
+    assert stereo_of(surround).shape[0] == len(upmix(song[0], song[1]))
+    result = render_cli(surround, lib, tmp_path / "out.mp4")
+    assert result.returncode == 0, result.stderr
+    soundtrack = stereo_of(tmp_path / "out.mp4")
+    assert np.abs(soundtrack).max() <= 1.0
+    assert abs(db(soundtrack) - db(song)) < 2.0  # as loud as the stereo song it was made from
+    write_audio(tmp_path / "stereo.flac", song, rate)
+    assert abs(db(read_audio_file(surround)) - db(read_audio_file(tmp_path / "stereo.flac"))) < 2.0  # analysed alike

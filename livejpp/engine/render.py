@@ -26,7 +26,7 @@ from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
-from livejpp.media.decode import AUDIO_RATE, MediaError, audio_frames, read_audio_file
+from livejpp.media.decode import AUDIO_RATE, Downmixer, MediaError, audio_frames, read_audio_file
 from livejpp.partfiles import part_path, remove_stale_parts
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
@@ -251,15 +251,17 @@ def _mux_audio(song, container, stream, duration: float) -> None:
         source = av.open(str(song))
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(str(song), f"not a readable audio file ({exc})") from exc
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=OUTPUT_AUDIO_RATE)
+    downmix = Downmixer("stereo", OUTPUT_AUDIO_RATE)
     limit = int(duration * OUTPUT_AUDIO_RATE)
     written = 0
     with source:
         for frame in audio_frames(source, source.streams.audio[0]):
             frame.pts = None
-            for out in resampler.resample(frame):
+            for samples in downmix.resample(frame):
                 if written >= limit:
                     break
+                out = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+                out.sample_rate = OUTPUT_AUDIO_RATE
                 out.pts = written
                 out.time_base = Fraction(1, OUTPUT_AUDIO_RATE)
                 written += out.samples

@@ -203,6 +203,68 @@ class audio_frames:  # noqa: N801 - used like the generator it replaces
         return next(self._frames)
 
 
+#: Downmix gains (left, right) by channel name, as ITU-R BS.775 and FFmpeg's default: the front
+#: pair as it is, the centre and surrounds at -3 dB, the LFE left out.
+_FRONT = {"FL": (1.0, 0.0), "FR": (0.0, 1.0)}
+_MINUS_3DB = float(np.sqrt(0.5))
+
+
+def _gains(channel: str) -> tuple[float, float]:
+    if channel in _FRONT:
+        return _FRONT[channel]
+    if channel.startswith("LFE"):
+        return 0.0, 0.0
+    if channel.endswith("L"):  # BL, SL, FLC, TFL, WL, ...
+        return _MINUS_3DB, 0.0
+    if channel.endswith("R"):
+        return 0.0, _MINUS_3DB
+    return _MINUS_3DB, _MINUS_3DB  # FC, BC, TC and channels without a place
+
+
+def downmix_matrix(channels: list[str]) -> np.ndarray:
+    """Stereo from any layout (2 × len(channels)), scaled so no output can exceed the loudest input:
+    libswresample left alone sums 8 channels into peaks of 1.85 × full scale (8 dB too loud)."""
+    matrix = np.array([_gains(c) for c in channels], np.float64).T
+    return (matrix / max(1.0, matrix.sum(axis=1).max())).astype(np.float32)
+
+
+class Downmixer:
+    """Frames of any layout to float32 arrays (channels × samples) in `layout` ('mono' or 'stereo')
+    at `rate`. Mono and stereo go through libswresample as they always have (libraries were built
+    so); more channels are downmixed to stereo by `downmix_matrix` first."""
+
+    def __init__(self, layout: str, rate: int):
+        self.layout, self.rate = layout, rate
+        self._resampler: av.AudioResampler | None = None
+        self._matrix: np.ndarray | None = None
+        self._channels = 0
+
+    def _start(self, frame: av.AudioFrame) -> None:
+        names = [c.name for c in frame.layout.channels]
+        self._channels = len(names)
+        if self._channels > 2:
+            self._matrix = downmix_matrix(names)
+            # packed samples, every channel kept: PyAV's planar arrays stop at 8 channels
+            self._resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=self.rate)
+        else:
+            self._resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
+
+    def resample(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        if self._resampler is None:
+            if frame is None:
+                return []
+            self._start(frame)
+        out = []
+        for resampled in self._resampler.resample(frame):
+            samples = resampled.to_ndarray()
+            if self._matrix is not None:
+                samples = self._matrix @ samples.reshape(-1, self._channels).T
+                if self.layout == "mono":  # as libswresample makes mono of stereo
+                    samples = (_MINUS_3DB * (samples[0] + samples[1]))[None, :]
+            out.append(np.ascontiguousarray(samples, np.float32))
+        return out
+
+
 class AudioReader:
     """Sequential mono float32 audio at AUDIO_RATE, read in time windows from one stream.
 
@@ -215,7 +277,7 @@ class AudioReader:
         self.origin = origin
         self._container = av.open(path)
         self._stream = self._container.streams.audio[0]
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self._resampler = Downmixer("mono", AUDIO_RATE)
         self._store = np.zeros(0, np.float32)  # grows geometrically: appending stays linear in time
         self._length = 0  # samples of _store in use
         self._buffer_start = start  # time of _buffer[0]
@@ -268,15 +330,15 @@ class AudioReader:
             self._done = True
             for out in self._resampler.resample(None):
                 if self._next_time is not None:
-                    self._append(self._next_time, out.to_ndarray()[0])
+                    self._append(self._next_time, out[0])
             return False
         if frame.time is None:
             t = self._next_time if self._next_time is not None else self._buffer_start
         else:
             t = frame.time - self.origin
         for out in self._resampler.resample(frame):
-            self._append(t, out.to_ndarray()[0])
-            t += out.samples / AUDIO_RATE
+            self._append(t, out[0])
+            t += out.shape[1] / AUDIO_RATE
         return True
 
     def read(self, start: float, end: float) -> np.ndarray:
