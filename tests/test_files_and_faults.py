@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from synth import write_audio
+from synth import write_audio, write_song_with_cover, write_still
 
 from livejpp.library.build import build_library
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
@@ -326,3 +326,20 @@ def test_a_surround_song_is_downmixed_to_stereo_without_clipping(render_library,
     assert abs(db(soundtrack) - db(song)) < 2.0  # as loud as the stereo song it was made from
     write_audio(tmp_path / "stereo.flac", song, rate)
     assert abs(db(read_audio_file(surround)) - db(read_audio_file(tmp_path / "stereo.flac"))) < 2.0  # analysed alike
+
+
+# --- 8: odd but valid media, forged log lines, tiny training sets ------------------------------
+
+
+def test_a_one_frame_video_is_a_still_clip_and_cover_art_is_not_a_video(tmp_path):
+    write_still(tmp_path / "still.mp4", seconds=10)
+    write_song_with_cover(tmp_path / "song.mp3")
+    lib = tmp_path / "lib"
+    report = build_library([tmp_path / "still.mp4", tmp_path / "song.mp3"], lib, jobs=1, progress=False)
+    assert report.notes == []  # nothing "truncated or corrupt?"
+    assert report.skipped == [(str(tmp_path / "song.mp3"), "an audio file: its only picture is cover art")]
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        clips = db.execute("SELECT start, end, frames, fps FROM clips").fetchall()
+    assert len(clips) == 1
+    start, end, frames, fps = clips[0]
+    assert (start, end) == (0.0, 10.0) and frames == round(10 * fps)  # the picture held for its 10 s

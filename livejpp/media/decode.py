@@ -77,7 +77,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     with container:
         if not container.streams.video:
             raise MediaError(path, "has no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(path, "an audio file: its only picture is cover art")
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
             raise MediaError(path, "video stream has no frame size (corrupt header?)")
@@ -106,6 +108,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             audio_codec=audio.codec_context.name if audio is not None else None,
             start=start,
         )
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The first stream of moving pictures: an attached picture (a song's cover art) is not one."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
 
 
 #: Rates a variable-frame-rate source is snapped to for its constant-rate playback clips.
@@ -157,7 +167,9 @@ def iter_video_frames(
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(path, f"not a readable video ({_short(exc)})") from exc
     with container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(path, "an audio file: its only picture is cover art")
         stream.thread_count = max(1, threads)
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         if start > 0:
