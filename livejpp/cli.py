@@ -11,7 +11,7 @@ import sys
 
 from livejpp import __version__
 from livejpp.errors import LivejppError
-from livejpp.log import setup_logging
+from livejpp.log import escape_controls, setup_logging
 from livejpp.partfiles import Terminated, stop_cleanly_on_sigterm
 
 log = logging.getLogger("livejpp")
@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LivejppError as exc:
-        print(f"livejpp: error: {exc}", file=sys.stderr)
+        print(f"livejpp: error: {escape_controls(str(exc))}", file=sys.stderr)
         return 1
     except Terminated:
         print("livejpp: stopped (SIGTERM); half-written files removed", file=sys.stderr)

@@ -343,3 +343,22 @@ def test_a_one_frame_video_is_a_still_clip_and_cover_art_is_not_a_video(tmp_path
     assert len(clips) == 1
     start, end, frames, fps = clips[0]
     assert (start, end) == (0.0, 10.0) and frames == round(10 * fps)  # the picture held for its 10 s
+
+
+def test_control_characters_in_file_names_cannot_forge_lines(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    forged = folder / "x.mp4\nlivejpp: added 1000 clips\x1b[2J.mp4"
+    forged.write_text("not a video")
+    result = cli("library", "build", folder, "--out", tmp_path / "lib", "-q")
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if "added 1000" in line] == [
+        f"livejpp: skipped {folder}/x.mp4\\nlivejpp: added 1000 clips\\x1b[2J.mp4: not a readable video "
+        "(Invalid data found when processing input)"
+    ]
+    assert "\x1b" not in result.stderr + result.stdout
+    assert not [line for line in result.stdout.splitlines() if line.startswith("livejpp: added")]
+    song = folder / "song\nlivejpp: rendered.flac"
+    missing = cli("render", song, "--library", tmp_path / "lib", "-o", tmp_path / "o.mp4")
+    assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1, missing.stderr
+    assert "song\\nlivejpp: rendered.flac" in missing.stderr
