@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -76,10 +77,16 @@ def wait_for(condition, what: str, seconds: float = 60) -> None:
 def fill(folder: Path, leave: int) -> Path:
     """Take all but `leave` bytes of the filesystem under `folder`."""
     st = os.statvfs(folder)
-    free = st.f_bavail * st.f_frsize
+    free = st.f_bavail * st.f_frsize - leave
     filler = folder / "filler"
-    with open(filler, "wb") as f:
-        f.write(b"\0" * max(0, free - leave))
+    with open(filler, "wb", buffering=0) as f:
+        while free > 0:
+            try:
+                free -= f.write(b"\0" * min(free, 64 * 1024))
+            except OSError as exc:  # full before the count said so: full is what was asked
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
     return filler
 
 
@@ -362,18 +369,3 @@ def test_control_characters_in_file_names_cannot_forge_lines(tmp_path):
     missing = cli("render", song, "--library", tmp_path / "lib", "-o", tmp_path / "o.mp4")
     assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1, missing.stderr
     assert "song\\nlivejpp: rendered.flac" in missing.stderr
-
-
-def test_training_on_a_handful_of_pairs_warns_in_one_line(tmp_path):
-    pytest.importorskip("tensorflow")
-    from livejpp.model import synthetic
-    from livejpp.model.train import MIN_PAIRS
-
-    synthetic.write(tmp_path / "five.npz", videos=5, clips_per_video=1, seconds=4, seed=0)
-    result = cli("train", tmp_path / "five.npz", "--out", tmp_path / "tiny", "--max-epochs", "1", "-q")
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "too few" in line]
-    assert warnings == [
-        f"livejpp: {tmp_path / 'five.npz'}: 4 training pairs are too few for a meaningful model "
-        f"(at least {MIN_PAIRS}); the model is written, but expect it to match at chance"
-    ]
