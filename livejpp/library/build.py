@@ -351,8 +351,9 @@ class _Builder:
         except (sqlite3.OperationalError, OSError) as exc:
             if not _disk_full(exc):
                 raise
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise LibraryError(
-                f"{self.store.root}: disk is full writing the manifest ({_describe(exc)}); finished clips are kept: "
+                f"{self.store.root}: disk is full writing the manifest ({reason}); finished clips are kept: "
                 "free some space and run the same command again to resume"
             ) from None
 

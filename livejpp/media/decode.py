@@ -26,6 +26,10 @@ AUDIO_RATE = 22050
 MAX_FPS = Fraction(60)
 
 
+#: Why a song with its cover picture (an attached-picture video stream) is not a video.
+COVER_ART_ONLY = "an audio file: its only picture is cover art"
+
+
 class MediaError(LivejppError):
     """A file that cannot be used, with a reason a user can act on."""
 
@@ -79,7 +83,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise MediaError(path, "has no video stream")
         stream = video_stream(container)
         if stream is None:
-            raise MediaError(path, "an audio file: its only picture is cover art")
+            raise MediaError(path, COVER_ART_ONLY)
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
             raise MediaError(path, "video stream has no frame size (corrupt header?)")
@@ -169,7 +173,7 @@ def iter_video_frames(
     with container:
         stream = video_stream(container)
         if stream is None:
-            raise MediaError(path, "an audio file: its only picture is cover art")
+            raise MediaError(path, COVER_ART_ONLY)
         stream.thread_count = max(1, threads)
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         if start > 0:
@@ -191,7 +195,7 @@ def iter_video_frames(
             return
 
 
-class audio_frames:  # noqa: N801 - used like the generator it replaces
+class AudioFrames:
     """The decoded frames of one audio stream, packet by packet: a damaged packet is skipped and
     counted, not the end of the song (decoding stopped at the first one: a mostly good MP3 was "silent")."""
 
@@ -294,12 +298,12 @@ class AudioReader:
         self._length = 0  # samples of _store in use
         self._buffer_start = start  # time of _buffer[0]
         self._next_time: float | None = None  # where the next decoded sample lands
-        self._frames = audio_frames(self._container, self._stream)
+        self._frames = AudioFrames(self._container, self._stream)
         self._done = False
         if start > 0:
             try:
                 self._container.seek(int((start + origin) * av.time_base), backward=True)
-                self._frames = audio_frames(self._container, self._stream)
+                self._frames = AudioFrames(self._container, self._stream)
             except av.FFmpegError:
                 pass
 
