@@ -12,7 +12,8 @@ import threading
 
 from livejpp import __version__
 from livejpp.errors import LivejppError
-from livejpp.log import setup_logging
+from livejpp.log import escape_controls, setup_logging
+from livejpp.partfiles import Terminated, stop_cleanly_on_sigterm
 
 log = logging.getLogger("livejpp")
 
@@ -608,7 +609,9 @@ def _build(args, videos, out, settings, create: bool) -> int:
     report = build_library(videos, out, settings, jobs=args.jobs, progress=not args.quiet, create=create)
     with LibraryStore(out) as store:
         _print_summary(store.summary(), report)
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        return 130
+    return 1 if report.skipped else 0  # a file not added is a failure a script must see (the reasons are above)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -635,18 +638,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _terminated(signum, frame) -> None:
-    """SIGTERM (a `kill`, a service stop) ends a command as Ctrl-C does: files closed, the library's
-    WAL checkpointed, a build's finished clips kept."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, getattr(args, "quiet", False))
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():  # tests call main() from threads
+        stop_cleanly_on_sigterm()
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -655,8 +652,11 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
     except LivejppError as exc:
-        print(f"livejpp: error: {exc}", file=sys.stderr)
+        print(f"livejpp: error: {escape_controls(str(exc))}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("livejpp: stopped (SIGTERM); half-written files removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("livejpp: interrupted", file=sys.stderr)
         return 130

@@ -23,6 +23,7 @@ from livejpp.errors import LivejppError
 from livejpp.library.store import LibraryError, LibraryStore, warn_once
 from livejpp.model.card import check_feature_sets, fingerprint, load_card, resolve
 from livejpp.model.embed import Embedder
+from livejpp.partfiles import part_path, remove_stale_parts
 
 log = logging.getLogger("livejpp.index")
 
@@ -84,17 +85,32 @@ def paths(library: str | os.PathLike, model_name: str) -> tuple[Path, Path]:
     return folder / f"{model_name}.hnsw", folder / f"{model_name}.json"
 
 
+def _remove_stale_parts(folder: Path) -> None:
+    """What an embed killed while saving left behind (SIGKILL; other signals clean up themselves)."""
+    remove_stale_parts(folder)
+    for legacy in folder.glob("*.part"):  # the names older versions left behind
+        try:
+            legacy.unlink(missing_ok=True)
+        except OSError:  # a read-only library
+            pass
+
+
 def save(index: hnswlib.Index, meta: dict, library: str | os.PathLike, model_name: str) -> Path:
     """Index first, sidecar (with the index file's hash, so damage is noticed) last."""
     data_path, meta_path = paths(library, model_name)
     data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_suffix(".hnsw.part")
-    index.save_index(str(tmp))
-    meta["file_hash"] = file_hash(tmp)
-    os.replace(tmp, data_path)
-    tmp_meta = meta_path.with_suffix(".json.part")
-    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp_meta, meta_path)  # the sidecar last: an index without its sidecar is never trusted
+    _remove_stale_parts(data_path.parent)
+    tmp, tmp_meta = part_path(data_path), part_path(meta_path)
+    try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C while saving leaves no part file behind
+        index.save_index(str(tmp))
+        meta["file_hash"] = file_hash(tmp)
+        os.replace(tmp, data_path)
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp_meta, meta_path)  # the sidecar last: an index without its sidecar is never trusted
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+        raise
     return data_path
 
 
@@ -109,8 +125,11 @@ def read_meta(library: str | os.PathLike, model_name: str) -> dict | None:
 
 
 def file_hash(path: Path) -> str:
+    digest = hashlib.blake2b()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
 
 
 def load(library: str | os.PathLike, model_name: str, expect: dict | None = None) -> ClipIndex:
@@ -162,6 +181,9 @@ def open_index(
     with LibraryStore(library, readonly=True) as store:
         check_feature_sets(card, store.feature_sets(), str(library), modalities=("visual",))
         expect["library_state"] = store.state()
+        index_folder = paths(library, model_name)[0].parent
+        if index_folder.is_dir():
+            _remove_stale_parts(index_folder)
         meta = read_meta(library, model_name)
         if not force and meta is not None and all(meta.get(k) == v for k, v in expect.items()):
             try:

@@ -92,3 +92,49 @@ def click_track(bpm: float, seconds: float, rate: int = 22050) -> np.ndarray:
         out[i : i + len(burst)] += burst[: len(out) - i]
         t += period
     return out
+
+
+def write_audio(path, samples: np.ndarray, rate: int = 44100, layout: str = "stereo", codec: str = "flac") -> None:
+    """Write float32 `samples` (channels × n, in the layout's channel order) as an audio file."""
+    channels, n = samples.shape
+    interleaved = np.ascontiguousarray(samples.T.reshape(1, -1), np.float32)  # packed: PyAV's planar import stops at 8
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = layout
+        fmt = "flt" if codec != "flac" else "s16"
+        data = interleaved if fmt == "flt" else (np.clip(interleaved, -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+        frame.sample_rate = rate
+        frame.pts = 0
+        frame.time_base = Fraction(1, rate)
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            out.mux(packet)
+
+
+def write_still(path, seconds: int = 10, width: int = 320, height: int = 180) -> None:
+    """A valid video of one picture shown for `seconds` (one frame, as slideshows and covers are made)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(1, seconds))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(frame_picture(width, height, 128), format="rgb24").reformat(format="yuv420p")
+        frame.pts = 0
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            out.mux(packet)
+
+
+def write_song_with_cover(path, seconds: float = 12.0, rate: int = 44100) -> None:
+    """An MP3 with its cover picture (an attached-picture video stream of one PNG)."""
+    with av.open(str(path), "w", format="mp3") as out:
+        audio = out.add_stream("libmp3lame", rate=rate)
+        audio.layout = "mono"
+        cover = out.add_stream("png")
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "rgb24"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(frame_picture(64, 64, 200), format="rgb24")
+        picture.pts = 0
+        for packet in list(cover.encode(picture)) + list(cover.encode(None)):
+            out.mux(packet)
+        frame = av.AudioFrame.from_ndarray(tone(440, seconds, rate)[None, :], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = rate, 0
+        for packet in list(audio.encode(frame)) + list(audio.encode(None)):
+            out.mux(packet)

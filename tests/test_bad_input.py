@@ -64,7 +64,7 @@ def bad_build(bad_folder, tmp_path_factory):
 
 def test_each_bad_file_gets_one_line_and_the_build_goes_on(bad_build, bad_folder):
     lib, result = bad_build
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # files not added: a script must see it
     lines = [line for line in result.stderr.splitlines() if line.startswith("livejpp: skipped")]
     reasons = {Path(line.split(": ")[1].split(":")[0].replace("skipped ", "")).name: line for line in lines}
     assert set(reasons) == {"no_index.mp4", "notes.mp4", "empty.mov", "short.mp4"}
@@ -132,7 +132,7 @@ def test_unreadable_file_is_reported(tmp_path, media):
         caps = "-dac_override,-dac_read_search"
         prefix = ("setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}")
     result = cli("library", "build", folder, "--out", tmp_path / "lib", "-q", prefix=prefix)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the locked file was not added
     assert f"skipped {locked}: cannot read (permission denied)" in result.stderr
     assert [Path(r[0]).name for r in clip_rows(tmp_path / "lib")] == ["fine.mp4"]
 
@@ -142,7 +142,7 @@ def test_bad_files_added_later_lose_nothing(tmp_path, bad_folder, media):
     build_library([media / "footage" / "mdn_bug.mp4"], lib, progress=False)
     before = clip_rows(lib)
     result = cli("library", "add", lib, bad_folder / "notes.mp4", bad_folder / "empty.mov", tmp_path / "missing.mp4")
-    assert result.returncode == 0
+    assert result.returncode == 1  # three files not added
     assert f"skipped {tmp_path / 'missing.mp4'}: no such file or folder" in result.stderr
     assert clip_rows(lib) == before
     assert all((lib / pb).is_file() for *_, pb in before)

@@ -2,6 +2,7 @@
 the same seed gives the same model, and eval reports what training measured."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -148,3 +149,16 @@ def test_eval_table_prints_presets_side_by_side(features):
     assert any(line.strip().startswith("infonce") for line in lines)
     chance = next(line for line in lines if line.strip().startswith("chance")).split()
     assert chance[1:5] == ["2.1", "10.4", "20.8", "52.1"]  # batches of 48 held-out pairs (clip split)
+
+
+def test_training_on_a_handful_of_pairs_warns_in_one_line(tmp_path, caplog):
+    from livejpp.model.train import MIN_PAIRS
+
+    synthetic.write(tmp_path / "five.npz", videos=5, clips_per_video=1, seconds=4, seed=0)
+    with caplog.at_level(logging.WARNING, logger="livejpp.train"):
+        train_model(tmp_path / "five.npz", "infonce", tmp_path / "tiny", max_epochs=1, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"{tmp_path / 'five.npz'}: 4 training pairs are too few for a meaningful model (at least {MIN_PAIRS}); "
+        "the model is written, but expect it to match at chance"
+    ]

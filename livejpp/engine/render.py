@@ -11,8 +11,8 @@ import bisect
 import csv
 import io
 import json
+import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,11 +26,14 @@ from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
-from livejpp.media.decode import AUDIO_RATE, MediaError, read_audio_file
+from livejpp.media.decode import AUDIO_RATE, AudioFrames, Downmixer, MediaError, read_audio_file
+from livejpp.partfiles import part_path, remove_stale_parts
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
 
 OUTPUT_AUDIO_RATE = 48000
+
+log = logging.getLogger("livejpp.render")
 
 
 class RenderError(LivejppError):
@@ -51,11 +54,26 @@ class RenderResult:
 
 
 def check_writable(out: Path) -> None:
+    """Fail before the work, not at the final rename: the output must be a file in an existing, writable folder."""
     folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise RenderError(f"{out}: is a folder; give the video a file name (like {out / 'video.mp4'})")
     if not folder.is_dir():
         raise RenderError(f"{out}: cannot write here (no folder {folder})")
     if not os.access(folder, os.W_OK):
         raise RenderError(f"{out}: cannot write here (folder {folder} is not writable)")
+
+
+def _start_part(out: Path) -> Path:
+    """The hidden file the video is encoded into, created now so an unwritable place fails at once."""
+    folder = out.parent if str(out.parent) else Path(".")
+    remove_stale_parts(folder, out.name)  # left by a render that was killed
+    tmp = part_path(out)
+    try:
+        tmp.touch()
+    except OSError as exc:
+        raise RenderError(f"{out}: cannot write here ({exc.strerror})") from exc
+    return tmp
 
 
 def analyse(song: str | Path, library: str | Path, model: str | Path, settings: EngineSettings) -> tuple[Engine, float]:
@@ -63,6 +81,7 @@ def analyse(song: str | Path, library: str | Path, model: str | Path, settings: 
     samples = read_audio_file(song)
     duration = len(samples) / AUDIO_RATE
     engine = Engine(library, model, settings)
+    _leave_out_missing_clips(engine)
     if duration < engine.window:
         raise RenderError(f"{song}: {duration:.1f} s long; a song needs at least one {engine.window} s window")
     if is_silent(samples):
@@ -71,6 +90,20 @@ def analyse(song: str | Path, library: str | Path, model: str | Path, settings: 
     for start in range(0, len(samples), block):
         engine.push(samples[start : start + block])
     return engine, duration
+
+
+def _leave_out_missing_clips(engine: Engine) -> None:
+    """A clip whose file is gone is not chosen (the next candidates are): one line each, the render goes on."""
+    missing = set()
+    for clip_id, record in engine.records.items():
+        path = record.pictures(engine.library)[0]
+        if not os.path.isfile(path):
+            log.warning("%s: clip file is missing; using the next candidates", path)
+            missing.add(clip_id)
+    if missing:
+        if len(missing) == len(engine.records):
+            raise RenderError(f"{engine.library}: every clip file is missing; nothing to show")
+        engine.restrict(set(engine.records) - missing)
 
 
 def cut_rows(engine: Engine, cuts: list[Cut]) -> list[dict]:
@@ -95,9 +128,13 @@ def cut_rows(engine: Engine, cuts: list[Cut]) -> list[dict]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = part_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def render(
@@ -121,22 +158,15 @@ def render(
         raise RenderError(f"{size[0]}x{size[1]}: width and height must be even for H.264")
     started = time.monotonic()
     settings = settings or EngineSettings()
-    engine, duration = analyse(song, library, model, settings)
-    cuts = list(engine.cuts)
-    if not cuts:
-        raise RenderError(f"{song}: no clip matched (is the library empty?)")
-    cuts[0].time, cuts[0].crossfade = 0.0, 0.0  # a file can show its first clip from the first frame
-    rows = cut_rows(engine, cuts)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=".part.mp4", dir=out.parent if str(out.parent) else "."
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    tmp = _start_part(out)
+    try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C anywhere below leaves no part file behind
+        engine, duration = analyse(song, library, model, settings)
+        cuts = list(engine.cuts)
+        if not cuts:
+            raise RenderError(f"{song}: no clip matched (is the library empty?)")
+        cuts[0].time, cuts[0].crossfade = 0.0, 0.0  # a file can show its first clip from the first frame
+        rows = cut_rows(engine, cuts)
         frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset, transition)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; the video is the user's, like any file
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -221,15 +251,17 @@ def _mux_audio(song, container, stream, duration: float) -> None:
         source = av.open(str(song))
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(str(song), f"not a readable audio file ({exc})") from exc
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=OUTPUT_AUDIO_RATE)
+    downmix = Downmixer("stereo", OUTPUT_AUDIO_RATE)
     limit = int(duration * OUTPUT_AUDIO_RATE)
     written = 0
     with source:
-        for frame in source.decode(source.streams.audio[0]):
+        for frame in AudioFrames(source, source.streams.audio[0]):
             frame.pts = None
-            for out in resampler.resample(frame):
+            for samples in downmix.resample(frame):
                 if written >= limit:
                     break
+                out = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+                out.sample_rate = OUTPUT_AUDIO_RATE
                 out.pts = written
                 out.time_base = Fraction(1, OUTPUT_AUDIO_RATE)
                 written += out.samples

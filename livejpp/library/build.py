@@ -9,6 +9,7 @@ off resume from their first missing clip.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import fcntl
 import hashlib
 import json
@@ -16,6 +17,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -362,6 +364,18 @@ class _Builder:
 
     # --- running -------------------------------------------------------------------------
     def run(self, inputs: Iterable[str | os.PathLike]) -> BuildReport:
+        try:
+            return self._run(inputs)
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not _disk_full(exc):
+                raise
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise LibraryError(
+                f"{self.store.root}: disk is full writing the manifest ({reason}); finished clips are kept: "
+                "free some space and run the same command again to resume"
+            ) from None
+
+    def _run(self, inputs: Iterable[str | os.PathLike]) -> BuildReport:
         started = time.monotonic()
         removed = _remove_orphans(self.store)
         if removed:
@@ -389,16 +403,17 @@ class _Builder:
         finally:
             self.bar.close()
             self.bar = None
-            self.store.update_normalisation()
-            self.report.wall_seconds = time.monotonic() - started
-            r = self.report
-            with self.store.transaction():
-                self.store.log(
-                    "info",
-                    f"build {'interrupted' if r.interrupted else 'finished'}: {r.videos_added} videos, "
-                    f"{r.clips_added} clips, {r.seconds_added:.0f} s of footage in {r.wall_seconds:.1f} s, "
-                    f"{len(r.skipped)} skipped, {len(r.duplicates)} already in",
-                )
+        # not in `finally`: after a failed manifest write (a full disk) these writes would fail too
+        self.store.update_normalisation()
+        self.report.wall_seconds = time.monotonic() - started
+        r = self.report
+        with self.store.transaction():
+            self.store.log(
+                "info",
+                f"build {'interrupted' if r.interrupted else 'finished'}: {r.videos_added} videos, "
+                f"{r.clips_added} clips, {r.seconds_added:.0f} s of footage in {r.wall_seconds:.1f} s, "
+                f"{len(r.skipped)} skipped, {len(r.duplicates)} already in",
+            )
         return self.report
 
     def _run_here(self, jobs: list[VideoJob]) -> None:
@@ -407,6 +422,8 @@ class _Builder:
                 process_video(job, self._handle)
             except MediaError as exc:
                 self._video_failed(job.key, exc.reason)
+            except sqlite3.Error:
+                raise  # the manifest, not the video, failed: the build cannot go on
             except Exception as exc:  # noqa: BLE001 - one bad video must not stop the build
                 self._video_failed(job.key, _describe(exc))
 
@@ -438,11 +455,23 @@ class _Builder:
                         finished.add(job.key)
                         self._video_failed(job.key, error if isinstance(error, str) else _describe(error))
             except BaseException:
+                # workers blocked writing to the queue nobody reads would keep the pool from ever closing
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's or the system's way of saying there is no space left."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and _disk_full(exc):  # the same reason for every file: counted once in the summary
+        return f"{exc.strerror} writing its clips (free some space and run again to resume)"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from livejpp.log import escape_controls
+
 
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -22,6 +26,14 @@ def format_summary(summary: dict, report=None) -> str:
             + (f", {len(report.duplicates)} already in the library" if report.duplicates else "")
             + (" — interrupted, run again to resume" if report.interrupted else "")
         )
+        if report.skipped:
+            reasons = Counter(reason for _, reason in report.skipped)
+            lines.append(
+                f"not added {len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} this run: "
+                + "; ".join(
+                    escape_controls(f"{reason} ({n})" if n > 1 else reason) for reason, n in reasons.most_common()
+                )
+            )
     hours = summary["footage_hours"]
     lines.append(
         f"videos   {summary['videos']}"
@@ -51,5 +63,5 @@ def format_summary(summary: dict, report=None) -> str:
     lines.append(f"disk     {_size(size)}{per_hour}")
     if summary["skipped"]:
         lines.append(f"skipped  {len(summary['skipped'])} files:")
-        lines.extend(f"  {s['path']}: {s['reason']}" for s in summary["skipped"])
+        lines.extend(f"  {escape_controls(s['path'])}: {escape_controls(s['reason'])}" for s in summary["skipped"])
     return "\n".join(lines)

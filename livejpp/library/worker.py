@@ -123,10 +123,12 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
     open_clips: dict[int, _OpenClip] = {}
     next_index = job.first_index
     last_t = start_time
+    last_end = start_time  # where the last frame stops showing (a one-frame video shows it for 10 s)
     frames_seen = 0
     try:
         for t, frame in iter_video_frames(info.path, start=start_time, origin=info.start, threads=job.threads):
             frames_seen += 1
+            last_end = t + max(1.0 / float(info.fps), _shown_for(frame))
             for index in [i for i, c in open_clips.items() if c.start + length <= t + eps]:
                 _finish(open_clips.pop(index), clip_start(index, step) + length, job, audio, extra, emit)
             while clip_start(next_index, step) <= t + eps:
@@ -148,7 +150,7 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
             last_t = t
             if audio is not None:
                 audio.discard_before(min((c.start for c in open_clips.values()), default=t))
-        end_of_video = last_t + 1.0 / float(info.fps)
+        end_of_video = min(last_end, max(info.duration, last_t + 1.0 / float(info.fps)))
         tail_dropped = 0.0
         for _, clip in sorted(open_clips.items()):
             if keep_tail(clip.start, end_of_video, length, step):
@@ -173,6 +175,13 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
     done = VideoDone(job.key, duration, tail_dropped, note)
     emit(done)
     return done
+
+
+def _shown_for(frame) -> float:
+    """How long the container says a frame is shown (0 when it does not say)."""
+    if frame.duration and frame.time_base:
+        return float(frame.duration * frame.time_base)
+    return 0.0
 
 
 def _finish(clip: _OpenClip, end: float, job: VideoJob, audio: AudioReader | None, extra, emit) -> None:

@@ -6,6 +6,7 @@ library builder can report it and carry on with the next video.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,10 +18,16 @@ import numpy as np
 
 from livejpp.errors import LivejppError
 
+log = logging.getLogger("livejpp.media")
+
 #: The rate every audio feature is computed at; the same for library, render and live.
 AUDIO_RATE = 22050
 #: Output frame rates above this are capped (a 120 fps phone clip plays at 60).
 MAX_FPS = Fraction(60)
+
+
+#: Why a song with its cover picture (an attached-picture video stream) is not a video.
+COVER_ART_ONLY = "an audio file: its only picture is cover art"
 
 
 class MediaError(LivejppError):
@@ -74,7 +81,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     with container:
         if not container.streams.video:
             raise MediaError(path, "has no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(path, COVER_ART_ONLY)
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
             raise MediaError(path, "video stream has no frame size (corrupt header?)")
@@ -103,6 +112,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             audio_codec=audio.codec_context.name if audio is not None else None,
             start=start,
         )
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The first stream of moving pictures: an attached picture (a song's cover art) is not one."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
 
 
 #: Rates a variable-frame-rate source is snapped to for its constant-rate playback clips.
@@ -154,7 +171,9 @@ def iter_video_frames(
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(path, f"not a readable video ({_short(exc)})") from exc
     with container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(path, COVER_ART_ONLY)
         stream.thread_count = max(1, threads)
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         if start > 0:
@@ -176,6 +195,92 @@ def iter_video_frames(
             return
 
 
+class AudioFrames:
+    """The decoded frames of one audio stream, packet by packet: a damaged packet is skipped and
+    counted, not the end of the song (decoding stopped at the first one: a mostly good MP3 was "silent")."""
+
+    def __init__(self, container: av.container.InputContainer, stream: av.audio.stream.AudioStream):
+        self.damaged = 0
+        self._frames = self._decode(container, stream)
+
+    def _decode(self, container, stream) -> Iterator[av.AudioFrame]:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                self.damaged += 1
+                continue
+            yield from frames
+
+    def __iter__(self) -> Iterator[av.AudioFrame]:
+        return self
+
+    def __next__(self) -> av.AudioFrame:
+        return next(self._frames)
+
+
+#: Downmix gains (left, right) by channel name, as ITU-R BS.775 and FFmpeg's default: the front
+#: pair as it is, the centre and surrounds at -3 dB, the LFE left out.
+_FRONT = {"FL": (1.0, 0.0), "FR": (0.0, 1.0)}
+_MINUS_3DB = float(np.sqrt(0.5))
+
+
+def _gains(channel: str) -> tuple[float, float]:
+    if channel in _FRONT:
+        return _FRONT[channel]
+    if channel.startswith("LFE"):
+        return 0.0, 0.0
+    if channel.endswith("L"):  # BL, SL, FLC, TFL, WL, ...
+        return _MINUS_3DB, 0.0
+    if channel.endswith("R"):
+        return 0.0, _MINUS_3DB
+    return _MINUS_3DB, _MINUS_3DB  # FC, BC, TC and channels without a place
+
+
+def downmix_matrix(channels: list[str]) -> np.ndarray:
+    """Stereo from any layout (2 × len(channels)), scaled so no output can exceed the loudest input:
+    libswresample left alone sums 8 channels into peaks of 1.85 × full scale (8 dB too loud)."""
+    matrix = np.array([_gains(c) for c in channels], np.float64).T
+    return (matrix / max(1.0, matrix.sum(axis=1).max())).astype(np.float32)
+
+
+class Downmixer:
+    """Frames of any layout to float32 arrays (channels × samples) in `layout` ('mono' or 'stereo')
+    at `rate`. Mono and stereo go through libswresample as they always have (libraries were built
+    so); more channels are downmixed to stereo by `downmix_matrix` first."""
+
+    def __init__(self, layout: str, rate: int):
+        self.layout, self.rate = layout, rate
+        self._resampler: av.AudioResampler | None = None
+        self._matrix: np.ndarray | None = None
+        self._channels = 0
+
+    def _start(self, frame: av.AudioFrame) -> None:
+        names = [c.name for c in frame.layout.channels]
+        self._channels = len(names)
+        if self._channels > 2:
+            self._matrix = downmix_matrix(names)
+            # packed samples, every channel kept: PyAV's planar arrays stop at 8 channels
+            self._resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=self.rate)
+        else:
+            self._resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
+
+    def resample(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        if self._resampler is None:
+            if frame is None:
+                return []
+            self._start(frame)
+        out = []
+        for resampled in self._resampler.resample(frame):
+            samples = resampled.to_ndarray()
+            if self._matrix is not None:
+                samples = self._matrix @ samples.reshape(-1, self._channels).T
+                if self.layout == "mono":  # as libswresample makes mono of stereo
+                    samples = (_MINUS_3DB * (samples[0] + samples[1]))[None, :]
+            out.append(np.ascontiguousarray(samples, np.float32))
+        return out
+
+
 class AudioReader:
     """Sequential mono float32 audio at AUDIO_RATE, read in time windows from one stream.
 
@@ -188,19 +293,23 @@ class AudioReader:
         self.origin = origin
         self._container = av.open(path)
         self._stream = self._container.streams.audio[0]
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self._resampler = Downmixer("mono", AUDIO_RATE)
         self._store = np.zeros(0, np.float32)  # grows geometrically: appending stays linear in time
         self._length = 0  # samples of _store in use
         self._buffer_start = start  # time of _buffer[0]
         self._next_time: float | None = None  # where the next decoded sample lands
-        self._frames = self._container.decode(self._stream)
+        self._frames = AudioFrames(self._container, self._stream)
         self._done = False
         if start > 0:
             try:
                 self._container.seek(int((start + origin) * av.time_base), backward=True)
-                self._frames = self._container.decode(self._stream)
+                self._frames = AudioFrames(self._container, self._stream)
             except av.FFmpegError:
                 pass
+
+    @property
+    def damaged(self) -> int:
+        return self._frames.damaged
 
     def close(self) -> None:
         self._container.close()
@@ -237,15 +346,15 @@ class AudioReader:
             self._done = True
             for out in self._resampler.resample(None):
                 if self._next_time is not None:
-                    self._append(self._next_time, out.to_ndarray()[0])
+                    self._append(self._next_time, out[0])
             return False
         if frame.time is None:
             t = self._next_time if self._next_time is not None else self._buffer_start
         else:
             t = frame.time - self.origin
         for out in self._resampler.resample(frame):
-            self._append(t, out.to_ndarray()[0])
-            t += out.samples / AUDIO_RATE
+            self._append(t, out[0])
+            t += out.shape[1] / AUDIO_RATE
         return True
 
     def read(self, start: float, end: float) -> np.ndarray:
@@ -285,17 +394,21 @@ def read_audio_file(path: str | os.PathLike, start: float = 0.0, end: float | No
             raise MediaError(path, "has no audio stream")
         stream = container.streams.audio[0]
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        if end is None:
-            end = _stream_seconds(container, stream)
+        header_end = _stream_seconds(container, stream) if end is None else None
     reader = AudioReader(path, start=start, origin=origin)
     try:
-        if end is None:
+        if end is None:  # the whole song: as long as its audio, whatever the header says (a truncated file)
             while reader._decode_more():
                 pass
             end = reader._buffer_start + len(reader._buffer) / AUDIO_RATE
-        return reader.read(start, end)
+            if header_end is not None:
+                end = min(end, header_end)  # the encoder's padding after the last sample is not the song
+        samples = reader.read(start, end)
     finally:
         reader.close()
+    if reader.damaged:
+        log.warning("%s: skipped %d damaged audio packets", path, reader.damaged)
+    return samples
 
 
 def _stream_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:

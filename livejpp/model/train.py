@@ -22,6 +22,11 @@ from livejpp.model.metrics import batched_recall
 
 log = logging.getLogger("livejpp.train")
 
+#: Fewer training pairs than this make no meaningful model: validation recall is measured on
+#: batches of 100 held-out pairs, and a few pairs are memorised, not learned. Training goes on
+#: (a smoke test may want it) with a one-line warning.
+MIN_PAIRS = 100
+
 
 @dataclass
 class Trained:
@@ -75,6 +80,14 @@ def train(
     result = Trained(preset, towers, stats)
     epochs = preset.max_epochs if max_epochs is None else min(max_epochs, preset.max_epochs)
     started = time.monotonic()
+    if epochs > 0 and len(train_data) < MIN_PAIRS:
+        log.warning(
+            "%s: %d training pairs are too few for a meaningful model (at least %d); "
+            "the model is written, but expect it to match at chance",
+            train_data.source,
+            len(train_data),
+            MIN_PAIRS,
+        )
     if epochs == 0:
         result.history.append({"epoch": 0, "loss": None, "val_r5": validation_r5(towers, val_data, preset.metric)})
         result.seconds = time.monotonic() - started
