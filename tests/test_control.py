@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from waiting import Watched
 
 from livejpp.audio_io import FileSource
 from livejpp.control.commands import COMMANDS, CommandBus, table
@@ -428,23 +429,25 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
     port, feedback = free_port(), Feedback()
     learned = tmp_path / "learned.toml"
     device = controller()
-    show = start_show(
-        library,
-        tmp_path,
-        "--duration",
-        40,
-        "--osc-port",
-        port,
-        "--osc-feedback",
-        f"127.0.0.1:{feedback.port}",
-        "--midi-in",
-        "nanoKONTROL2*",
-        "--midi-map",
-        "korg-nanokontrol2",
-        "--midi-clock",
-        "--learn",
-        learned,
-        env=jack,
+    show = Watched(
+        start_show(
+            library,
+            tmp_path,
+            "--duration",
+            40,
+            "--osc-port",
+            port,
+            "--osc-feedback",
+            f"127.0.0.1:{feedback.port}",
+            "--midi-in",
+            "nanoKONTROL2*",
+            "--midi-map",
+            "korg-nanokontrol2",
+            "--midi-clock",
+            "--learn",
+            learned,
+            env=jack,
+        )
     )
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -456,11 +459,9 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
         feedback.wait("transition", lambda v: v == "dip")
 
         sender.sendto(osc("/livejpp/learn", "bars"), ("127.0.0.1", port))  # learn: the next control ...
-        time.sleep(0.3)
+        show.wait_for("MIDI learn: move a control for bars")
         device.send_message([0xB0, 20, 127])  # ... knob 5, turned
-        deadline = time.monotonic() + 5
-        while not learned.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        show.wait_for("bound to bars; saved")
         saved = Presets().midi_map(str(learned))  # a preset file that loads like any other
         assert any(b.command == "bars" and b.control == "cc" and b.number == 20 for b in saved.bindings)
         assert len(saved.bindings) == len(Presets().midi_map("korg-nanokontrol2").bindings) + 1
@@ -479,20 +480,20 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
 
         device.close_port()  # the controller is unplugged ...
         device.delete()
-        time.sleep(1.5)
+        lost = show.wait_for("vanished: reopening it when it comes back")
         device = controller()  # ... and plugged in again
-        time.sleep(1.5)
+        show.wait_for("MIDI in: ", after=lost)
         device.send_message([0xB0, 0, 127])
         feedback.wait("brightness", lambda v: v == 1.0)
         sender.sendto(osc("/livejpp/quit"), ("127.0.0.1", port))
         out, err = show.communicate(timeout=60)
     finally:
-        if show.poll() is None:
-            show.kill()
+        if show.proc.poll() is None:
+            show.proc.kill()
         feedback.close()
         sender.close()
         device.delete()
-    assert show.returncode == 0, err
+    assert show.proc.returncode == 0, err
     stats = json.loads((tmp_path / "stats.json").read_text())
     midi = stats["control"]["midi"]
     assert midi["opens"] == 2 and midi["lost"] == 1  # reopened when it came back
