@@ -48,4 +48,4 @@ bench: setup
 	$(BIN)/python tools/bench.py library
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache build livejpp.egg-info

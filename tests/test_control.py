@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from waiting import Watched, wait_until
 
 from livejpp.audio_io import FileSource
 from livejpp.control.commands import COMMANDS, CommandBus, table
@@ -424,6 +425,17 @@ def controller(name="nanoKONTROL2 test"):
     return out
 
 
+def send_until(device, message: list[int], feedback: Feedback, key: str, value) -> None:
+    """Sends `message` until the show reports `key` = `value`: JACK carries a port's messages only a
+    moment after the show has opened it."""
+
+    def arrived() -> bool:
+        device.send_message(message)
+        return feedback.state.get(key) == value
+
+    wait_until(arrived, timeout=10, what=f"MIDI {message} -> {key} = {value}")
+
+
 def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path, jack):
     port, feedback = free_port(), Feedback()
     learned = tmp_path / "learned.toml"
@@ -446,21 +458,19 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
         learned,
         env=jack,
     )
+    lines = Watched(show)  # its log lines, read as they come
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        feedback.wait("clip", bool, timeout=30)
-        device.send_message([0xB0, 0, 0])  # fader 1 down: brightness 0
-        feedback.wait("brightness", lambda v: v == 0.0)
+        lines.wait_for("MIDI in: ")
+        send_until(device, [0xB0, 0, 0], feedback, "brightness", 0.0)  # fader 1 down: brightness 0
         device.send_message([0xB0, 33, 127])  # S2: the dip transition
         device.send_message([0xB0, 33, 0])
         feedback.wait("transition", lambda v: v == "dip")
 
         sender.sendto(osc("/livejpp/learn", "bars"), ("127.0.0.1", port))  # learn: the next control ...
-        time.sleep(0.3)
+        lines.wait_for("MIDI learn: move a control for bars")
         device.send_message([0xB0, 20, 127])  # ... knob 5, turned
-        deadline = time.monotonic() + 5
-        while not learned.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        lines.wait_for("bound to bars; saved")
         saved = Presets().midi_map(str(learned))  # a preset file that loads like any other
         assert any(b.command == "bars" and b.control == "cc" and b.number == 20 for b in saved.bindings)
         assert len(saved.bindings) == len(Presets().midi_map("korg-nanokontrol2").bindings) + 1
@@ -479,13 +489,12 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
 
         device.close_port()  # the controller is unplugged ...
         device.delete()
-        time.sleep(1.5)
+        lost = lines.wait_for("vanished: reopening it when it comes back")
         device = controller()  # ... and plugged in again
-        time.sleep(1.5)
-        device.send_message([0xB0, 0, 127])
-        feedback.wait("brightness", lambda v: v == 1.0)
+        lines.wait_for("MIDI in: ", after=lost)
+        send_until(device, [0xB0, 0, 127], feedback, "brightness", 1.0)  # fader 1 up: brightness 1
         sender.sendto(osc("/livejpp/quit"), ("127.0.0.1", port))
-        out, err = show.communicate(timeout=60)
+        out, err = lines.communicate(timeout=60)
     finally:
         if show.poll() is None:
             show.kill()

@@ -6,12 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from waiting import Watched
 
 from livejpp.media.decode import read_audio_file
 from livejpp.render.compose import mix
@@ -33,6 +33,8 @@ def live_command(lib, *args):
         "--headless",
         "--size",
         "320x180",
+        "--osc-port",  # any free port: another show on this machine may hold the default one
+        "0",
         *map(str, args),
     ]
 
@@ -42,10 +44,9 @@ def live(lib, *args):
 
 
 def live_from_sink(lib, env, *args):
-    """`live` capturing the PulseAudio sink's monitor, in the background."""
-    return subprocess.Popen(
-        live_command(lib, "--input", "pulse", *args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    """`live` capturing the PulseAudio sink's monitor, in the background: its log lines say when it is ready."""
+    command = live_command(lib, "--input", "pulse", *args)
+    return Watched(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
 
 
 def recorded(path):
@@ -228,11 +229,11 @@ def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
     show = live_from_sink(
         lib, pulse, "--duration", 15, "--record", tmp_path / "show.mp4", "--stats", tmp_path / "stats.json"
     )
-    time.sleep(1.5)
+    show.wait_for("capturing from")  # the capture is open: the whole song is heard
     player = subprocess.Popen(["paplay", str(song)], env=pulse)
     out, err = show.communicate(timeout=90)
     player.kill()
-    assert show.returncode == 0, err
+    assert show.proc.returncode == 0, err
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["audio"]["device_opens"] >= 1 and stats["audio"]["seconds_analysed"] > 11
     assert len(stats["cuts"]) >= 3
@@ -253,16 +254,17 @@ def test_the_show_survives_a_vanished_device_and_missing_clips(lib, media, tmp_p
     show = live_from_sink(
         lib, pulse, "--duration", 16, "--bars", 1, "--min-clip", 1, "--no-repeat", 0, "--stats", tmp_path / "stats.json"
     )
+    opened = show.wait_for("capturing from")
     player = subprocess.Popen(["paplay", str(media / "music" / "lmms_Skiessi-C64.ogg")], env=pulse)
-    time.sleep(5)
     subprocess.run(["pactl", "exit"], env=pulse, timeout=10)  # the sound server (our device) goes away
     player.kill()
-    time.sleep(3)
+    lost = show.wait_for("stopped: reconnecting", after=opened)  # the show noticed; it goes on without it
     subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} start"], env=pulse, timeout=60)
     player = subprocess.Popen(["paplay", str(media / "music" / "lmms_Skiessi-C64.ogg")], env=pulse)
+    show.wait_for("capturing from", after=lost)
     out, err = show.communicate(timeout=90)
     player.kill()
-    assert show.returncode == 0, err
+    assert show.proc.returncode == 0, err
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["audio"]["device_opens"] >= 2  # reconnected when the device came back
     times = np.array(stats["frame_interval_ms"]["p99"])

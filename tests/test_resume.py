@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from livejpp.library.build import build_library
 from livejpp.library.store import LibraryError, LibraryStore
@@ -54,6 +55,7 @@ def test_killed_again_and_again_it_resumes_to_the_same_library(small_footage, tm
     cmd = [sys.executable, "-m", "livejpp", "library", "build", str(small_footage), "--out", str(lib), "-j", "2", "-q"]
     kills = 0
     kept: dict = {}
+    orphans: list[str] = []  # the killed builders' worker processes
     for _ in range(15):
         before = clip_count(lib)
         if (lib / "clips").exists():
@@ -71,6 +73,7 @@ def test_killed_again_and_again_it_resumes_to_the_same_library(small_footage, tm
         if proc.poll() is not None:
             break
         time.sleep(0.3 * (kills % 3))  # kill at different moments: between clips, mid-encode
+        orphans += subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         proc.send_signal(signal.SIGKILL)  # the builder only: its workers must notice and stop
         proc.wait()
         kills += 1
@@ -86,9 +89,8 @@ def test_killed_again_and_again_it_resumes_to_the_same_library(small_footage, tm
         assert np.allclose(g[3], vis, atol=1e-3)
         if aud is not None:  # resumed audio starts after a seek: same music, a few samples' difference
             assert np.allclose(g[4], aud, rtol=0.05, atol=0.5)
-    time.sleep(1.0)
-    leftovers = subprocess.run(["pgrep", "-f", f"spawn_main.*{os.getpid()}"], capture_output=True, text=True)
-    assert leftovers.stdout == ""
+    assert orphans  # every killed builder's workers notice and stop
+    wait_until(lambda: not workers(orphans), timeout=10, what="workers of killed builders still running")
 
 
 def test_orphaned_workers_stop_when_the_builder_dies(small_footage, tmp_path):
@@ -100,14 +102,21 @@ def test_orphaned_workers_stop_when_the_builder_dies(small_footage, tmp_path):
     deadline = time.monotonic() + 60
     while clip_count(lib) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) >= 3  # the builder and its two workers
+    assert len(session(proc.pid)) >= 3  # the builder and its two workers
     proc.kill()
     proc.wait()
-    time.sleep(1.5)
-    alive = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
     # the resource tracker may linger a moment (and be gone by the time it is read); no worker decodes on
-    assert not [p for p in alive if "spawn_main" in cmdline(p)]
+    wait_until(lambda: not workers(session(proc.pid)), timeout=10, what="orphaned workers still running")
+
+
+def session(sid: int) -> list[str]:
+    """The processes of session `sid`."""
+    return subprocess.run(["pgrep", "-s", str(sid)], capture_output=True, text=True).stdout.split()
+
+
+def workers(pids: list[str]) -> list[str]:
+    """Those of `pids` that are still a build worker (a multiprocessing child)."""
+    return [p for p in pids if "spawn_main" in cmdline(p)]
 
 
 def cmdline(pid: str) -> str:

@@ -28,13 +28,13 @@ from typing import Any
 import tomli_w
 
 from livejpp.control.commands import CHOICE, COMMANDS, NUMBER, TEXT, TOGGLE, TRIGGER, CommandError
+from livejpp.paths import PRESETS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-BUNDLED = Path(__file__).resolve().parents[2] / "presets"
 
 MODES = {
     "absolute": "a CC's 0..127 spans the range (a fader or knob); a note's velocity does",
@@ -216,7 +216,7 @@ class Presets:
 
     def __init__(self, folder: str | os.PathLike | None = None):
         self.folders = [Path(folder)] if folder else []
-        self.folders.append(BUNDLED)
+        self.folders.append(PRESETS)
 
     def find(self, name: str) -> Path:
         candidate = Path(name).expanduser()

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from tqdm import tqdm
 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
@@ -28,6 +27,7 @@ from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
 from livejpp.media.decode import AUDIO_RATE, AudioFrames, Downmixer, MediaError, read_audio_file
 from livejpp.partfiles import part_path, remove_stale_parts
+from livejpp.progress import progress_bar
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
 
@@ -224,7 +224,7 @@ def _encode(
         audio = container.add_stream("aac", rate=OUTPUT_AUDIO_RATE)
         audio.layout = "stereo"
         try:
-            for n in tqdm(range(n_frames), desc="rendering", unit="frame", disable=not progress, leave=False):
+            for n in progress_bar(range(n_frames), desc="rendering", unit="frame", enabled=progress, leave=False):
                 t = n / fps
                 i = bisect.bisect_right(times, t) - 1
                 cut = cuts[max(i, 0)]

@@ -24,13 +24,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from livejpp.features.sets import feature_sets_for
 from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_rows
 from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
 from livejpp.media.clips import plan_clips
 from livejpp.media.decode import MediaError, probe
+from livejpp.progress import progress_bar
 
 log = logging.getLogger("livejpp.library")
 
@@ -165,7 +164,7 @@ class _Builder:
         self.video_ids: dict[str, int] = {}
         self.paths: dict[str, str] = {}
         self.clip_counts: dict[str, int] = {}
-        self.bar: tqdm | None = None
+        self.bar = None
         self.videos_total = 0
         self.videos_done = 0
 
@@ -183,7 +182,8 @@ class _Builder:
             self._skip(path, reason)
         jobs: list[VideoJob] = []
         seen: set[str] = set()
-        for path in tqdm(files, desc="probing", unit="file", disable=not self.progress or len(files) < 20, leave=False):
+        many = self.progress and len(files) >= 20
+        for path in progress_bar(files, desc="probing", unit="file", enabled=many, leave=False):
             try:
                 info = probe(path)
             except MediaError as exc:
@@ -388,9 +388,7 @@ class _Builder:
             self._ensure_video(job)
         self.videos_total = len(jobs)
         total_clips = sum(self.clip_counts[j.key] for j in jobs)
-        self.bar = tqdm(
-            total=total_clips, unit="clip", desc="building", disable=not self.progress or not jobs, dynamic_ncols=True
-        )
+        self.bar = progress_bar(total=total_clips, unit="clip", desc="building", enabled=self.progress and bool(jobs))
         self.bar.set_postfix_str(f"videos 0/{self.videos_total}")
         try:
             if self.jobs == 1 or len(jobs) <= 1:

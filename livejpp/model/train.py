@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from livejpp.model import presets
 from livejpp.model.data import DataError, PairedFeatures
 from livejpp.model.metrics import batched_recall
+from livejpp.progress import progress_bar
 
 log = logging.getLogger("livejpp.train")
 
@@ -147,7 +147,7 @@ def train(
     batch = min(preset.batch, n)
     n_batches = n // batch
     best, best_weights, waited = -1.0, None, 0
-    bar = tqdm(range(1, epochs + 1), desc=f"training {preset_name}", unit="epoch", disable=not progress)
+    bar = progress_bar(range(1, epochs + 1), desc=f"training {preset_name}", unit="epoch", enabled=progress)
     for epoch in bar:
         order = rng.permutation(n)[: n_batches * batch].reshape(n_batches, batch)
         other = (order + rng.integers(1, n, order.shape)) % n  # another clip's pictures for every audio

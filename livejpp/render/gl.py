@@ -6,11 +6,10 @@ tests read the pixels back and compare.
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 
 import numpy as np
 
-SHADERS = Path(__file__).resolve().parents[2] / "shaders"
+from livejpp.paths import SHADERS
 
 
 def gl_config():
