@@ -1,0 +1,39 @@
+"""The live recorder: the render thread hands a frame over and goes on; when the encoder cannot keep
+up, the RECORDING leaves frames out (each kept frame still at its show time), never the show."""
+
+import time
+
+import av
+import numpy as np
+
+from livejpp.render.window import Recorder
+
+
+def test_a_slow_encoder_leaves_frames_out_of_the_recording_not_the_show(tmp_path):
+    size, fps = (320, 180), 30
+    # x264's slowest preset, two frames of room: the encoder falls behind at once, for real
+    recorder = Recorder(tmp_path / "show.mp4", size, fps, options={"preset": "placebo"}, queue_frames=2)
+    handed_over = []
+
+    def picture(i):
+        def read_into(buffer):
+            buffer[:] = 0
+            buffer[:90, : 5 * i + 5] = 255  # a bar in the lower half (GL reads the bottom row first), growing by frame
+
+        return read_into
+
+    for i in range(60):
+        t0 = time.perf_counter()
+        recorder.add(picture(i), i / fps)
+        handed_over.append(time.perf_counter() - t0)
+    recorder.close(np.zeros(0, np.float32))
+
+    assert recorder.dropped > 0  # the encoder was behind: the recording left frames out ...
+    assert max(handed_over) < 0.05  # ... and the show never waited for it (placebo takes far longer a frame)
+    with av.open(str(tmp_path / "show.mp4")) as c:
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert len(frames) == len(recorder.times) == 60 - recorder.dropped
+    assert np.allclose([t for t, _ in frames], recorder.times, atol=1e-3)  # each at the time it was shown
+    for t, rgb in frames:  # the picture of that time, the right way up
+        width = 5 * round(t * fps) + 5
+        assert rgb[92:, : width - 2].mean() > 200 and rgb[92:, width + 2 :].mean() < 50 and rgb[:88].mean() < 50
