@@ -195,8 +195,11 @@ def run(
     from pyglet.window import key
 
     from livejpp.render.gl import GLCompositor, gl_config
+    from livejpp.render.sizes import SizeError, check_drawable, check_encodable
 
     width, height = show.size
+    if record:
+        check_encodable(show.size)  # before the window opens: a bad size is one line, not a failed recording
     screens = pyglet.display.get_display().get_screens()
     chosen = screens[screen] if screen is not None and screen < len(screens) else None
     window = pyglet.window.Window(
@@ -209,6 +212,11 @@ def run(
         vsync=not headless,
         visible=not headless,
     )
+    try:
+        check_drawable(show.size)
+    except SizeError:
+        window.close()
+        raise
     compositor = GLCompositor(width, height)
     batch = pyglet.graphics.Batch()
     hud_label = pyglet.text.Label(
