@@ -18,7 +18,7 @@ def test_a_slow_encoder_leaves_frames_out_of_the_recording_not_the_show(tmp_path
     def picture(i):
         def read_into(buffer):
             buffer[:] = 0
-            buffer[:90, : 5 * i + 5] = 255  # a bar in the lower half (GL reads the bottom row first), growing by frame
+            buffer[:90, : 5 * i + 5, 0] = 255  # a blue bar (BGRA) in the lower half (GL reads the bottom row first)
 
         return read_into
 
@@ -36,4 +36,6 @@ def test_a_slow_encoder_leaves_frames_out_of_the_recording_not_the_show(tmp_path
     assert np.allclose([t for t, _ in frames], recorder.times, atol=1e-3)  # each at the time it was shown
     for t, rgb in frames:  # the picture of that time, the right way up
         width = 5 * round(t * fps) + 5
-        assert rgb[92:, : width - 2].mean() > 200 and rgb[92:, width + 2 :].mean() < 50 and rgb[:88].mean() < 50
+        bar, rest = rgb[92:, : width - 2], rgb[92:, width + 2 :]
+        assert bar[..., 2].mean() > 200 and bar[..., :2].mean() < 50  # blue, the right way up, at that time
+        assert rest.mean() < 50 and rgb[:88].mean() < 50

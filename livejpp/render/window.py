@@ -24,7 +24,7 @@ ENCODER_NICENESS = 10  # the render thread comes first: a busy machine slows the
 class Recorder:
     """What the window shows, at the window's rate, with the input audio: an H.264/AAC mp4.
 
-    The render thread only reads the pixels back (RGBA, bottom row first, into a recycled buffer);
+    The render thread only reads the pixels back (BGRA, bottom row first, into a recycled buffer);
     flipping, colour conversion and x264 run on a lower-priority encoder thread (PyAV releases the
     GIL there). When the encoder falls RECORD_QUEUE frames behind, the recording skips frames (the
     file holds the previous picture longer) and the show keeps its own."""
@@ -59,7 +59,7 @@ class Recorder:
         self.thread.start()
 
     def add(self, read_into, show_time: float) -> None:
-        """A frame: `read_into(buffer)` fills an RGBA buffer (bottom row first, as GL reads it),
+        """A frame: `read_into(buffer)` fills a BGRA buffer (bottom row first, as GL reads it),
         stamped with the show time it was on screen: when the window runs below its rate, the file
         keeps time with the audio, not the count."""
         try:
@@ -85,7 +85,7 @@ class Recorder:
             buffer, show_time = item
             try:
                 if self.failed is None:
-                    frame = av.VideoFrame.from_ndarray(buffer[::-1], format="rgba")  # flipped as it is copied
+                    frame = av.VideoFrame.from_ndarray(buffer[::-1], format="bgra")  # flipped as it is copied
                     frame.pts = last = max(last + 1, int(round(show_time * self.fps)))
                     frame.time_base = 1 / self.fps
                     for packet in self.stream.encode(frame):
@@ -277,7 +277,7 @@ def run(
             weight = 0.0 if incoming is None else weight if outgoing is not None else 1.0
             compositor.draw(weight, show.brightness, show.blackout, (fb_w, fb_h))
         if recorder is not None:
-            recorder.add(compositor.read_rgba_into, show.show_time())
+            recorder.add(compositor.read_bgra_into, show.show_time())
         if show.hud:
             if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
                 hud_label.text = _hud_text(show, controls)
