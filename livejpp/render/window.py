@@ -55,8 +55,20 @@ class Recorder:
         self.times: list[float] = []  # show time of each recorded frame (what was on screen when)
         self.dropped = 0  # frames shown but not recorded: the encoder was behind
         self.failed: Exception | None = None
+        self.audio_path = self.path.with_name(f".{self.path.name}.part.f32")
+        self.audio = open(self.audio_path, "wb")  # noqa: SIM115 - the input audio, on disk: an hour is 300 MB
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
         self.thread.start()
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Input audio (mono float32 at AUDIO_RATE), kept on disk until the file is closed."""
+        if self.failed is not None:
+            return
+        try:
+            self.audio.write(np.ascontiguousarray(samples, np.float32).tobytes())
+        except OSError as exc:  # a full disk: the recording stops, the show goes on
+            self.failed = exc
+            log.warning("recording stopped: %s (the show goes on)", exc)
 
     def add(self, read_into, show_time: float) -> None:
         """A frame: `read_into(buffer)` fills a BGRA buffer (bottom row first, as GL reads it),
@@ -95,10 +107,15 @@ class Recorder:
                 log.warning("recording stopped: %s (the show goes on)", exc)
             self.free.put(buffer)
 
-    def close(self, audio: np.ndarray) -> None:
+    def close(self) -> None:
         import os
 
         import av
+
+        try:
+            self.audio.close()
+        except OSError as exc:
+            self.failed = self.failed or exc
 
         self.frames.put(None)
         self.thread.join()
@@ -110,12 +127,13 @@ class Recorder:
             self.container.close()
         except (av.FFmpegError, OSError) as exc:
             self.failed = self.failed or exc
+        if self.failed is None and self.audio_path.stat().st_size:
+            _mux_audio(self.tmp, self.audio_path)
+        self.audio_path.unlink()
         if self.failed is not None:
             self.tmp.unlink(missing_ok=True)
             log.warning("no recording written to %s: %s", self.path, self.failed)
             return
-        if len(audio):
-            _mux_audio(self.tmp, audio)
         os.replace(self.tmp, self.path)
 
 
@@ -133,8 +151,9 @@ def _background_thread(name: str, niceness: int) -> None:
         pass
 
 
-def _mux_audio(video: Path, audio: np.ndarray) -> None:
-    """Rewrite the recording with the input audio added (stream copy of the pictures)."""
+def _mux_audio(video: Path, audio: Path) -> None:
+    """Rewrite the recording with the input audio (raw mono float32 at AUDIO_RATE) added: the pictures
+    by stream copy, the audio encoded a minute at a time (an hour's show would need gigabytes at once)."""
     import os
 
     import av
@@ -142,7 +161,7 @@ def _mux_audio(video: Path, audio: np.ndarray) -> None:
     from livejpp.media.decode import AUDIO_RATE
 
     out_path = video.with_name(video.name + ".av.mp4")
-    with av.open(str(video)) as src, av.open(str(out_path), "w", format="mp4") as out:
+    with av.open(str(video)) as src, av.open(str(out_path), "w", format="mp4") as out, open(audio, "rb") as pcm:
         v_in = src.streams.video[0]
         v_out = out.add_stream_from_template(v_in)
         a_out = out.add_stream("aac", rate=48000)
@@ -153,16 +172,20 @@ def _mux_audio(video: Path, audio: np.ndarray) -> None:
             packet.stream = v_out
             out.mux(packet)
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(audio[None, :], np.float32), format="flt", layout="mono"
-        )
-        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, 0, Fraction(1, AUDIO_RATE)
-        written = 0
-        for f in resampler.resample(frame) + resampler.resample(None):
-            f.pts, f.time_base = written, Fraction(1, 48000)
-            written += f.samples
-            for packet in a_out.encode(f):
-                out.mux(packet)
+        read, written = 0, 0
+        while True:
+            chunk = np.frombuffer(pcm.read(60 * AUDIO_RATE * 4), np.float32)
+            if len(chunk):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None, :]), format="flt", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, read, Fraction(1, AUDIO_RATE)
+                read += len(chunk)
+            for f in resampler.resample(frame if len(chunk) else None):
+                f.pts, f.time_base = written, Fraction(1, 48000)
+                written += f.samples
+                for packet in a_out.encode(f):
+                    out.mux(packet)
+            if not len(chunk):
+                break
         for packet in a_out.encode(None):
             out.mux(packet)
     os.replace(out_path, video)
@@ -247,7 +270,7 @@ def run(
     key_table = keymap.by_symbol(key)
     learnable = keymap.learnable()
     recorder = Recorder(record, (width, height), show.fps) if record else None
-    show.keep_audio = recorder is not None
+    show.keep_audio = recorder.add_audio if recorder is not None else None
 
     @window.event
     def on_draw():
@@ -344,8 +367,7 @@ def run(
             controls.stop()
         show.stop()
         if recorder is not None:
-            audio = np.concatenate(show.recorded_audio) if show.recorded_audio else np.zeros(0, np.float32)
-            recorder.close(audio)
+            recorder.close()
         window.close()
     summary = show.summary()
     summary["control"] = controls.summary() if controls is not None else {"inputs": bus.summary()}
