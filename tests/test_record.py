@@ -72,3 +72,22 @@ def test_a_recording_onto_a_full_disk_stops_with_one_line_and_the_show_goes_on(r
     assert left == []  # no half-written file left behind
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames_drawn"] > 100
+
+
+def test_a_recording_where_nothing_can_be_written_is_refused_before_the_show(real_library, media, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    lib = tmp_path / "lib"
+    shutil.copytree(real_library[0], lib)  # the show indexes it
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "livejpp", "live", "--library", str(lib), "--headless",
+            "--size", "320x180", "--play", str(media / "music" / "lmms_Skiessi-C64.ogg"), "--silent",
+            "--osc-port", "0", "--record", str(tmp_path / "no-such-folder" / "show.mp4"),
+        ],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"livejpp: error: {tmp_path / 'no-such-folder' / 'show.mp4'}")

@@ -217,12 +217,14 @@ def run(
         pyglet.options["headless"] = True
     from pyglet.window import key
 
+    from livejpp.engine.render import check_writable
     from livejpp.render.gl import GLCompositor, gl_config
     from livejpp.render.sizes import SizeError, check_drawable, check_encodable
 
     width, height = show.size
-    if record:
-        check_encodable(show.size)  # before the window opens: a bad size is one line, not a failed recording
+    if record:  # before the window opens: one line, not a failed recording
+        check_encodable(show.size)
+        check_writable(Path(record))
     screens = pyglet.display.get_display().get_screens()
     chosen = screens[screen] if screen is not None and screen < len(screens) else None
     window = pyglet.window.Window(
