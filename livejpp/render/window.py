@@ -16,7 +16,7 @@ log = logging.getLogger("livejpp.window")
 HUD_REFRESH = 0.25  # seconds between HUD text updates
 
 
-RECORD_QUEUE = 16  # frames the encoder may be behind (1280x720 RGBA: 3.7 MB each) before the recording drops
+RECORD_QUEUE = 16  # frames the encoder may be behind (1280x720 BGRA: 3.7 MB each) before the recording drops
 X264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "crf": "20"}  # keeps up at 720p30 on a core
 ENCODER_NICENESS = 10  # the render thread comes first: a busy machine slows the recording, not the show
 
@@ -116,7 +116,6 @@ class Recorder:
             self.audio.close()
         except OSError as exc:
             self.failed = self.failed or exc
-
         self.frames.put(None)
         self.thread.join()
         if self.dropped:
@@ -128,8 +127,12 @@ class Recorder:
         except (av.FFmpegError, OSError) as exc:
             self.failed = self.failed or exc
         if self.failed is None and self.audio_path.stat().st_size:
-            _mux_audio(self.tmp, self.audio_path)
-        self.audio_path.unlink()
+            try:
+                _mux_audio(self.tmp, self.audio_path)
+            except (av.FFmpegError, OSError) as exc:  # a disk that fills now: the pictures are kept
+                self.tmp.with_name(self.tmp.name + ".av.mp4").unlink(missing_ok=True)
+                log.warning("recording %s has no sound: %s", self.path, exc)
+        self.audio_path.unlink(missing_ok=True)
         if self.failed is not None:
             self.tmp.unlink(missing_ok=True)
             log.warning("no recording written to %s: %s", self.path, self.failed)
