@@ -459,11 +459,9 @@ def _selector_settings(args: argparse.Namespace):
 
 
 def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"livejpp: error: --size must look like 1280x720, not {text!r}") from None
-    return w, h
+    from livejpp.render.sizes import parse_size
+
+    return parse_size(text)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:

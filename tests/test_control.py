@@ -385,6 +385,112 @@ def test_osc_listens_only_on_loopback_by_default(library, tmp_path):
         show.communicate(timeout=60)
 
 
+def ask_state(sock, target, timeout=30.0) -> set[str]:
+    """Ask for /livejpp/state until the show answers (its OSC server is up): the addresses heard."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        sock.sendto(osc("/livejpp/state"), target)
+        try:
+            heard = {OscMessage(sock.recv(4096)).address}
+        except TimeoutError:
+            continue
+        try:
+            while True:
+                heard.add(OscMessage(sock.recv(4096)).address)
+        except TimeoutError:
+            return heard
+    raise AssertionError(f"no /livejpp/state reply from {target} in {timeout} s")
+
+
+def malformed_packets():
+    """What python-osc cannot read: a bundle holding neither message nor bundle (python-osc logs its raw
+    bytes), a message with a type it does not know (it logs that, and applied what was left), raw bytes."""
+    bundle = b"#bundle\0" + bytes(8) + (16).to_bytes(4, "big") + b"\x01" * 16
+    unknown_type = b"/livejpp/next\0\0\0,X\0\0"
+    return [bundle, unknown_type, b"\x07garbage"]
+
+
+def test_an_osc_flood_of_malformed_packets_is_counted_and_summed_up_in_a_line(library, tmp_path):
+    port = free_port()
+    show = start_show(library, tmp_path, "--duration", 25, "--osc-port", port)
+    target = ("127.0.0.1", port)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ask_state(sender, target)
+        packets, sent = malformed_packets(), 0
+        flood_until = time.monotonic() + 3.0  # the flood's length, not a wait
+        while time.monotonic() < flood_until:
+            sender.sendto(packets[sent % 3], target)
+            sent += 1
+        assert "/livejpp/state/clip" in ask_state(sender, target)  # still answering after the flood
+        sender.sendto(osc("/livejpp/quit"), target)
+        out, err = show.communicate(timeout=60)
+    finally:
+        if show.poll() is None:
+            show.kill()
+        sender.close()
+    assert show.returncode == 0, err[-2000:]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    counts = stats["control"]["inputs"]["osc"]
+    said = [line for line in err.splitlines() if "malformed" in line]
+    assert said and all(line.startswith("livejpp: OSC: ignored ") and line.endswith(" from 127.0.0.1") for line in said)
+    # every malformed packet the show read is in a summary line, none in a line of its own
+    assert sum(int(line.split()[3]) for line in said) == counts["malformed"] > 1000
+    assert len(said) <= 2 + stats["seconds"] / 5  # a line at once, then at most one every 5 s and one at the end
+    assert len(err) < 4000, err[:2000]  # python-osc printed each packet's bytes: megabytes
+    assert not any(c["reason"] == "next" for c in stats["cuts"])  # the message with an unknown type was not applied
+
+
+def lan_address() -> str:
+    """An address of this machine that is not loopback, as a sender on the network would have."""
+    found = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout.split()
+    addresses = [found[i + 1].split("/")[0] for i, word in enumerate(found) if word == "inet"]
+    lan = [a for a in addresses if not a.startswith("127.")]
+    if not lan:
+        pytest.skip("this machine has no network address but loopback")
+    return lan[0]
+
+
+@pytest.mark.parametrize("with_feedback", [False, True])
+def test_osc_state_is_answered_only_on_this_machine_or_to_the_feedback_client(library, tmp_path, with_feedback):
+    port, feedback = free_port(), Feedback()
+    args = ["--osc-feedback", f"127.0.0.1:{feedback.port}"] if with_feedback else []
+    show = start_show(library, tmp_path, "--duration", 25, "--osc-host", "0.0.0.0", "--osc-port", port, *args)
+    local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    remote = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    remote.bind((lan_address(), 0))  # a sender from the network (it could forge its address)
+    remote.setblocking(False)
+    try:
+        ask_state(local, ("127.0.0.1", port))  # the show is up and answers this machine
+        if with_feedback:
+            feedback.wait("tempo_source", bool)
+            feedback.state.clear()
+        remote.sendto(osc("/livejpp/state"), (lan_address(), port))
+        if with_feedback:  # the request is answered, to the feedback client
+            feedback.wait("tempo_source", bool)
+        assert ask_state(local, ("127.0.0.1", port))  # asked after the remote request: that one is handled
+        with pytest.raises(BlockingIOError):
+            remote.recv(4096)  # ... and the remote sender heard nothing
+        local.sendto(osc("/livejpp/quit"), ("127.0.0.1", port))
+        out, err = show.communicate(timeout=60)
+    finally:
+        if show.poll() is None:
+            show.kill()
+        feedback.close()
+        local.close()
+        remote.close()
+    assert show.returncode == 0, err[-2000:]
+    warned = [line for line in err.splitlines() if "every network interface" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"livejpp: OSC: listening on 0.0.0.0:{port}: every network")
+    ignored = [line for line in err.splitlines() if "/livejpp/state request" in line]
+    if with_feedback:
+        assert not ignored, err
+    else:
+        assert ignored == [f"livejpp: OSC: ignored 1 /livejpp/state request (answered only on this machine, or to"
+                           f" --osc-feedback) from {lan_address()}"]  # fmt: skip
+
+
 # --- MIDI through JACK's dummy driver --------------------------------------------------------------
 @pytest.fixture
 def jack(tmp_path, monkeypatch):

@@ -142,6 +142,9 @@ def test_a_played_song_is_shown_and_recorded(lib, media, tmp_path):
     with av.open(str(tmp_path / "show.mp4")) as c:  # each frame at the time it was on screen
         stamped = [f.time for f in c.decode(video=0)]
     assert np.abs(np.array(stamped) - stats["record"]["frame_show_times"]).max() <= 1 / 30 + 1e-3
+    # the recording covers the whole show (from its first frames to its last), and says what it left out
+    assert stamped[0] < 0.5 and stamped[-1] > 13 - 0.5  # --duration 13
+    assert len(frames) + stats["record"]["frames_left_out"] == stats["frames_drawn"]
     check_pictures(lib, stats, frames)
     heard = read_audio_file(tmp_path / "show.mp4")
     played = read_audio_file(song, 0, len(heard) / 22050)

@@ -14,7 +14,8 @@ model: every preset under the three protocols (eval --table) on the project's re
 20,000 clips.
 
     python tools/bench.py render [--hd]     render speed at 720p30 (and 1080p), cut timing, repeats
-    python tools/bench.py live [--seconds 300] [--xvfb]   a live show: frames, drops, latencies, memory
+    python tools/bench.py live [--seconds 300] [--xvfb] [--record] [--baseline REV]   a live show: frames,
+        drops, latencies, memory (--baseline: the same show with the code of git REV beside it)
     python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
 """
 
@@ -300,7 +301,9 @@ def bench_render(args: argparse.Namespace) -> None:
 
 
 def bench_live(args: argparse.Namespace) -> None:
-    """A long `live --play` show, headless at 1280x720: frames, drops, latencies, CPU and memory."""
+    """A long `live --play` show, headless at 1280x720: frames, drops, latencies, CPU and memory.
+    `--record`: recording it too (what the render thread and the encoder cost, what the file holds);
+    `--baseline REV`: the same show with the code of git REV beside it, in one table."""
     import json
 
     import av
@@ -325,36 +328,113 @@ def bench_live(args: argparse.Namespace) -> None:
             frame.sample_rate = AUDIO_RATE
             for packet in list(stream.encode(frame)) + list(stream.encode(None)):
                 out.mux(packet)
-        stats_path = Path(tmp) / "stats.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "livejpp",
-            "live",
-            "--library",
-            str(lib),
-            "--play",
-            str(song),
-            "--silent",
-            *([] if args.xvfb else ["--headless"]),
-            "--size",
-            args.size,
-            "--duration",
-            str(args.seconds),
-            "--stats",
-            str(stats_path),
-        ]
-        if args.xvfb:  # a real window with vsync on a virtual X screen, as a VJ's laptop runs it
-            cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {args.size}x24", *cmd]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
-        wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        s = json.loads(stats_path.read_text())
+        runs = {}
+        if args.baseline:  # the same show with the code of another commit, exported beside this tree
+            code = Path(tmp) / "baseline-code"
+            code.mkdir()
+            tree = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True)
+            subprocess.run(["tar", "-x", "-C", str(code)], input=tree.stdout, check=True)
+            runs[args.baseline] = live_run(args, lib, song, code, Path(tmp) / "baseline")
+        runs["this tree"] = live_run(args, lib, song, ROOT, Path(tmp) / "this")
         (ROOT / "build").mkdir(exist_ok=True)
-        (ROOT / "build" / "bench-live.json").write_text(json.dumps(s, indent=1))
+        (ROOT / "build" / "bench-live.json").write_text(json.dumps(runs["this tree"][0], indent=1))
+    where = "a window on Xvfb (GLX, llvmpipe)" if args.xvfb else "headless (EGL, llvmpipe)"
+    recording = ", recorded" if args.record else ""
+    print(f"live --play, {where}, {args.size}{recording}, {args.seconds:.0f} s medley of the bundled music")
+    columns = [live_rows(args, *run) for run in runs.values()]
+    print(table(["measure", *runs], [[row[0][0], *(r[1] for r in row)] for row in zip(*columns, strict=True)]))
+
+
+def live_run(args: argparse.Namespace, lib: Path, song: Path, code: Path, out: Path) -> tuple[dict, dict]:
+    """One show with the code at `code`: its stats, and what it cost (wall, CPU, CPU by thread name)."""
+    import json
+
+    import av
+
+    out.mkdir()
+    stats_path = out / "stats.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "livejpp",
+        "live",
+        "--library",
+        str(lib),
+        "--play",
+        str(song),
+        "--silent",
+        *([] if args.xvfb else ["--headless"]),
+        "--size",
+        args.size,
+        "--duration",
+        str(args.seconds),
+        "--stats",
+        str(stats_path),
+        *(["--record", str(out / "live.mp4")] if args.record else []),
+    ]
+    if args.xvfb:  # a real window with vsync on a virtual X screen, as a VJ's laptop runs it
+        cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {args.size}x24", *cmd]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    threads: dict[int, tuple[str, float]] = {}  # the last CPU seconds seen of each thread
+    with subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as p:
+        err = []
+        reader = __import__("threading").Thread(target=lambda: err.extend(p.stderr), daemon=True)
+        reader.start()
+        main = p.pid
+        while p.poll() is None:
+            main = show_pid(p.pid) or main
+            threads.update(thread_cpu(main))
+            time.sleep(1.0)  # a sampling period, not a wait for readiness
+        reader.join()
+    if p.returncode:
+        raise SystemExit(f"the show failed ({p.returncode}):\n{''.join(err[-20:])}")
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cost = {"wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
+    cost["threads"], cost["main"] = threads, main
+    s = json.loads(stats_path.read_text())
+    if args.record:
+        with av.open(str(out / "live.mp4")) as c:
+            stamps = [float(pk.pts * pk.time_base) for pk in c.demux(video=0) if pk.pts is not None]
+        cost["recorded"] = (len(stamps), min(stamps, default=0.0), max(stamps, default=0.0))
+    return s, cost
+
+
+def show_pid(pid: int) -> int | None:
+    """The show's process: the command itself, or under xvfb-run the `livejpp` process below it."""
+    try:
+        if (
+            b"livejpp" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and b"xvfb-run" not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        ):
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return next((found for c in children if (found := show_pid(int(c)))), None)
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of each thread of `pid` so far, with its name (Linux /proc), by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)  # utime, stime
+    return found
+
+
+def live_rows(args: argparse.Namespace, s: dict, cost: dict) -> list[list]:
+    """The measures of one show, as [name, value] rows."""
+    import numpy as np
+
     memory = s["memory_mb"]["over_time"]
     first = [m for t, m in memory if t <= 30]
     last = [m for t, m in memory if t >= memory[-1][0] - 30]
@@ -363,48 +443,45 @@ def bench_live(args: argparse.Namespace) -> None:
     settled = np.array([(t, m) for t, m in memory if t >= 60] or [(0.0, 0.0), (1.0, 0.0)])
     slope = np.polyfit(settled[:, 0] / 60, settled[:, 1], 1)[0]  # the first minute warms caches up
     cuts = s["cuts"]
-    where = "a window on Xvfb (GLX, llvmpipe)" if args.xvfb else "headless (EGL, llvmpipe)"
-    print(f"live --play, {where}, {args.size}, {args.seconds:.0f} s medley of the bundled music")
     late = s["cut_latency_ms"]
     on_beats = [c for c in cuts if c["reason"] != "start"]  # the first cut comes with the first second of audio
-    print(
-        table(
-            ["measure", "value"],
-            [
-                ["frames drawn / dropped", f"{s['frames_drawn']} / {s['frames_dropped']}"],
-                ["fps", f"{s['fps']}"],
-                ["frame interval p50 / p99", f"{s['frame_interval_ms']['p50']} / {s['frame_interval_ms']['p99']} ms"],
-                [
-                    "hop analysis latency p50 / p99",
-                    f"{s['analysis_latency_ms']['p50']} / {s['analysis_latency_ms']['p99']} ms"
-                    f" ({s['analysis_latency_ms']['hops']} hops, {s['analysis_latency_ms']['dropped_hops']} dropped)",
-                ],
-                [
-                    "cut latency (beat -> frame showing it) p50 / p99 / max",
-                    f"{late['p50']} / {late['p99']} / {late['max']} ms",
-                ],
-                [
-                    "beat cuts shown on the first frame at or after their beat",
-                    f"{sum(c['first_frame'] for c in on_beats)} of {len(on_beats)}",
-                ],
-                ["the show's first picture after its first second of audio", f"{1000 * cuts[0]['shown_late']:.0f} ms"],
-                ["frames a due cut waited for its picture", f"{late['waited_frames']}"],
-                [
-                    "beat cuts on a beat of the clock",
-                    f"{sum(c['beat_offset'] == 0 for c in on_beats)} of {len(on_beats)}",
-                ],
-                ["first picture ready at the cut", f"{sum(c['picture_ready'] for c in cuts)} of {len(cuts)}"],
-                ["CPU (both cores = 200 %)", f"{100 * cpu / wall:.0f} %"],
-                ["resident memory, first 30 s / last 30 s", f"{np.mean(first):.0f} / {np.mean(last):.0f} MB"],
-                [
-                    "resident memory, minute 1-2 / last minute",
-                    f"{np.mean(second_minute):.0f} / {np.mean(last_minute):.0f} MB",
-                ],
-                ["resident memory trend after the first minute", f"{slope:+.2f} MB/min (least squares)"],
-                ["peak resident memory", f"{s['memory_mb']['peak']} MB"],
-            ],
-        )
-    )
+    threads = cost["threads"]
+    # the main thread's id is the process id: the render loop runs there
+    render_ms = 1000 * threads.get(cost["main"], ("", 0.0))[1] / max(1, s["frames_drawn"])
+    encoder = sum(cpu for name, cpu in threads.values() if name == "recorder")
+    rows = [
+        ["frames drawn / dropped", f"{s['frames_drawn']} / {s['frames_dropped']}"],
+        ["fps", f"{s['fps']}"],
+        ["frame interval p50 / p99", f"{s['frame_interval_ms']['p50']} / {s['frame_interval_ms']['p99']} ms"],
+        [
+            "hop analysis latency p50 / p99",
+            f"{s['analysis_latency_ms']['p50']} / {s['analysis_latency_ms']['p99']} ms"
+            f" ({s['analysis_latency_ms']['hops']} hops, {s['analysis_latency_ms']['dropped_hops']} dropped)",
+        ],
+        ["cut latency (beat -> frame showing it) p50 / p99 / max", f"{late['p50']} / {late['p99']} / {late['max']} ms"],
+        [
+            "beat cuts shown on the first frame at or after their beat",
+            f"{sum(c['first_frame'] for c in on_beats)} of {len(on_beats)}",
+        ],
+        ["the show's first picture after its first second of audio", f"{1000 * cuts[0]['shown_late']:.0f} ms"],
+        ["frames a due cut waited for its picture", f"{late['waited_frames']}"],
+        ["beat cuts on a beat of the clock", f"{sum(c['beat_offset'] == 0 for c in on_beats)} of {len(on_beats)}"],
+        ["first picture ready at the cut", f"{sum(c['picture_ready'] for c in cuts)} of {len(cuts)}"],
+        ["CPU (both cores = 200 %)", f"{100 * cost['cpu'] / cost['wall']:.0f} %"],
+        ["render thread CPU a frame drawn", f"{render_ms:.1f} ms"],
+        ["resident memory, first 30 s / last 30 s", f"{np.mean(first):.0f} / {np.mean(last):.0f} MB"],
+        ["resident memory, minute 1-2 / last minute", f"{np.mean(second_minute):.0f} / {np.mean(last_minute):.0f} MB"],
+        ["resident memory trend after the first minute", f"{slope:+.2f} MB/min (least squares)"],
+        ["peak resident memory", f"{s['memory_mb']['peak']} MB"],
+    ]
+    if args.record:
+        count, first_t, last_t = cost["recorded"]
+        rows += [
+            ["recorded frames / shown frames left out", f"{count} / {s['frames_drawn'] - count}"],
+            ["recording covers (first / last frame)", f"{first_t:.2f} / {last_t:.2f} s"],
+            ["encoder CPU (recorder and x264 threads)", f"{100 * encoder / cost['wall']:.0f} %" if encoder else "-"],
+        ]
+    return rows
 
 
 def bench_control(args: argparse.Namespace) -> None:
@@ -560,6 +637,8 @@ def main() -> None:
     lv.add_argument("--seconds", type=float, default=300.0, help="show length (default: 300)")
     lv.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")
     lv.add_argument("--xvfb", action="store_true", help="a real window on Xvfb (xvfb-run) instead of headless EGL")
+    lv.add_argument("--record", action="store_true", help="record the show too (--record), as the demo does")
+    lv.add_argument("--baseline", metavar="REV", help="also run the show with the code of git REV, side by side")
     lv.set_defaults(func=bench_live)
     ctl = sub.add_parser("control", help="OSC and MIDI latency to state and to frame; paced rates without loss")
     ctl.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")

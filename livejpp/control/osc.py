@@ -10,11 +10,18 @@ Address space (every command of control/commands.py):
 
 A button's release (a lone 0 after a press) does nothing. Packets that do not parse, unknown
 addresses and values a command cannot take are counted and ignored; the server never stops for them.
+Malformed packets are summed up in one line at most every MALFORMED_REPORT seconds, per sender.
 Feedback goes to one client as /livejpp/state/KEY VALUE whenever a value changes.
+
+Who hears back: /livejpp/state is answered to the --osc-feedback client, and to a sender on this
+machine (loopback) itself; never to another sender: a UDP source address can be forged, and an
+answer many times the request's size would make the show a reflector. Listening on every interface
+(--osc-host 0.0.0.0) lets anyone on the network steer the show: it is said in one line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -30,6 +37,43 @@ from livejpp.errors import LivejppError
 log = logging.getLogger("livejpp.osc")
 PREFIX = "/livejpp/"
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes: a burst of small messages waits here, not on the wire
+MALFORMED_REPORT = 5.0  # seconds between two lines about malformed packets: a flood is one line, not megabytes
+MALFORMED = "malformed packet{s}"
+STATE_REQUEST = "/livejpp/state request{s} (answered only on this machine, or to --osc-feedback)"
+_parsing = threading.local()  # set while this module parses a packet: python-osc's warnings then mark it malformed
+
+
+class _PythonOscWarnings(logging.Filter):
+    """python-osc warns on the root logger with each odd packet's raw bytes (a 5 s flood: 5 MB of
+    stderr). While a packet is parsed here, such a warning marks it malformed and prints nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_parsing, "active", False) and "pythonosc" in record.pathname:
+            _parsing.warned = True
+            return False
+        return True
+
+
+_PYTHON_OSC_WARNINGS = _PythonOscWarnings()
+
+
+def parse_packet(data: bytes) -> list | None:
+    """The messages of one packet (bundles flattened), or None where it is malformed."""
+    _parsing.active, _parsing.warned = True, False
+    try:
+        messages = [timed.message for timed in OscPacket(data).messages]
+    except (ParseError, ValueError, IndexError, TypeError, UnicodeDecodeError, OverflowError):
+        return None
+    finally:
+        _parsing.active = False
+    return None if _parsing.warned else messages
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class OscError(LivejppError):
@@ -64,11 +108,24 @@ class OscServer:
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()
         self.packets = 0
+        self.unreported: dict[tuple[str, str], int] = {}  # packets ignored, by (what, sender host), not yet said
+        self.reported_at = -MALFORMED_REPORT
+        if _PYTHON_OSC_WARNINGS not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_PYTHON_OSC_WARNINGS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="osc", daemon=True)
 
     def start(self) -> None:
-        log.info("OSC: listening on %s:%d (/livejpp/...)", *self.address)
+        host, port = self.address[:2]
+        if ipaddress.ip_address(host).is_unspecified:
+            log.warning(
+                "OSC: listening on %s:%d: every network interface, anyone who reaches this machine can steer the show"
+                " (--osc-host 127.0.0.1 keeps it to this machine)",
+                host,
+                port,
+            )
+        else:
+            log.info("OSC: listening on %s:%d (/livejpp/...)", host, port)
         self._thread.start()
 
     def stop(self) -> None:
@@ -76,27 +133,47 @@ class OscServer:
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
         self.sock.close()
+        self._report_ignored(final=True)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
                 data, sender = self.sock.recvfrom(65536)
             except TimeoutError:
+                self._report_ignored()
                 continue
             except OSError:
                 return
             received = time.monotonic()
             self.packets += 1
-            try:
-                messages = [timed.message for timed in OscPacket(data).messages]  # bundles come flattened
-            except (ParseError, ValueError, IndexError, TypeError, UnicodeDecodeError, OverflowError):
+            messages = parse_packet(data)
+            if messages is None:
                 self.bus.count("osc").malformed += 1
+                self._ignore(MALFORMED, sender[0])
                 continue
             for message in messages:
                 try:
                     self.handle(message.address, list(message.params), received, sender)
                 except Exception as exc:  # noqa: BLE001 - one message must never stop the server
                     self.bus.refuse("osc", f"{message.address}: {exc}")
+
+    def _ignore(self, what: str, host: str) -> None:
+        self.unreported[what, host] = self.unreported.get((what, host), 0) + 1
+        self._report_ignored()
+
+    def _report_ignored(self, final: bool = False) -> None:
+        """One line per sender for the packets ignored since the last line, at most every MALFORMED_REPORT s."""
+        now = time.monotonic()
+        if not self.unreported or (not final and now - self.reported_at < MALFORMED_REPORT):
+            return
+        worst = sorted(self.unreported.items(), key=lambda item: -item[1])
+        for (what, host), count in worst[:3]:
+            log.warning("OSC: ignored %d %s from %s", count, what.format(s="" if count == 1 else "s"), host)
+        if len(worst) > 3:
+            others = sum(c for _, c in worst[3:])
+            log.warning("OSC: and %d more packets ignored from %d other hosts", others, len(worst) - 3)
+        self.unreported.clear()
+        self.reported_at = now
 
     def handle(self, address: str, args: list[Any], received: float, sender: tuple[str, int]) -> None:
         if not address.startswith(PREFIX):
@@ -105,7 +182,12 @@ class OscServer:
         parts = address[len(PREFIX) :].split("/")
         name = parts[0]
         if name == "state" and len(parts) == 1:
-            self.feedback.send_all(reply_to=sender)
+            local = is_loopback(sender[0])
+            if not local and self.feedback.target is None:  # a forged sender would make the show a reflector
+                self.bus.count("osc").refused += 1
+                self._ignore(STATE_REQUEST, sender[0])
+                return
+            self.feedback.send_all(reply_to=sender if local else None)
             self.bus.count("osc").applied += 1
             return
         if name not in COMMANDS or len(parts) > 2:

@@ -131,8 +131,7 @@ class LiveShow:
         self.awaiting: list = []  # applied control events whose first frame is still to come
         self.stop_event = threading.Event()
         self.audio_seen = 0.0  # seconds of audio analysed
-        self.keep_audio = False  # set by the window when recording: the input audio goes into the file
-        self.recorded_audio: list[np.ndarray] = []
+        self.keep_audio = None  # set by the window when recording: it takes the input audio, for the file
         self._last_frame = -1.0  # show time of the last frame composed
         self._threads: list[threading.Thread] = []
         self._t0 = 0.0
@@ -163,8 +162,8 @@ class LiveShow:
             samples, arrival = self.source.read()
             if not len(samples):
                 continue
-            if self.keep_audio:
-                self.recorded_audio.append(samples)
+            if self.keep_audio is not None:
+                self.keep_audio(samples)
             with self.engine_lock:
                 engine = self.engine
                 cuts = engine.push(samples, latest_only=True)

