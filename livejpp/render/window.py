@@ -311,6 +311,10 @@ def _hud_text(show, controls=None) -> str:
     if engine.neighbours:
         record = engine.records[engine.neighbours[0][0]]
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    if show.hearing:
+        lines.append(f"HEARING NOTHING: {show.hearing}")
+    if show.standby:
+        lines.append(f"STANDBY: {show.standby}")
     if show.switching:
         lines.append(f"loading {show.switching} ...")
     control = controls.hud_line() if controls is not None else ""
