@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from test_control import Feedback, free_port
-from test_live import live_command, playback, recorded
+from test_live import check_pictures, live_command, playback, recorded
 
 from livejpp.audio_io import DeviceSource
 from livejpp.engine.live import LiveShow
+from livejpp.render.compose import crossfade_weight, mix
 from livejpp.render.player import ClipFrames
 from livejpp.render.window import _hud_text
 
@@ -104,25 +105,29 @@ class Show:
 
 
 def assert_never_black(lib: Path, stats: dict, frames: list[np.ndarray]) -> None:
-    """Every recorded frame, from the first, shows a picture: a dark frame only where the clip on
-    screen is itself dark there (the bundled Big Buck Bunny opens on black)."""
+    """Every recorded frame, from the first, shows a picture: a dark frame only where what is on
+    screen is itself dark there (the bundled Big Buck Bunny opens on black), crossfades included."""
     times = stats["record"]["frame_show_times"][: len(frames)]
     cuts = stats["cuts"]
     assert frames and cuts and cuts[0]["time"] <= times[0] + 1e-3  # a clip is on screen at the first frame
     readers: dict[str, ClipFrames] = {}
+
+    def picture(cut: dict, t: float) -> np.ndarray:
+        if cut["clip"] not in readers:
+            readers[cut["clip"]] = ClipFrames(playback(lib, cut["clip"]), SIZE)
+        return readers[cut["clip"]].frame_at(max(0.0, cut["offset"] + t - cut["time"]))
+
     for frame, t in zip(frames, times, strict=True):
         if frame.max() > 12:
             continue
         on = [c for c in cuts if c["time"] <= t + 1e-3]
         assert on, f"black frame at {t:.2f} s before any clip"
-        cut = on[-1]
-        if cut["clip"] not in readers:
-            readers[cut["clip"]] = ClipFrames(playback(lib, cut["clip"]), SIZE)
-        clip_max = min(
-            readers[cut["clip"]].frame_at(max(0.0, cut["offset"] + t - cut["time"] + d)).max()
-            for d in (-0.1, -0.033, 0.0, 0.033, 0.1)
-        )
-        assert clip_max <= 12, f"black frame at {t:.2f} s while {cut['clip']} shows a picture"
+        expected = []
+        for dt in (-0.1, -0.067, -0.033, 0.0, 0.033):  # the decoder works up to two frames ahead
+            incoming = picture(on[-1], t + dt)
+            weight = crossfade_weight(t, on[-1]["time"], on[-1]["crossfade"]) if len(on) > 1 else 1.0
+            expected.append(mix(picture(on[-2], t + dt), incoming, weight).max() if weight < 1 else incoming.max())
+        assert min(expected) <= 20, f"black frame at {t:.2f} s while {on[-1]['clip']} shows a picture"
 
 
 def clip_files(lib: Path) -> list[Path]:
@@ -160,7 +165,9 @@ def test_a_device_that_does_not_exist_shows_clips_says_why_and_obeys_the_control
     assert sum("hearing nothing" in line for line in show.lines) == 1  # retried every second, said once
     assert stats["audio"]["open_failures"] >= 4 and "not found" in stats["audio"]["hearing_nothing"]
     assert [c["reason"] for c in stats["cuts"]].count("forced") >= 3
-    assert_never_black(lib, stats, recorded(tmp_path / "show.mp4"))
+    frames = recorded(tmp_path / "show.mp4")
+    assert_never_black(lib, stats, frames)
+    check_pictures(lib, stats, frames, crossfades=False)  # each clip plays on, in time
 
 
 def test_an_unreadable_song_shows_clips_and_says_why(lib, tmp_path):

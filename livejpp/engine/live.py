@@ -269,6 +269,7 @@ class LiveShow:
             record = engine.records[clip]
             if clip not in engine.selector.broken and self._prepare(self._pool, record, engine.library, 0.0):
                 cut = Cut(0.0, clip, 0.0, 0.0, float("nan"), 0, "opening")
+                engine.selector.last_shown[clip] = 0.0  # not the first one `next` picks
                 self.pending = [Layer(cut, record, engine.library, time.monotonic())]  # due at the first frame
                 return
         self._nothing_plays(engine)
@@ -343,7 +344,8 @@ class LiveShow:
                 engine = self.engine
                 selector = engine.selector
                 ahead = selector.candidates(t + 0.5, list(self._neighbours(engine)))
-                candidates = [engine.records[c] for c, _ in ahead]
+                on_screen = {layer.record.uid for layer, _ in wanted}  # decoded at their own time, above
+                candidates = [engine.records[c] for c, _ in ahead if engine.records[c].uid not in on_screen]
                 for record in candidates:  # whichever the next cut picks: its first picture is ready
                     self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
                 keep = {layer.record.uid for layer, _ in wanted} | {r.uid for r in candidates}
