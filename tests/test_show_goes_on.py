@@ -265,6 +265,15 @@ def test_a_library_whose_clips_all_fail_shows_the_standby_picture(lib, tmp_path)
     assert frames and min(f.mean() for f in frames) > 40  # the standby picture, from the first frame
 
 
+def test_no_display_is_one_line(lib):
+    """A machine without a display (or DISPLAY pointing nowhere), without --headless: why, in a line."""
+    command = [c for c in live_command(lib, "--duration", 3, "--no-osc") if c != "--headless"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=90, env={**os.environ, "DISPLAY": ":12345"})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("livejpp: error: cannot open the show's window")
+    assert "--headless" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_the_hud_says_what_is_wrong(lib):
     damage(clip_files(lib))
     show = LiveShow(lib, DeviceSource("no such device"), size=SIZE)

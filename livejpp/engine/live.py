@@ -180,27 +180,43 @@ class LiveShow:
             thread.join(timeout=2.0)
         self.source.stop()
 
+    def _keep_going(self, name: str, step, interval: float) -> None:
+        """Run `step` every `interval` seconds until the show stops. An unexpected error is said in one
+        line (once per kind; -vv shows where) and the thread goes on: no traceback reaches the VJ."""
+        said: set[str] = set()
+        while not self.stop_event.wait(interval):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the show goes on
+                message = f"{type(exc).__name__}: {exc}"
+                if message not in said:
+                    said.add(message)
+                    log.error("%s: %s (the show goes on)", name, message)
+                    log.debug("%s failed here:", name, exc_info=True)
+
     def _analyse(self) -> None:
         hop = self.engine.settings.hop
-        while not self.stop_event.wait(min(hop / 4, 0.02)):  # audio reaches the engine within 20 ms
-            samples, arrival = self.source.read()
-            self._listen(samples)
-            if self.hearing:
-                self._change_without_audio()
-            if not len(samples):
-                continue
-            if self.keep_audio:
-                self.recorded_audio.append(samples)
-            with self.engine_lock:
-                engine = self.engine
-                cuts = engine.push(samples, latest_only=True)
-            decided = time.monotonic()
-            if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
-                self.stats.analysis_latency.append(decided - arrival)
-                self.audio_seen = engine.hops[-1].time
-            with self.lock:
-                for cut in cuts:
-                    self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
+        self._keep_going("analysis", self._analyse_once, min(hop / 4, 0.02))  # audio reaches the engine in 20 ms
+
+    def _analyse_once(self) -> None:
+        samples, arrival = self.source.read()
+        self._listen(samples)
+        if self.hearing:
+            self._change_without_audio()
+        if not len(samples):
+            return
+        if self.keep_audio:
+            self.recorded_audio.append(samples)
+        with self.engine_lock:
+            engine = self.engine
+            cuts = engine.push(samples, latest_only=True)
+        decided = time.monotonic()
+        if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
+            self.stats.analysis_latency.append(decided - arrival)
+            self.audio_seen = engine.hops[-1].time
+        with self.lock:
+            for cut in cuts:
+                self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
 
     # --- hearing ---------------------------------------------------------------------------------
     def _listen(self, samples: np.ndarray) -> None:
@@ -329,30 +345,31 @@ class LiveShow:
     def _decode(self) -> None:
         """Pictures for the next frame of every clip on screen or due; the first pictures of the clips
         the selector would pick at the next cut, decoded ahead."""
-        pool = self._pool
-        period = 1.0 / self.fps
         try:
-            while not self.stop_event.wait(period / 3):
-                t = self.show_time() + period
-                with self.lock:
-                    wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
-                    due = set(map(id, self.layers[-1:] + self.pending[:2]))  # the outgoing clip may fail
-                for layer, elapsed in wanted:
-                    playing = self._prepare(pool, layer.record, layer.library, layer.cut.offset + max(elapsed, 0.0))
-                    if not playing and not layer.replaced and id(layer) in due:
-                        self._replace(layer)
-                engine = self.engine
-                selector = engine.selector
-                ahead = selector.candidates(t + 0.5, list(self._neighbours(engine)))
-                on_screen = {layer.record.uid for layer, _ in wanted}  # decoded at their own time, above
-                candidates = [engine.records[c] for c, _ in ahead if engine.records[c].uid not in on_screen]
-                for record in candidates:  # whichever the next cut picks: its first picture is ready
-                    self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
-                keep = {layer.record.uid for layer, _ in wanted} | {r.uid for r in candidates}
-                for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
-                    self.pictures.pop(uid, None)
+            self._keep_going("decoder", self._decode_once, 1.0 / self.fps / 3)
         finally:
-            pool.close()
+            self._pool.close()
+
+    def _decode_once(self) -> None:
+        pool = self._pool
+        t = self.show_time() + 1.0 / self.fps
+        with self.lock:
+            wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
+            due = set(map(id, self.layers[-1:] + self.pending[:2]))  # the outgoing clip may fail: it goes
+        for layer, elapsed in wanted:
+            playing = self._prepare(pool, layer.record, layer.library, layer.cut.offset + max(elapsed, 0.0))
+            if not playing and not layer.replaced and id(layer) in due:
+                self._replace(layer)
+        engine = self.engine
+        selector = engine.selector
+        ahead = selector.candidates(t + 0.5, list(self._neighbours(engine)))
+        on_screen = {layer.record.uid for layer, _ in wanted}  # decoded at their own time, above
+        candidates = [engine.records[c] for c, _ in ahead if engine.records[c].uid not in on_screen]
+        for record in candidates:  # whichever the next cut picks: its first picture is ready
+            self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
+        keep = on_screen | {r.uid for r in candidates}
+        for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
+            self.pictures.pop(uid, None)
 
     def _prepare(self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float) -> bool:
         """The clip's picture at `clip_time`, ready for the next frame; False if the clip cannot play."""

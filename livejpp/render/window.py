@@ -12,8 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from livejpp.errors import LivejppError
+
 log = logging.getLogger("livejpp.window")
 HUD_REFRESH = 0.25  # seconds between HUD text updates
+
+
+class WindowError(LivejppError):
+    """No window (or offscreen surface) to draw the show in."""
 
 
 class Recorder:
@@ -132,23 +138,27 @@ def run(
 
     if headless:
         pyglet.options["headless"] = True
-    from pyglet.window import key
-
-    from livejpp.render.gl import GLCompositor, gl_config
-
     width, height = show.size
-    screens = pyglet.display.get_display().get_screens()
-    chosen = screens[screen] if screen is not None and screen < len(screens) else None
-    window = pyglet.window.Window(
-        width,
-        height,
-        caption="livejpp",
-        config=gl_config(),
-        fullscreen=fullscreen,
-        screen=chosen,
-        vsync=not headless,
-        visible=not headless,
-    )
+    try:
+        from pyglet.window import key  # its import opens the display
+
+        from livejpp.render.gl import GLCompositor, gl_config
+
+        screens = pyglet.display.get_display().get_screens()
+        chosen = screens[screen] if screen is not None and screen < len(screens) else None
+        window = pyglet.window.Window(
+            width,
+            height,
+            caption="livejpp",
+            config=gl_config(),
+            fullscreen=fullscreen,
+            screen=chosen,
+            vsync=not headless,
+            visible=not headless,
+        )
+    except Exception as exc:  # noqa: BLE001 - pyglet raises its own kinds: no display, no GL config
+        hint = "" if headless else "; without a display, run with --headless"
+        raise WindowError(f"cannot open the show's window ({exc}){hint}") from exc
     compositor = GLCompositor(width, height)
     batch = pyglet.graphics.Batch()
     hud_label = pyglet.text.Label(
