@@ -48,7 +48,7 @@ def device_fingerprint() -> tuple:
     except OSError:
         cards = ()
     runtime = os.environ.get("PULSE_RUNTIME_PATH") or os.path.join(
-        os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}"), "pulse"
+        os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{getattr(os, 'getuid', lambda: 0)()}"), "pulse"
     )
     sockets = (os.path.join(runtime, "native"), os.environ.get("PULSE_SERVER", "").removeprefix("unix:"))
     return cards, tuple(os.path.exists(path) for path in sockets if path)
