@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from test_control import Feedback, free_port
-from test_live import check_pictures, live_command, playback, recorded
+from test_live import check_pictures, live, live_command, playback, recorded
 
 from livejpp.audio_io import DeviceSource
 from livejpp.engine.live import LiveShow
@@ -184,6 +184,18 @@ def test_an_unreadable_song_shows_clips_and_says_why(lib, tmp_path):
     finally:
         show.kill()
     assert "cannot read" in stats["audio"]["hearing_nothing"]
+    assert_never_black(lib, stats, recorded(tmp_path / "show.mp4"))
+
+
+def test_hearing_nothing_the_clips_still_change(lib, tmp_path):
+    """Without audio the clip on screen gives way after --max-clip seconds, as it would with music."""
+    missing = tmp_path / "gone.ogg"
+    out = live(lib, "--play", missing, "--silent", "--duration", 5, "--min-clip", 1, "--max-clip", 1.5, "--no-osc",
+               "--record", tmp_path / "show.mp4", "--stats", tmp_path / "stats.json")  # fmt: skip
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert f"hearing nothing: cannot read {missing}: no such file" in out.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [c["reason"] for c in stats["cuts"]].count("no audio") >= 2
     assert_never_black(lib, stats, recorded(tmp_path / "show.mp4"))
 
 
