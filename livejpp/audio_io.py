@@ -1,13 +1,15 @@
 """Audio in for `live`: a capture device (sounddevice), or a file played as if it were live.
 
 The device callback only copies the block it is given into a queue: resampling to the analysis
-rate happens on the reader's side. A device that vanishes is reopened when it returns; until
-then the source delivers nothing and the show goes on.
+rate happens on the reader's side. A device that is missing or vanishes is retried every second and
+picked up when it appears; until then the source delivers nothing, says why in `problem`, and the
+show goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from livejpp.errors import LivejppError
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
 log = logging.getLogger("livejpp.audio")
@@ -37,8 +40,24 @@ def list_devices() -> list[dict]:
     ]
 
 
+def device_fingerprint() -> tuple:
+    """What changes when a capture device appears: ALSA's device files (a card plugged in), a sound
+    server's socket (PulseAudio or PipeWire started). Cheap enough to look at every second."""
+    try:
+        cards = tuple(sorted(os.listdir("/dev/snd")))
+    except OSError:
+        cards = ()
+    runtime = os.environ.get("PULSE_RUNTIME_PATH") or os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{getattr(os, 'getuid', lambda: 0)()}"), "pulse"
+    )
+    sockets = (os.path.join(runtime, "native"), os.environ.get("PULSE_SERVER", "").removeprefix("unix:"))
+    return cards, tuple(os.path.exists(path) for path in sockets if path)
+
+
 class Source:
     """Something that delivers mono float32 audio at AUDIO_RATE, in blocks, with their arrival time."""
+
+    problem: str = ""  # why it delivers nothing (no device, device "X" not found, file unreadable); "" if it can
 
     def start(self) -> None: ...
 
@@ -59,7 +78,13 @@ class FileSource(Source):
 
     def __init__(self, path: str | Path, play: bool = False):
         self.path = str(path)
-        self.samples = read_audio_file(path)
+        try:
+            self.samples = read_audio_file(path)
+        except LivejppError as exc:  # a damaged song: the show goes on with clips chosen without audio
+            self.samples = np.zeros(0, np.float32)
+            self.problem = f"cannot read {path}: {getattr(exc, 'reason', exc)}"
+        if not len(self.samples) and not self.problem:
+            self.problem = f"cannot read {path}: no audio in it"
         self.play = play
         self._started = 0.0
         self._given = 0
@@ -67,7 +92,7 @@ class FileSource(Source):
 
     def start(self) -> None:
         self._started = time.monotonic()
-        if self.play:
+        if self.play and len(self.samples):
             try:
                 import sounddevice as sd
 
@@ -99,7 +124,8 @@ class FileSource(Source):
 
     @property
     def finished(self) -> bool:
-        return self._given >= len(self.samples)
+        """Played to its end (a song that cannot be read never ends the show: it runs until quit)."""
+        return bool(len(self.samples)) and self._given >= len(self.samples)
 
 
 class DeviceSource(Source):
@@ -115,6 +141,9 @@ class DeviceSource(Source):
         self._last_arrival = time.monotonic()
         self.dropped_blocks = 0
         self.opens = 0  # 1 on a clean run; more when the device vanished and came back
+        self.open_failures = 0  # tries that found no device to open
+        self.problem = ""
+        self._devices_seen = device_fingerprint()  # PortAudio listed the devices at import
 
     def _callback(self, indata, frames, time_info, status) -> None:  # the audio thread: copy, nothing else
         try:
@@ -134,7 +163,38 @@ class DeviceSource(Source):
             blocksize=512,
         )
         self._stream.start()
+        self.problem = ""
         log.info("capturing from %s at %d Hz", self._stream.device, self.rate)
+
+    def _why_not(self, exc: Exception) -> str:
+        """What the VJ should know about a failed open, in a few words."""
+        import sounddevice as sd
+
+        try:
+            inputs = [d for d in sd.query_devices() if d["max_input_channels"] > 0]
+        except Exception:  # noqa: BLE001 - PortAudio without any device may fail to list them
+            inputs = []
+        if self.device is None:
+            return "no capture device" if not inputs else f"the default capture device cannot be opened ({exc})"
+        if isinstance(exc, ValueError) or not inputs:  # sounddevice: "No input device matching ..."
+            return f'device "{self.device}" not found' + ("" if inputs else " (no capture device at all)")
+        return f'device "{self.device}" cannot be opened ({exc})'
+
+    def _rescan(self) -> None:
+        """PortAudio lists devices once, when it starts: restart it when a device may have appeared
+        (a card plugged in, a sound server started), so it is found. Only then: sounddevice silences
+        stderr while PortAudio starts, and the show's log lines would be lost meanwhile."""
+        import sounddevice as sd
+
+        seen = device_fingerprint()
+        if seen == self._devices_seen:
+            return
+        self._devices_seen = seen
+        try:
+            sd._terminate()
+            sd._initialize()
+        except Exception as exc:  # noqa: BLE001 - the next try says what is wrong
+            log.debug("audio devices not rescanned: %s", exc)
 
     def start(self) -> None:
         threading.Thread(target=self._watch, daemon=True, name="audio-watch").start()
@@ -150,7 +210,11 @@ class DeviceSource(Source):
                     self._open()
                     self.opens += 1
                 except Exception as exc:  # noqa: BLE001 - PortAudio raises several kinds
+                    self._close()
+                    self.open_failures += 1
+                    self.problem = self._why_not(exc)  # the show says it once (engine/live.py)
                     log.debug("audio device %s not available: %s", self.device, exc)
+                    self._rescan()
             self._stop.wait(1.0)
 
     def _close(self) -> None:

@@ -409,9 +409,15 @@ def _cmd_live(args: argparse.Namespace) -> int:
             preset=args.preset,
         ),
     )
-    summary = window.run(
-        show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud, controls=controls
-    )
+    try:
+        summary = window.run(
+            show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud, controls=controls
+        )
+    except (LivejppError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - on stage, one line and no traceback (-vv shows where)
+        log.debug("the show stopped here:", exc_info=True)
+        raise LivejppError(f"the show stopped: {type(exc).__name__}: {exc} (-vv shows where)") from exc
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2) + "\n")
     print(

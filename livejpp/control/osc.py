@@ -246,6 +246,8 @@ class OscFeedback:
                 "bpm": round(engine.clock.bpm, 2),
                 "beat": engine.beat_count,
                 "tempo_source": engine.clock.source,
+                "hearing": show.hearing,  # why the show hears nothing ("" while it hears)
+                "standby": show.standby,  # why the standby picture shows ("" while clips play)
             }
         )
         return out

@@ -6,6 +6,11 @@
   first picture of the next candidates decoded ahead, so a cut shows at once;
 
 and the window's thread only uploads the ready pictures and draws (render/window.py).
+
+The show goes on: a clip chosen without audio is on screen from the first frame (the music's first
+cut replaces it); hearing nothing (no device, a device not found, a silent input, an unreadable song)
+is said once, in the log and the HUD, and the controls still cut to clips; a clip whose file cannot
+play gives way at once to the next; with no clip that plays, a standby picture shows.
 """
 
 from __future__ import annotations
@@ -23,12 +28,17 @@ import numpy as np
 from livejpp.audio_io import Source
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
+from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
+from livejpp.media.decode import MediaError
 from livejpp.render.compose import crossfade_weight
 from livejpp.render.player import FramePool
+from livejpp.render.standby import standby_picture
 
 log = logging.getLogger("livejpp.live")
 MAX_PICTURE_WAIT = 0.5  # seconds a due cut waits for its first picture before it shows without it
+SILENT_AFTER = 2.0  # seconds without audio above the silence floor before the show says it hears nothing
+NAMED_BROKEN = 10  # broken clip files named one by one in the log; the rest are counted in the stats
 
 
 @dataclass
@@ -40,6 +50,7 @@ class Layer:
     shown_at: float | None = None  # wall time its first picture was drawn
     late: float = 0.0  # show seconds from its beat to the frame that first showed it
     first_frame: bool = False  # shown on the first frame composed at or after its beat
+    replaced: bool = False  # its clip cannot play: another took its place
 
 
 @dataclass
@@ -56,6 +67,7 @@ class ShowStats:
     missing_pictures: int = 0
     waited_for_picture: int = 0  # frames a due cut waited because its first picture was not ready
     skipped_clips: list[str] = field(default_factory=list)
+    hearing: list[tuple[float, str]] = field(default_factory=list)  # (show time, why it hears nothing; "": hears)
 
 
 def bound_heap_growth() -> None:
@@ -135,6 +147,15 @@ class LiveShow:
         self._last_frame = -1.0  # show time of the last frame composed
         self._threads: list[threading.Thread] = []
         self._t0 = 0.0
+        self.hearing = ""  # why the show hears nothing (no device, silent input, ...); "" while it hears
+        self.standby = ""  # why the standby picture shows (no clip can play); "" while clips play
+        self._heard_at = self._loud_at = 0.0  # wall time audio last arrived / was above the silence floor
+        self._source_problem = ""
+        self._pool: FramePool | None = None  # the decoder's open clips (the opening picture is decoded first)
+        self._shown: np.ndarray | None = None  # the picture on screen, held while the next is not ready
+        self._incoming_ready = False
+        self._standby_picture: np.ndarray | None = None
+        self._fallback: tuple[Engine, set[int] | None, list[tuple[int, float]]] | None = None  # for that engine
 
     # --- clocks --------------------------------------------------------------------------------
     def show_time(self) -> float:
@@ -143,7 +164,9 @@ class LiveShow:
 
     # --- threads -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._t0 = time.monotonic()
+        self._t0 = self._heard_at = self._loud_at = time.monotonic()
+        self._pool = FramePool(self.size, keep=10)
+        self._open_with_a_clip()
         self.source.start()
         for target, name in ((self._analyse, "analysis"), (self._decode, "decoder")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -156,61 +179,212 @@ class LiveShow:
             thread.join(timeout=2.0)
         self.source.stop()
 
+    def _keep_going(self, name: str, step, interval: float) -> None:
+        """Run `step` every `interval` seconds until the show stops. An unexpected error is said in one
+        line (once per kind; -vv shows where) and the thread goes on: no traceback reaches the VJ."""
+        said: set[str] = set()
+        while not self.stop_event.wait(interval):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the show goes on
+                message = f"{type(exc).__name__}: {exc}"
+                if message not in said:
+                    said.add(message)
+                    log.error("%s: %s (the show goes on)", name, message)
+                    log.debug("%s failed here:", name, exc_info=True)
+
     def _analyse(self) -> None:
         hop = self.engine.settings.hop
-        while not self.stop_event.wait(min(hop / 4, 0.02)):  # audio reaches the engine within 20 ms
-            samples, arrival = self.source.read()
-            if not len(samples):
-                continue
-            if self.keep_audio is not None:
-                self.keep_audio(samples)
+        self._keep_going("analysis", self._analyse_once, min(hop / 4, 0.02))  # audio reaches the engine in 20 ms
+
+    def _analyse_once(self) -> None:
+        samples, arrival = self.source.read()
+        self._listen(samples)
+        if self.hearing:
+            self._change_without_audio()
+        if not len(samples):
+            return
+        if self.keep_audio is not None:
+            self.keep_audio(samples)
+        with self.engine_lock:
+            engine = self.engine
+            cuts = engine.push(samples, latest_only=True)
+        decided = time.monotonic()
+        if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
+            self.stats.analysis_latency.append(decided - arrival)
+            self.audio_seen = engine.hops[-1].time
+        with self.lock:
+            for cut in cuts:
+                self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
+
+    # --- hearing ---------------------------------------------------------------------------------
+    def _listen(self, samples: np.ndarray) -> None:
+        """Whether the show hears anything, and if not why: said once per change, in the log and the HUD."""
+        now = time.monotonic()
+        problem = self.source.problem
+        if self._source_problem and not problem:  # a device just opened: its audio gets its time to come
+            self._heard_at = now
+        self._source_problem = problem
+        if len(samples):
+            self._heard_at = now
+            if 10 * np.log10(float(np.mean(np.square(samples, dtype=np.float64))) + 1e-20) > SILENCE_DBFS:
+                self._loud_at = now
+        why = problem
+        if not why and not self.source.finished:
+            if now - self._heard_at > SILENT_AFTER:
+                why = "no audio arrives from the input"
+            elif now - self._loud_at > SILENT_AFTER:
+                why = "the input is silent"
+        if why == self.hearing:
+            return
+        self.hearing = why
+        self.stats.hearing.append((round(self.show_time(), 2), why))
+        if why:
+            retry = "; retrying the device every second" if problem and hasattr(self.source, "open_failures") else ""
+            log.warning("hearing nothing: %s; clips are chosen without audio%s", why, retry)
+        else:
+            log.info("hearing music: the cuts follow it")
+
+    def _change_without_audio(self) -> None:
+        """Hearing nothing, the clip on screen still gives way after the longest time one may stay."""
+        with self.lock:
+            on_screen = self.layers[-1].cut.time if self.layers and not self.pending else None
+        longest = self.engine.selector.settings.max_seconds
+        if on_screen is not None and not self.held and self.show_time() - on_screen >= longest:
+            self.next_clip(reason="no audio")
+
+    # --- clips that play, and those that cannot ------------------------------------------------
+    def _fallback_neighbours(self, engine: Engine) -> list[tuple[int, float]]:
+        """With nothing heard yet: every clip (of a forced video or tag, if one is), in an order
+        shuffled by the seed, so a show without audio still plays and obeys `next`."""
+        cached = self._fallback
+        if cached is None or cached[0] is not engine or cached[1] is not engine.allowed:
+            ids = sorted(engine.records if engine.allowed is None else engine.allowed)
+            order = np.random.default_rng(engine.selector.settings.seed).permutation(len(ids))
+            cached = self._fallback = (engine, engine.allowed, [(ids[i], 1.0) for i in order])
+        return cached[2]
+
+    def _neighbours(self, engine: Engine) -> list[tuple[int, float]]:
+        """What the selector chooses from: the music's nearest clips, or the fallback order."""
+        return engine.neighbours or self._fallback_neighbours(engine)
+
+    def _forced_cut(self, engine: Engine, at: float) -> Cut | None:
+        """A cut at `at` to the best fresh clip that may play (engine_lock held)."""
+        selector, clock = engine.selector, engine.clock
+        cut = selector.on_beat(at, engine.beat_count, clock.period, engine.neighbours, force=True)
+        if cut is None:  # nothing heard, or every neighbour is broken: any clip that plays
+            cut = selector.on_beat(at, engine.beat_count, clock.period, self._fallback_neighbours(engine), force=True)
+        return cut
+
+    def _open_with_a_clip(self) -> None:
+        """Before the first frame: the first clip of the fallback order that plays, decoded, on screen
+        (the music's first cut replaces it); the standby picture if none plays."""
+        engine = self.engine
+        for clip, _ in self._fallback_neighbours(engine):
+            record = engine.records[clip]
+            if clip not in engine.selector.broken and self._prepare(self._pool, record, engine.library, 0.0):
+                cut = Cut(0.0, clip, 0.0, 0.0, float("nan"), 0, "opening")
+                engine.selector.last_shown[clip] = 0.0  # not the first one `next` picks
+                self.pending = [Layer(cut, record, engine.library, time.monotonic())]  # due at the first frame
+                return
+        self._nothing_plays(engine)
+
+    def _playable_layer(self, at: float, reason: str) -> Layer | None:
+        """A cut at `at` to the next candidate whose first picture decodes (decoder thread)."""
+        engine = self.engine
+        for _ in range(len(engine.records) + 1):
             with self.engine_lock:
-                engine = self.engine
-                cuts = engine.push(samples, latest_only=True)
-            decided = time.monotonic()
-            if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
-                self.stats.analysis_latency.append(decided - arrival)
-                self.audio_seen = engine.hops[-1].time
-            with self.lock:
-                for cut in cuts:
-                    self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
+                cut = self._forced_cut(engine, at)
+            if cut is None:
+                break
+            record = engine.records[cut.clip]
+            if self._prepare(self._pool, record, engine.library, cut.offset):
+                cut.reason = reason
+                return Layer(cut, record, engine.library, time.monotonic())
+        self._nothing_plays(engine)
+        return None
+
+    def _replace(self, broken: Layer) -> None:
+        """A clip that cannot play gives way at once: a pending one to another at its beat, the one on
+        screen to another now (the last picture stays on screen meanwhile)."""
+        broken.replaced = True
+        with self.lock:
+            pending = broken in self.pending
+        layer = self._playable_layer(broken.cut.time if pending else self.show_time(), "replacement")
+        with self.lock:
+            if pending and broken in self.pending:
+                i = self.pending.index(broken)
+                self.pending[i : i + 1] = [layer] if layer else []
+            elif layer is not None and not pending:
+                self.pending.insert(0, layer)
+            for event in self.awaiting:  # a forced cut is shown once its replacement is
+                if getattr(event, "layer", None) is broken:
+                    event.layer = layer
+
+    def _nothing_plays(self, engine: Engine) -> None:
+        if not self.standby and engine.records and set(engine.records) <= engine.selector.broken:
+            self.standby = f"no clip of {engine.library} can play"
+            log.warning("%s: showing the standby picture", self.standby)
+
+    def _mark_broken(self, record: ClipRecord, exc: Exception | None = None) -> None:
+        """Never chosen again; said once, naming the file (the first few; the stats list them all)."""
+        engine = self.engine
+        if engine.records.get(record.id) is record:
+            engine.selector.broken.add(record.id)
+        if exc is None or record.uid in self.stats.skipped_clips:
+            return
+        self.stats.skipped_clips.append(record.uid)
+        skipped = len(self.stats.skipped_clips)
+        if skipped <= NAMED_BROKEN:
+            why = f"{exc.path}: {exc.reason}" if isinstance(exc, MediaError) else str(exc)
+            log.warning("skipping clip %s: %s", record.uid, why)
+        elif skipped == NAMED_BROKEN + 1:
+            log.warning("more clips cannot play: skipped without a word (--stats lists them)")
 
     def _decode(self) -> None:
         """Pictures for the next frame of every clip on screen or due; the first pictures of the clips
         the selector would pick at the next cut, decoded ahead."""
-        pool = FramePool(self.size, keep=10)
-        period = 1.0 / self.fps
         try:
-            while not self.stop_event.wait(period / 3):
-                t = self.show_time() + period
-                with self.lock:
-                    wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
-                for layer, elapsed in wanted:
-                    self._prepare(pool, layer.record, layer.library, layer.cut.offset + max(elapsed, 0.0))
-                engine = self.engine
-                selector = engine.selector
-                candidates = [engine.records[c] for c, _ in selector.candidates(t + 0.5, list(engine.neighbours))]
-                for record in candidates:  # whichever the next cut picks: its first picture is ready
-                    self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
-                keep = {layer.record.uid for layer, _ in wanted} | {r.uid for r in candidates}
-                for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
-                    self.pictures.pop(uid, None)
+            self._keep_going("decoder", self._decode_once, 1.0 / self.fps / 3)
         finally:
-            pool.close()
+            self._pool.close()
 
-    def _prepare(self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float) -> None:
+    def _decode_once(self) -> None:
+        pool = self._pool
+        t = self.show_time() + 1.0 / self.fps
+        with self.lock:
+            wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
+            due = set(map(id, self.layers[-1:] + self.pending[:2]))  # the outgoing clip may fail: it goes
+        for layer, elapsed in wanted:
+            playing = self._prepare(pool, layer.record, layer.library, layer.cut.offset + max(elapsed, 0.0))
+            if not playing and not layer.replaced and id(layer) in due:
+                self._replace(layer)
+        engine = self.engine
+        selector = engine.selector
+        ahead = selector.candidates(t + 0.5, list(self._neighbours(engine)))
+        on_screen = {layer.record.uid for layer, _ in wanted}  # decoded at their own time, above
+        candidates = [engine.records[c] for c, _ in ahead if engine.records[c].uid not in on_screen]
+        for record in candidates:  # whichever the next cut picks: its first picture is ready
+            self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
+        keep = on_screen | {r.uid for r in candidates}
+        for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
+            self.pictures.pop(uid, None)
+
+    def _prepare(self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float) -> bool:
+        """The clip's picture at `clip_time`, ready for the next frame; False if the clip cannot play."""
         if record.uid in self.stats.skipped_clips:
-            return
+            self._mark_broken(record)  # known broken (in this library or the one before a switch)
+            return False
         path, base, length = record.pictures(library)
         try:
             picture = pool.get(path, base, length).frame_at(clip_time % max(length, 1e-3))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
-            log.warning("skipping clip %s: %s", record.uid, exc)
-            self.stats.skipped_clips.append(record.uid)
-            return
+            self._mark_broken(record, exc)
+            return False
         held = self.pictures.get(record.uid)
         if held is None or held[1] is not picture:
             self.pictures[record.uid] = (clip_time, picture)
+        return True
 
     def _ready(self, layer: Layer, now: float) -> bool:
         """Whether the due cut's first picture (its clip at the cut's offset) is decoded."""
@@ -226,9 +400,6 @@ class LiveShow:
         with self.lock:
             while self.pending and self.pending[0].cut.time <= now:
                 layer = self.pending[0]
-                if layer.record.uid in self.stats.skipped_clips:
-                    self.pending.pop(0)
-                    continue
                 if not self._ready(layer, now) and now - layer.cut.time < MAX_PICTURE_WAIT:
                     self.stats.waited_for_picture += 1  # the clip on screen stays one frame longer
                     break
@@ -241,15 +412,26 @@ class LiveShow:
             layers = list(self.layers)
             self._stamp_events(now, newly)
         self._last_frame = now
-        if not layers:
-            return None, None, 1.0, newly
-        incoming = layers[-1]
-        weight = crossfade_weight(now, incoming.cut.time, incoming.cut.crossfade) if len(layers) > 1 else 1.0
-        a = self.pictures.get(layers[0].record.uid) if len(layers) > 1 else None
-        b = self.pictures.get(incoming.record.uid)
-        if b is None:
-            self.stats.missing_pictures += 1
+        a = b = None
+        weight = 1.0
+        if layers:
+            incoming = layers[-1]
+            weight = crossfade_weight(now, incoming.cut.time, incoming.cut.crossfade) if len(layers) > 1 else 1.0
+            a = self.pictures.get(layers[0].record.uid) if len(layers) > 1 else None
+            b = self.pictures.get(incoming.record.uid)
+            if b is None:
+                self.stats.missing_pictures += 1
+        self._incoming_ready = b is not None
+        if b is not None:
+            self._shown = b[1]
+        elif a is None:  # nothing to show: the last picture stays, or the standby picture before any
+            return None, self._shown if self._shown is not None else self._standby(), 1.0, newly
         return (a[1] if a else None), (b[1] if b else None), weight, newly
+
+    def _standby(self) -> np.ndarray:
+        if self._standby_picture is None:
+            self._standby_picture = standby_picture(self.size)
+        return self._standby_picture
 
     def _stamp_events(self, now: float, newly: list[Layer]) -> None:
         """Control events applied before this frame are shown by it (a forced cut: once its clip is)."""
@@ -264,6 +446,7 @@ class LiveShow:
         self.awaiting = still
 
     def drawn(self, layers: list[Layer], has_picture: bool) -> None:
+        has_picture = has_picture and self._incoming_ready  # not the held or standby picture
         now = time.monotonic()
         for layer in layers:
             layer.shown_at = now
@@ -284,15 +467,15 @@ class LiveShow:
             )
 
     # --- controls: the command bus calls these (control/commands.py) ----------------------------
-    def next_clip(self) -> Layer | None:
-        """Cut now to the best fresh clip (a forced cut); the layer, to follow until it shows."""
+    def next_clip(self, reason: str = "forced") -> Layer | None:
+        """Cut now to the best fresh clip (a forced cut; with nothing heard, any clip); the layer, to
+        follow until it shows."""
         with self.engine_lock:
             engine = self.engine
-            cut = engine.selector.on_beat(
-                self.show_time(), engine.beat_count, engine.clock.period, engine.neighbours, force=True
-            )
+            cut = self._forced_cut(engine, self.show_time())
             if cut is None:
                 return None
+            cut.reason = reason
             layer = Layer(cut, engine.records[cut.clip], engine.library, time.monotonic())
         with self.lock:
             self.pending = [layer]  # it replaces whatever the engine had planned
@@ -420,10 +603,14 @@ class LiveShow:
             "missing_pictures": s.missing_pictures,
             "audio": {
                 "device_opens": getattr(self.source, "opens", None),
+                "open_failures": getattr(self.source, "open_failures", None),
                 "dropped_blocks": getattr(self.source, "dropped_blocks", None),
                 "seconds_analysed": round(self.engine.analyser.seconds, 2),
+                "hearing_nothing": self.hearing,  # why, at the end of the show ("": it heard)
+                "hearing_changes": s.hearing,
             },
             "skipped_clips": s.skipped_clips,
+            "standby": self.standby,
             "memory_mb": {
                 "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
                 "over_time": s.memory,

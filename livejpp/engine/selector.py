@@ -60,6 +60,7 @@ class Selector:
         self.last_shown: dict[int, float] = {}  # clip → time it was last on screen
         self.resume_at: dict[int, float] = {}  # clip → where it left off
         self.held = False
+        self.broken: set[int] = set()  # clips whose files cannot play (missing, damaged): never chosen
 
     def _due(self, time: float, beat: int) -> str | None:
         s = self.settings
@@ -112,13 +113,10 @@ class Selector:
         ahead, so whichever is drawn shows on the first frame."""
         s = self.settings
         current = self.current.clip if self.current else None
-        fresh = [
-            (c, d)
-            for c, d in neighbours
-            if c != current and c in self.clips and time - self.last_shown.get(c, -1e9) >= s.no_repeat_seconds
-        ]
+        playable = [(c, d) for c, d in neighbours if c != current and c in self.clips and c not in self.broken]
+        fresh = [(c, d) for c, d in playable if time - self.last_shown.get(c, -1e9) >= s.no_repeat_seconds]
         if not fresh:  # everything was shown lately: the one seen longest ago
-            others = [(c, d) for c, d in neighbours if c != current and c in self.clips]
+            others = playable
             if not others:
                 return []
             fresh = [min(others, key=lambda cd: self.last_shown.get(cd[0], -1e9))]

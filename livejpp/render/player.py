@@ -35,7 +35,8 @@ class ClipFrames:
         try:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError) as exc:
-            raise MediaError(self.path, f"cannot play ({exc})") from exc
+            why = getattr(exc, "strerror", None) or exc  # without the path: the message names it once
+            raise MediaError(self.path, f"cannot play ({why})") from exc
         self._stream = self._container.streams.video[0]
         # slice threads only: frame-threaded decoders kept ~50 KB each after closing (measured), and a
         # live show opens thousands of readers over a night

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from livejpp.errors import LivejppError
+
 log = logging.getLogger("livejpp.window")
 HUD_REFRESH = 0.25  # seconds between HUD text updates
 
@@ -19,6 +21,10 @@ HUD_REFRESH = 0.25  # seconds between HUD text updates
 RECORD_QUEUE = 16  # frames the encoder may be behind (1280x720 BGRA: 3.7 MB each) before the recording drops
 X264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "crf": "20"}  # keeps up at 720p30 on a core
 ENCODER_NICENESS = 10  # the render thread comes first: a busy machine slows the recording, not the show
+
+
+class WindowError(LivejppError):
+    """No window (or offscreen surface) to draw the show in."""
 
 
 class Recorder:
@@ -218,28 +224,33 @@ def run(
 
     if headless:
         pyglet.options["headless"] = True
-    from pyglet.window import key
-
+    width, height = show.size
     from livejpp.engine.render import check_writable
-    from livejpp.render.gl import GLCompositor, gl_config
     from livejpp.render.sizes import SizeError, check_drawable, check_encodable
 
-    width, height = show.size
     if record:  # before the window opens: one line, not a failed recording
         check_encodable(show.size)
         check_writable(Path(record))
-    screens = pyglet.display.get_display().get_screens()
-    chosen = screens[screen] if screen is not None and screen < len(screens) else None
-    window = pyglet.window.Window(
-        width,
-        height,
-        caption="livejpp",
-        config=gl_config(),
-        fullscreen=fullscreen,
-        screen=chosen,
-        vsync=not headless,
-        visible=not headless,
-    )
+    try:
+        from pyglet.window import key  # its import opens the display
+
+        from livejpp.render.gl import GLCompositor, gl_config
+
+        screens = pyglet.display.get_display().get_screens()
+        chosen = screens[screen] if screen is not None and screen < len(screens) else None
+        window = pyglet.window.Window(
+            width,
+            height,
+            caption="livejpp",
+            config=gl_config(),
+            fullscreen=fullscreen,
+            screen=chosen,
+            vsync=not headless,
+            visible=not headless,
+        )
+    except Exception as exc:  # noqa: BLE001 - pyglet raises its own kinds: no display, no GL config
+        hint = "" if headless else "; without a display, run with --headless"
+        raise WindowError(f"cannot open the show's window ({exc}){hint}") from exc
     try:
         check_drawable(show.size)
     except SizeError:
@@ -410,6 +421,10 @@ def _hud_text(show, controls=None) -> str:
     if engine.neighbours:
         record = engine.records[engine.neighbours[0][0]]
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    if show.hearing:
+        lines.append(f"HEARING NOTHING: {show.hearing}")
+    if show.standby:
+        lines.append(f"STANDBY: {show.standby}")
     if show.switching:
         lines.append(f"loading {show.switching} ...")
     control = controls.hud_line() if controls is not None else ""
