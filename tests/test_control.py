@@ -418,10 +418,10 @@ def test_an_osc_flood_of_malformed_packets_is_counted_and_summed_up_in_a_line(li
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         ask_state(sender, target)
-        packets, sent = malformed_packets(), 0
+        packets, sent = [*malformed_packets(), osc("/livejpp/no-such-command", 1)], 0  # and well-formed nonsense
         flood_until = time.monotonic() + 3.0  # the flood's length, not a wait
         while time.monotonic() < flood_until:
-            sender.sendto(packets[sent % 3], target)
+            sender.sendto(packets[sent % 4], target)
             sent += 1
         assert "/livejpp/state/clip" in ask_state(sender, target)  # still answering after the flood
         sender.sendto(osc("/livejpp/quit"), target)
@@ -438,7 +438,8 @@ def test_an_osc_flood_of_malformed_packets_is_counted_and_summed_up_in_a_line(li
     # every malformed packet the show read is in a summary line, none in a line of its own
     assert sum(int(line.split()[3]) for line in said) == counts["malformed"] > 1000
     assert len(said) <= 2 + stats["seconds"] / 5  # a line at once, then at most one every 5 s and one at the end
-    assert len(err) < 4000, err[:2000]  # python-osc printed each packet's bytes: megabytes
+    assert counts["refused"] > 1000  # the unknown command, each one counted ...
+    assert len(err) < 4000, err[:2000]  # ... but said a few times; python-osc printed each packet's bytes: megabytes
     assert not any(c["reason"] == "next" for c in stats["cuts"])  # the message with an unknown type was not applied
 
 

@@ -21,6 +21,9 @@ from typing import Any
 from livejpp.errors import LivejppError
 from livejpp.render.compose import EFFECTS, TRANSITIONS
 
+REFUSALS_SAID = 5  # refusal lines per input and REFUSAL_WINDOW: a flood of bad commands is a few lines, not megabytes
+REFUSAL_WINDOW = 5.0  # seconds
+
 log = logging.getLogger("livejpp.control")
 
 TRIGGER, TOGGLE, NUMBER, CHOICE, TEXT = "trigger", "toggle", "number", "choice", "text"
@@ -267,6 +270,7 @@ class CommandBus:
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
         self._last_preset = ""
+        self._refusals: dict[str, list[float]] = {}  # origin -> [window start, lines said, lines held back]
 
     def count(self, origin: str) -> InputCounts:
         return self.counts.setdefault(origin, InputCounts())
@@ -311,9 +315,20 @@ class CommandBus:
         return None
 
     def refuse(self, origin: str, why: str) -> None:
+        """Counted always; said in a line for the first REFUSALS_SAID of each window, then summed up."""
         self.count(origin).refused += 1
         self.last_error = f"{origin}: {why}"
-        log.warning("%s: %s", origin, why)
+        now = time.monotonic()
+        window = self._refusals.setdefault(origin, [now, 0, 0])
+        if now - window[0] >= REFUSAL_WINDOW:
+            if window[2]:
+                log.warning("%s: %d more commands refused in %.0f s", origin, window[2], now - window[0])
+            window[:] = [now, 0, 0]
+        if window[1] < REFUSALS_SAID:
+            window[1] += 1
+            log.warning("%s: %s", origin, why)
+        else:
+            window[2] += 1
 
     def _apply(self, command: Command, value: Any, event: Event) -> None:
         show = self.show
