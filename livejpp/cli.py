@@ -13,7 +13,7 @@ import threading
 from livejpp import __version__
 from livejpp.errors import LivejppError
 from livejpp.log import escape_controls, setup_logging
-from livejpp.partfiles import Terminated, stop_cleanly_on_sigterm
+from livejpp.signals import Terminated, stop_cleanly_on_sigterm
 
 log = logging.getLogger("livejpp")
 
@@ -614,7 +614,7 @@ def _build(args, videos, out, settings, create: bool) -> int:
     with LibraryStore(out) as store:
         _print_summary(store.summary(), report)
     if report.interrupted:
-        return 130
+        return 128 + (signal.SIGTERM if report.terminated else signal.SIGINT)
     return 1 if report.skipped else 0  # a file not added is a failure a script must see (the reasons are above)
 
 
@@ -659,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livejpp: error: {escape_controls(str(exc))}", file=sys.stderr)
         return 1
     except Terminated:
-        print("livejpp: stopped (SIGTERM); half-written files removed", file=sys.stderr)
+        print("livejpp: stopped (SIGTERM); nothing half-written is left", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("livejpp: interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Half-written files: named after the process writing them, removed on signals and by the next run.
 
 A file is written as `.NAME.part-PID` beside its final place and renamed into place when complete.
-A SIGTERM or Ctrl-C ends the writer through the ordinary exception path (its `except` removes the
+A SIGTERM (livejpp.signals) or Ctrl-C ends the writer through the ordinary exception path (its `except` removes the
 part); a SIGKILL cannot be caught, so the next writer of the same folder removes parts whose process
 is gone.
 """
@@ -9,23 +9,9 @@ is gone.
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 _SUFFIX = ".part-"
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so cleanup runs as for Ctrl-C."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated(signal.Signals(signum).name)
-
-
-def stop_cleanly_on_sigterm() -> None:
-    """SIGTERM ends the program like Ctrl-C: `finally`/`except` blocks remove what was half-written."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def part_path(final: Path) -> Path:

@@ -439,6 +439,9 @@ def test_an_osc_flood_of_malformed_packets_is_counted_and_summed_up_in_a_line(li
     assert sum(int(line.split()[3]) for line in said) == counts["malformed"] > 1000
     assert len(said) <= 2 + stats["seconds"] / 5  # a line at once, then at most one every 5 s and one at the end
     assert counts["refused"] > 1000  # the unknown command, each one counted ...
+    refusals = [line for line in err.splitlines() if line.startswith("livejpp: osc: ")]
+    summed = [int(line.split()[2]) for line in refusals if line.endswith(" s") and "more commands refused" in line]
+    assert summed and len(refusals) - len(summed) + sum(summed) == counts["refused"]  # said or summed up, all
     assert len(err) < 4000, err[:2000]  # ... but said a few times; python-osc printed each packet's bytes: megabytes
     assert not any(c["reason"] == "next" for c in stats["cuts"])  # the message with an unknown type was not applied
 

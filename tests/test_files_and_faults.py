@@ -22,6 +22,7 @@ from synth import write_audio, write_song_with_cover, write_still
 
 from livejpp.library.build import build_library
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
+from livejpp.render.standby import standby_picture
 
 
 def cli(*args, timeout: float = 240, **kwargs):
@@ -200,7 +201,7 @@ def test_a_terminated_render_leaves_no_part_file_and_a_killed_ones_is_removed(re
             proc.kill()
         if sig == signal.SIGTERM:
             assert proc.returncode == 128 + signal.SIGTERM
-            assert err.strip() == "livejpp: stopped (SIGTERM); half-written files removed"
+            assert err.strip() == "livejpp: stopped (SIGTERM); nothing half-written is left"
             assert hidden(tmp_path) == [] and not out.exists()
     assert len(hidden(tmp_path)) == 1  # SIGKILL cannot be caught: the next render removes it
     short = render_cli(media / "music" / "loop_amen.flac", lib, out)
@@ -239,6 +240,28 @@ def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path)
     assert again and cuts[0]["clip_id"] not in {c["clip_id"] for c in again}
     with av.open(str(tmp_path / "second.mp4")) as c:
         assert c.streams.video[0].frames == 120
+
+
+def test_render_holds_a_picture_over_a_clip_file_that_is_damaged(render_library, tmp_path):
+    lib, song = render_library
+    first = render_cli(song, lib, tmp_path / "first.mp4")
+    assert first.returncode == 0, first.stderr
+    cuts = json.loads((tmp_path / "first.cuts.json").read_text())["cuts"]
+    copy = tmp_path / "lib"
+    shutil.copytree(lib, copy)
+    with sqlite3.connect(copy / "library.sqlite") as db:
+        (playback,) = db.execute("SELECT playback FROM clips WHERE id = ?", (cuts[0]["clip_id"],)).fetchone()
+    (copy / playback).write_bytes(b"\x00not a video" * 100)  # there, but damaged: found only when it is decoded
+    second = render_cli(song, copy, tmp_path / "second.mp4")
+    assert second.returncode == 0, second.stderr
+    said = [line for line in second.stderr.splitlines() if "cannot play" in line]
+    assert len(said) == 1 and f"clip {cuts[0]['clip']} cannot play" in said[0], second.stderr
+    with av.open(str(tmp_path / "second.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 120
+    card = standby_picture((frames[0].shape[1], frames[0].shape[0])).astype(np.float32)
+    # the damaged clip opens the video: nothing before it to hold, so the standby card shows, not black
+    assert np.abs(frames[0].astype(np.float32) - card).mean() < 8
 
 
 # --- 5: damaged and truncated songs -----------------------------------------------------------

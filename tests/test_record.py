@@ -29,7 +29,8 @@ def test_a_slow_encoder_leaves_frames_out_of_the_recording_not_the_show(tmp_path
     recorder.close()
 
     assert recorder.dropped > 0  # the encoder was behind: the recording left frames out ...
-    assert max(handed_over) < 0.05  # ... and the show never waited for it (placebo takes far longer a frame)
+    # ... and the show did not wait for it: placebo takes far longer a frame (a busy machine may delay one hand-over)
+    assert np.median(handed_over) < 0.01 and max(handed_over) < 0.5
     with av.open(str(tmp_path / "show.mp4")) as c:
         frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
     assert len(frames) == len(recorder.times) == 60 - recorder.dropped

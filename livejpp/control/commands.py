@@ -321,14 +321,23 @@ class CommandBus:
         now = time.monotonic()
         window = self._refusals.setdefault(origin, [now, 0, 0])
         if now - window[0] >= REFUSAL_WINDOW:
-            if window[2]:
-                log.warning("%s: %d more commands refused in %.0f s", origin, window[2], now - window[0])
-            window[:] = [now, 0, 0]
+            self._say_held_back(origin, now)
         if window[1] < REFUSALS_SAID:
             window[1] += 1
             log.warning("%s: %s", origin, why)
         else:
             window[2] += 1
+
+    def _say_held_back(self, origin: str, now: float) -> None:
+        window = self._refusals[origin]
+        if window[2]:
+            log.warning("%s: %d more commands refused in %.0f s", origin, window[2], now - window[0])
+        window[:] = [now, 0, 0]
+
+    def flush_refusals(self) -> None:
+        """At the end: the refusals held back are said too."""
+        for origin in list(self._refusals):
+            self._say_held_back(origin, time.monotonic())
 
     def _apply(self, command: Command, value: Any, event: Event) -> None:
         show = self.show

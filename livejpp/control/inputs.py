@@ -63,6 +63,7 @@ class Controls:
         for part in (self.midi, self.osc, self.feedback):
             if part is not None:
                 part.stop()
+        self.bus.flush_refusals()
 
     def summary(self) -> dict:
         out = {"inputs": self.bus.summary(), "events": self.bus.event_log(self.bus.show.start_time)}

@@ -117,12 +117,14 @@ class OscServer:
 
     def start(self) -> None:
         host, port = self.address[:2]
-        if ipaddress.ip_address(host).is_unspecified:
+        if not is_loopback(host):  # 0.0.0.0, or a LAN or public address of this machine
+            reach = "every network interface" if host in ("0.0.0.0", "::", "") else "a network interface"
             log.warning(
-                "OSC: listening on %s:%d: every network interface, anyone who reaches this machine can steer the show"
+                "OSC: listening on %s:%d: %s, anyone who reaches this machine can steer the show"
                 " (--osc-host 127.0.0.1 keeps it to this machine)",
                 host,
                 port,
+                reach,
             )
         else:
             log.info("OSC: listening on %s:%d (/livejpp/...)", host, port)

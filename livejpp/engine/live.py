@@ -164,9 +164,10 @@ class LiveShow:
 
     # --- threads -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._t0 = self._heard_at = self._loud_at = time.monotonic()
         self._pool = FramePool(self.size, keep=10)
+        self._t0 = time.monotonic()  # show_time() is used while the opening clip is chosen ...
         self._open_with_a_clip()
+        self._t0 = self._heard_at = self._loud_at = time.monotonic()  # ... but the show starts with its audio
         self.source.start()
         for target, name in ((self._analyse, "analysis"), (self._decode, "decoder")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -311,11 +312,11 @@ class LiveShow:
         with self.lock:
             pending = broken in self.pending
         layer = self._playable_layer(broken.cut.time if pending else self.show_time(), "replacement")
-        with self.lock:
-            if pending and broken in self.pending:
+        with self.lock:  # the render thread may have put the broken one on screen meanwhile
+            if broken in self.pending:
                 i = self.pending.index(broken)
                 self.pending[i : i + 1] = [layer] if layer else []
-            elif layer is not None and not pending:
+            elif layer is not None:
                 self.pending.insert(0, layer)
             for event in self.awaiting:  # a forced cut is shown once its replacement is
                 if getattr(event, "layer", None) is broken:
@@ -375,8 +376,8 @@ class LiveShow:
         if record.uid in self.stats.skipped_clips:
             self._mark_broken(record)  # known broken (in this library or the one before a switch)
             return False
-        path, base, length = record.pictures(library)
-        try:
+        try:  # pictures() refuses a path outside the library, or a source that has gone (a pulled stick)
+            path, base, length = record.pictures(library)
             picture = pool.get(path, base, length).frame_at(clip_time % max(length, 1e-3))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
             self._mark_broken(record, exc)

@@ -31,6 +31,7 @@ from livejpp.progress import progress_bar
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
 from livejpp.render.sizes import check_encodable
+from livejpp.render.standby import standby_picture
 
 OUTPUT_AUDIO_RATE = 48000
 
@@ -212,10 +213,22 @@ def _encode(
     times = [c.time for c in cuts]
     pool = FramePool(size)
 
+    broken: set[int] = set()
+    held: list[np.ndarray] = []  # the last picture that decoded
+
     def picture(cut: Cut, t: float) -> np.ndarray:
-        path_, base, length = engine.records[cut.clip].pictures(engine.library)
-        clip_t = (cut.offset + (t - cut.time)) % max(length, 1e-3)
-        return pool.get(path_, base, length).frame_at(clip_t)
+        """The cut's clip at `t`; a clip that turns out damaged mid-render holds the picture before it."""
+        if cut.clip not in broken:
+            record = engine.records[cut.clip]
+            try:
+                path_, base, length = record.pictures(engine.library)
+                clip_t = (cut.offset + (t - cut.time)) % max(length, 1e-3)
+                held[:] = [pool.get(path_, base, length).frame_at(clip_t)]
+                return held[0]
+            except Exception as exc:  # noqa: BLE001 - one damaged clip must not cost the whole render
+                broken.add(cut.clip)
+                log.warning("clip %s cannot play (%s): the picture before it is held", record.uid, exc)
+        return held[0] if held else standby_picture(size)
 
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)

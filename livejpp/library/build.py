@@ -25,11 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from livejpp.features.sets import feature_sets_for
-from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_rows
+from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_rows, inside_library
 from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
 from livejpp.media.clips import plan_clips
 from livejpp.media.decode import MediaError, probe
 from livejpp.progress import progress_bar
+from livejpp.signals import Terminated
 
 log = logging.getLogger("livejpp.library")
 
@@ -51,6 +52,7 @@ class BuildReport:
     notes: list[tuple[str, str]] = field(default_factory=list)
     wall_seconds: float = 0.0
     interrupted: bool = False
+    terminated: bool = False  # by SIGTERM, not Ctrl-C
 
 
 def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -242,11 +244,10 @@ class _Builder:
     def _forget_missing_files(self, video_id: int, path: Path) -> int:
         """Clips whose playback file is gone (deleted, a half-copied stick) or lies outside the
         library: their rows go and the video resumes, so the build makes them again."""
-        root = self.store.root.resolve()
         rows = self.store.db.execute(
             "SELECT id, playback FROM clips WHERE video_id = ? AND playback IS NOT NULL", (video_id,)
         ).fetchall()
-        gone = [(i,) for i, pb in rows if not (root / pb).is_file() or not (root / pb).resolve().is_relative_to(root)]
+        gone = [(i,) for i, pb in rows if not (inside := inside_library(self.store.root, pb)) or not inside.is_file()]
         if gone:
             with self.store.transaction() as db:
                 db.executemany("DELETE FROM clips WHERE id = ?", gone)
@@ -395,8 +396,9 @@ class _Builder:
                 self._run_here(jobs)
             else:
                 self._run_pool(jobs)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.report.interrupted = True
+            self.report.terminated = isinstance(exc, Terminated)
             log.warning("interrupted: finished clips are kept; run the same command again to resume")
         finally:
             self.bar.close()

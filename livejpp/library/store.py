@@ -123,9 +123,8 @@ class ClipRecord:
         file outside the library folder, and a source that is not an existing local file."""
         length = self.end - self.start
         if self.playback:
-            root = Path(library).resolve()
-            path = (root / self.playback).resolve()
-            if "://" in self.playback or not path.is_relative_to(root):
+            path = inside_library(library, self.playback)
+            if path is None:
                 raise UnsafePath(f"clip {self.uid}: playback file {self.playback!r} is outside the library: refused")
             return str(path), 0.0, length
         if "://" in self.source or not os.path.isabs(self.source):
@@ -138,6 +137,14 @@ class ClipRecord:
     def uid(self) -> str:
         """A stable clip name across rebuilds: video content hash and clip number."""
         return f"{self.video_hash[:12]}-{self.index:04d}"
+
+
+def inside_library(library: str | os.PathLike, relative: str) -> Path | None:
+    """Where a playback file named in the manifest lies, links followed; None if that is outside the
+    library folder (`../`, an absolute path, a link out) or a URL."""
+    root = Path(library).resolve()
+    path = (root / relative).resolve()
+    return path if "://" not in relative and path.is_relative_to(root) else None
 
 
 _warned: set[str] = set()  # one line per problem per process, however often a library is opened

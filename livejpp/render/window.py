@@ -45,8 +45,13 @@ class Recorder:
     ):
         import av
 
+        from livejpp.partfiles import part_path, remove_stale_parts
+
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.part.mp4")
+        audio_final = self.path.with_name(self.path.name + ".f32")
+        for final in (self.path, audio_final):  # what a killed show's recording left
+            remove_stale_parts(self.path.parent, final.name)
+        self.tmp = part_path(self.path)
         self.container = av.open(str(self.tmp), "w", format="mp4")
         self.fps = Fraction(fps).limit_denominator(1001)
         self.stream = self.container.add_stream("libx264", rate=self.fps)
@@ -61,7 +66,7 @@ class Recorder:
         self.times: list[float] = []  # show time of each recorded frame (what was on screen when)
         self.dropped = 0  # frames shown but not recorded: the encoder was behind
         self.failed: Exception | None = None
-        self.audio_path = self.path.with_name(f".{self.path.name}.part.f32")
+        self.audio_path = part_path(audio_final)
         self.audio = open(self.audio_path, "wb")  # noqa: SIM115 - the input audio, on disk: an hour is 300 MB
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
         self.thread.start()
@@ -80,6 +85,8 @@ class Recorder:
         """A frame: `read_into(buffer)` fills a BGRA buffer (bottom row first, as GL reads it),
         stamped with the show time it was on screen: when the window runs below its rate, the file
         keeps time with the audio, not the count."""
+        if self.failed is not None:  # the recording has stopped: no readback for nothing
+            return
         try:
             buffer = self.free.get_nowait()
         except queue.Empty:
@@ -108,7 +115,7 @@ class Recorder:
                     frame.time_base = 1 / self.fps
                     for packet in self.stream.encode(frame):
                         self.container.mux(packet)
-            except (av.FFmpegError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever stops the recording must not stop its thread
                 self.failed = exc
                 log.warning("recording stopped: %s (the show goes on)", exc)
             self.free.put(buffer)
@@ -285,8 +292,7 @@ def run(
     bus = controls.bus if controls is not None else CommandBus(show, Presets())
     key_table = keymap.by_symbol(key)
     learnable = keymap.learnable()
-    recorder = Recorder(record, (width, height), show.fps) if record else None
-    show.keep_audio = recorder.add_audio if recorder is not None else None
+    recorder: Recorder | None = None
 
     @window.event
     def on_draw():
@@ -375,13 +381,17 @@ def run(
             controls.stop()
             window.close()
             raise
-    show.start()
     try:
+        if record:  # made here, so a show that fails to start leaves no recording behind
+            recorder = Recorder(record, (width, height), show.fps)
+            show.keep_audio = recorder.add_audio
+        show.start()
         pyglet.app.run(1.0 / show.fps)
     finally:
         if controls is not None:
             controls.stop()
         show.stop()
+        show.keep_audio = None  # an analysis thread still finishing its hop writes no more audio
         if recorder is not None:
             recorder.close()
         window.close()
