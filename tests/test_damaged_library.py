@@ -288,8 +288,6 @@ def test_a_terminated_build_leaves_its_clips_in_the_manifest_itself(tmp_path, sm
     _, stderr = build.communicate(timeout=60)
     assert "Traceback" not in stderr
     assert build.returncode == 128 + signal.SIGTERM, stderr
-    wal = out / "library.sqlite-wal"
-    assert not wal.exists() or wal.stat().st_size == 0
     alone = tmp_path / "alone.sqlite"
     shutil.copy(out / "library.sqlite", alone)  # the manifest copied without its WAL has every clip
     with sqlite3.connect(alone) as db:
