@@ -117,9 +117,10 @@ class Learner:
         self.armed = (name, value or None)
         log.info("MIDI learn: move a control for %s", what)
 
-    def offer(self, kind: str, channel: int, number: int) -> bool:
-        """A note or CC arrived: bind it if armed. True if it was taken."""
-        if self.armed is None or kind == "note_off":
+    def offer(self, kind: str, channel: int, number: int, value: int) -> bool:
+        """A note or CC arrived: bind it if armed. True if it was taken. A release (note off, or a
+        CC button's 0) is not a control being moved: it is often the button pressed just before."""
+        if self.armed is None or kind == "note_off" or (kind == "cc" and value == 0):
             return False
         command, value = self.armed
         binding = learned_binding(command, value, kind, channel, number)
@@ -264,7 +265,7 @@ class MidiInputs:
         short = "cc" if kind == "control_change" else kind
         number = message.control if short == "cc" else message.note
         value = message.value if short == "cc" else message.velocity
-        if self.learner is not None and self.learner.offer(short, message.channel, number):
+        if self.learner is not None and self.learner.offer(short, message.channel, number, value):
             return
         actions = self.map.actions(short, message.channel, number, value)
         if not actions:
