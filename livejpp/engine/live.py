@@ -104,6 +104,20 @@ def resident_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
+def peak_resident_mb() -> float:
+    """This process's own high-water mark (VmHWM). Not ru_maxrss: Linux keeps that across fork and
+    exec, so a show started by a large parent (the benchmark holding an hour of audio) reports the
+    parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1e3  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
 class LiveShow:
     """The state the window draws, fed by the analysis and decoding threads and changed by the
     controls (keys, OSC, MIDI), which all come through the command bus (control/commands.py)."""
@@ -613,7 +627,7 @@ class LiveShow:
             "skipped_clips": s.skipped_clips,
             "standby": self.standby,
             "memory_mb": {
-                "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
+                "peak": round(peak_resident_mb(), 1),
                 "over_time": s.memory,
             },
         }
