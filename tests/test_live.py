@@ -98,7 +98,8 @@ def check_pictures(lib, stats, frames, crossfades=True):
             # a cut shown late, or before its first picture was decoded (a starved machine: the one before
             # is held), is checked from the moment it was shown, and only once its picture was ready
             shown = cut["time"] + cut["shown_late"]
-            if cut["picture_ready"] and shown + 0.6 < t < end - 0.1 and plain < 12 * (i + 1):
+            stalled = n > 0 and t - times[n - 1] > 0.1  # after a stall (counted as dropped frames) the held picture
+            if not stalled and cut["picture_ready"] and shown + 0.6 < t < end - 0.1 and plain < 12 * (i + 1):
                 # the picture of this clip within two frames of the expected time (the decoder works ahead)
                 best = min(
                     np.abs(frames[n] - reader.frame_at(cut["offset"] + t - cut["time"] + d)).mean()
