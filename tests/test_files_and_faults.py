@@ -223,7 +223,8 @@ def test_an_embed_leaves_no_part_files_and_removes_stale_ones(render_library, tm
     assert sorted(p.name for p in index.iterdir()) == ["default.hnsw", "default.json"]
 
 
-def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path):
+def first_clip_of_a_render(render_library, tmp_path) -> tuple[Path, list[dict], Path, str]:
+    """A render's cuts, a copy of its library to damage, and the playback file of its first cut."""
     lib, song = render_library
     first = render_cli(song, lib, tmp_path / "first.mp4")
     assert first.returncode == 0, first.stderr
@@ -232,6 +233,11 @@ def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path)
     shutil.copytree(lib, copy)
     with sqlite3.connect(copy / "library.sqlite") as db:
         (playback,) = db.execute("SELECT playback FROM clips WHERE id = ?", (cuts[0]["clip_id"],)).fetchone()
+    return song, cuts, copy, playback
+
+
+def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path):
+    song, cuts, copy, playback = first_clip_of_a_render(render_library, tmp_path)
     (copy / playback).unlink()
     second = render_cli(song, copy, tmp_path / "second.mp4")
     assert second.returncode == 0, second.stderr
@@ -243,14 +249,7 @@ def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path)
 
 
 def test_render_holds_a_picture_over_a_clip_file_that_is_damaged(render_library, tmp_path):
-    lib, song = render_library
-    first = render_cli(song, lib, tmp_path / "first.mp4")
-    assert first.returncode == 0, first.stderr
-    cuts = json.loads((tmp_path / "first.cuts.json").read_text())["cuts"]
-    copy = tmp_path / "lib"
-    shutil.copytree(lib, copy)
-    with sqlite3.connect(copy / "library.sqlite") as db:
-        (playback,) = db.execute("SELECT playback FROM clips WHERE id = ?", (cuts[0]["clip_id"],)).fetchone()
+    song, cuts, copy, playback = first_clip_of_a_render(render_library, tmp_path)
     (copy / playback).write_bytes(b"\x00not a video" * 100)  # there, but damaged: found only when it is decoded
     second = render_cli(song, copy, tmp_path / "second.mp4")
     assert second.returncode == 0, second.stderr
