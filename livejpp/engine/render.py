@@ -25,7 +25,7 @@ from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
-from livejpp.media.decode import AUDIO_RATE, AudioFrames, Downmixer, MediaError, read_audio_file
+from livejpp.media.decode import AUDIO_RATE, DecodedFrames, Downmixer, MediaError, read_audio_file
 from livejpp.partfiles import part_path, remove_stale_parts
 from livejpp.progress import progress_bar
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
@@ -268,7 +268,7 @@ def _mux_audio(song, container, stream, duration: float) -> None:
     limit = int(duration * OUTPUT_AUDIO_RATE)
     written = 0
     with source:
-        for frame in AudioFrames(source, source.streams.audio[0]):
+        for frame in DecodedFrames(source, source.streams.audio[0]):
             frame.pts = None
             for samples in downmix.resample(frame):
                 if written >= limit:
