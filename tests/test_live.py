@@ -188,7 +188,7 @@ def script(win):
     at(11.3, lambda: log.update(blackout=show.blackout))
     at(11.42, lambda: press(key.P))
     at(11.47, lambda: log.update(bars_after_p=show.bars, crossfade_after_p=show.crossfade_beats))
-    at(11.5, lambda: press(key.Q))
+    at(11.5, lambda: (log.update(q_at=show.show_time()), press(key.Q)))
 summary = window.run(show, duration=30, headless=True, record=out + "/keys.mp4", on_start=script)
 log["seconds"] = summary["seconds"]
 log["times"] = summary["record"]["frame_show_times"]
@@ -209,11 +209,11 @@ def test_keys_drive_the_show(lib, media, tmp_path):
     assert log["held"] and log["cuts_after_hold"] == log["cuts_at_hold"]  # h: no cut for 5.4 s of 2-bar cuts
     # taps meant 0.4 s apart: the tempo is the one they were pressed at (a busy machine delays a key a little)
     pressed = 60 / float(np.median(np.diff(log["taps"])))
-    assert log["tapped"] and abs(log["bpm"] - pressed) < 1 and abs(pressed - 150) < 15
+    assert log["tapped"] and abs(log["bpm"] - pressed) < 1 and 60 < pressed < 300  # taps a frame apart would not do
     assert log["crossfade"] == 1.5
     assert log["blackout"]
     assert (log["bars_after_p"], log["crossfade_after_p"]) == (4, 4.0)  # p: the first show preset, chill
-    assert log["seconds"] < 14  # q quit before the 30 s duration
+    assert log["seconds"] - log["q_at"] < 5 and log["seconds"] < 29  # q quit the show, long before its 30 s
     frames = recorded(tmp_path / "keys.mp4")
     times = np.array(log["times"][: len(frames)])
     black = [f for f, t in zip(frames, times, strict=True) if 11.0 < t < 11.4]
