@@ -283,6 +283,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="an effect over the pictures; key e cycles, , and . set its amount (default: none)",
     )
     _add_selector_options(live)
+    sync = live.add_argument_group("sync (the picture meets the sound in the room; Ableton Link)")
+    sync.add_argument(
+        "--output-latency",
+        type=float,
+        metavar="MS",
+        help="how long a drawn picture takes to be seen (default: one frame at --fps: the flip waits for the "
+        "display's next refresh; a projector adds its own, measure it with --calibrate)",
+    )
+    sync.add_argument(
+        "--av-offset", type=float, default=0.0, metavar="MS", help="move the pictures later (negative: earlier)"
+    )
+    sync.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="tap (t or space) on the beat you hear for 8 beats: the A/V offset is measured and printed",
+    )
+    sync.add_argument(
+        "--clock",
+        choices=("music", "link"),
+        default="music",
+        help="what drives the beat: the music heard, or an Ableton Link session (needs livejpp[link])",
+    )
+    sync.add_argument(
+        "--link", action="store_true", help="join Ableton Link and publish the tempo and bar the show hears"
+    )
     control = live.add_argument_group("control (OSC, MIDI, presets: `livejpp commands` lists what they can do)")
     control.add_argument(
         "--osc-port", type=int, default=9000, metavar="PORT", help="OSC UDP port (default: %(default)s)"
@@ -393,6 +418,15 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
+    if args.output_latency is not None:
+        show.latency.output = args.output_latency / 1000.0
+    show.set_av_offset(args.av_offset / 1000.0)
+    if args.clock == "link" or args.link:
+        from livejpp.control.link import LinkClock
+
+        show.link = LinkClock(follow=args.clock == "link")
+    if args.calibrate:
+        show.calibrate()
     controls = Controls(
         show,
         ControlOptions(
@@ -425,6 +459,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         f"{summary['frames_dropped']} dropped, {len(summary['cuts'])} cuts, "
         f"analysis p99 {summary['analysis_latency_ms']['p99']} ms"
     )
+    if summary["latency"]["calibration"]:
+        print(summary["latency"]["calibration"])
     return 0
 
 

@@ -1,0 +1,153 @@
+"""The picture meets the sound in the room: latencies and the A/V offset move the cuts, calibration
+measures the offset from taps. A real headless show playing a click track, steered over real OSC."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synth import click_track, write_audio
+
+from livejpp.control.commands import COMMANDS, CommandError, Relative, parse
+from livejpp.engine.latency import Latency, tap_offset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the arithmetic ----------------------------------------------------------------------------------
+def test_the_latencies_move_the_pictures_the_right_way():
+    latency = Latency(input=0.02, output=0.05)
+    for read in range(20):  # reads arrive 30 ms after their audio time, some later still (a busy machine)
+        latency.observe(arrived=read * 0.02 + 0.03 + (0.01 if read % 3 else 0.0), audio_time=read * 0.02)
+    assert latency.arrival == pytest.approx(0.03)  # the least delay: the others waited in a queue
+    # the beat of audio time 10 s sounded in the room 20 ms before it arrived (input latency) ...
+    assert latency.room(10.0) == pytest.approx(10.01)
+    # ... so its picture is drawn 50 ms (output latency) before that, and a +30 ms offset moves it later
+    assert 10.0 + latency.shift(0.0) == pytest.approx(9.96)
+    assert 10.0 + latency.shift(0.03) == pytest.approx(9.99)
+    assert latency.heard(latency.room(10.0)) == pytest.approx(10.0)
+    assert latency.budget(0.03) == {
+        "input_ms": 20.0,
+        "output_ms": 50.0,
+        "av_offset_ms": 30.0,
+        "arrival_ms": 30.0,
+        "total_ms": -10.0,
+    }
+
+
+def test_av_offset_takes_a_value_or_a_change():
+    command = COMMANDS["av_offset"]
+    assert parse(command, 40) == 40.0 and parse(command, "-40") == Relative(-40.0) and parse(command, "25") == 25.0
+    assert parse(command, -5000) == -1000.0  # stops at its end, as a fader does
+    with pytest.raises(CommandError):
+        parse(command, "+soon")
+
+
+def test_tap_offset_is_the_median_lateness_of_the_taps():
+    beats = list(np.arange(0, 10, 0.5))
+    rng = np.random.default_rng(1)
+    taps = [b + 0.04 + rng.normal(0, 0.01) for b in beats[4:12]]
+    taps[3] += 0.2  # one tap badly off: the median does not follow it
+    offset, spread = tap_offset(taps, beats, 0.5)
+    assert offset == pytest.approx(0.04, abs=0.01) and spread < 0.02
+    early = tap_offset([b - 0.03 for b in beats[-8:]] + [10.47], beats, 0.5)[0]  # a tap past the last beat heard
+    assert early == pytest.approx(-0.03, abs=1e-6)
+    with pytest.raises(ValueError, match="no beats heard"):
+        tap_offset(taps, [], 0.5)
+
+
+# --- a real show -------------------------------------------------------------------------------------
+SHOW = r"""
+import json, sys, threading, time
+import pyglet
+pyglet.options["headless"] = True
+from pyglet.window import key
+from pythonosc.udp_client import SimpleUDPClient
+from livejpp.audio_io import FileSource
+from livejpp.control.inputs import ControlOptions, Controls
+from livejpp.engine.engine import EngineSettings
+from livejpp.engine.live import LiveShow
+from livejpp.engine.selector import SelectorSettings
+from livejpp.log import setup_logging
+from livejpp.render import window
+
+setup_logging()
+lib, song = sys.argv[1:3]
+settings = EngineSettings(selector=SelectorSettings(bars_per_cut=1, min_seconds=1.0))
+show = LiveShow(lib, FileSource(song), settings=settings, size=(320, 180), fps=30)
+show.latency.output = 0.1  # --output-latency 100
+controls = Controls(show, ControlOptions(osc_port=0))
+log = {"taps": []}
+
+def osc(*message):
+    SimpleUDPClient("127.0.0.1", controls.osc.address[1]).send_message(*message)
+
+def tap_along():  # the VJ taps 60 ms after each beat sounds (their own thread: on time to the ms)
+    while not show.stats.frames:  # the show has started
+        time.sleep(0.05)
+    time.sleep(max(0.0, 9.0 - show.show_time()))
+    show.calibrate()
+    clock = show.engine.clock
+    beat = clock.next_beat(show.show_time() + 0.3)
+    for i in range(8):
+        at = show.latency.room(beat + i * clock.period) + 0.06
+        time.sleep(max(0.0, at - show.show_time()))
+        osc("/livejpp/tap", 1)
+        log["taps"].append(at)
+
+def script(win):
+    at = lambda t, fn: pyglet.clock.schedule_once(lambda dt: fn(), t)
+    at(6.0, lambda: osc("/livejpp/av_offset", "+150"))  # relative: from 0 to 150 ms
+    at(6.3, lambda: win.dispatch_event("on_key_press", key.APOSTROPHE, 0))  # one step later: 155 ms
+    at(6.5, lambda: log.update(after_key=show.engine.clock.av_offset, hud=show.sync_line()))
+    threading.Thread(target=tap_along, daemon=True).start()
+
+summary = window.run(show, duration=17, headless=True, on_start=script, controls=controls)
+log["cuts"] = summary["cuts"]
+log["latency"] = summary["latency"]
+print(json.dumps(log))
+"""
+
+
+@pytest.fixture
+def lib(real_library, tmp_path):
+    copy = tmp_path / "lib"
+    shutil.copytree(real_library[0], copy)
+    return copy
+
+
+def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offset(lib, tmp_path):
+    song = tmp_path / "click120.flac"
+    write_audio(song, np.stack([click_track(120, 20)] * 2), rate=22050)
+    out = subprocess.run([sys.executable, "-c", SHOW, str(lib), str(song)], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    log = json.loads(out.stdout.strip().splitlines()[-1])
+    cuts = [c for c in log["cuts"] if c["reason"] not in ("opening", "start", "forced")]
+    frame = 1 / 30
+
+    def drawn_ahead(lo, hi, expected):
+        """Cuts between audio times lo and hi are drawn `expected` s before their beat: never more,
+        and mostly within the frame that comes next."""
+        ahead = [c["time"] - c["drawn_at"] for c in cuts if lo < c["time"] < hi]
+        assert len(ahead) >= 2, (lo, hi, ahead)
+        # a busy machine draws a frame late now and then, never one early
+        assert max(ahead) <= expected + 0.005 and np.median(ahead) >= expected - 2 * frame, (expected, ahead)
+
+    # output latency 100 ms, no offset: each cut's picture goes out 100 ms before its beat
+    drawn_ahead(1.5, 6.0, 0.1)
+    # the A/V offset by OSC (+150 ms) and a key (+5 ms): pictures 55 ms after the beat
+    assert log["after_key"] == pytest.approx(0.155) and "A/V offset +155 ms" in log["hud"]
+    drawn_ahead(6.7, 9.0, -0.055)
+    # taps 60 ms after the beats heard: the calibration sets the offset to 60 ms (the taps' own jitter aside)
+    measured = log["latency"]["av_offset_ms"] / 1000
+    assert measured == pytest.approx(0.06, abs=0.008), out.stderr
+    assert log["latency"]["calibration"].startswith("calibrated: A/V offset +")
+    assert "calibrated: A/V offset" in out.stderr and "--av-offset" in out.stderr
+    drawn_ahead(log["taps"][-1] + 0.6, 17, 0.1 - measured)
+    assert log["latency"]["output_ms"] == 100.0 and log["latency"]["input_ms"] == 0.0
+    assert abs(log["latency"]["arrival_ms"]) < 5  # a file played as if live arrives on time
