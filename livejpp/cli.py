@@ -407,6 +407,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from livejpp.engine.live import LiveShow
     from livejpp.render import window
 
+    link = None
+    if args.clock == "link" or args.link:  # first: a missing extra is said before the library loads
+        from livejpp.control.link import LinkClock
+
+        link = LinkClock(follow=args.clock == "link")
     if args.play:
         source = FileSource(args.play, play=not args.silent)
     else:
@@ -421,10 +426,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if args.output_latency is not None:
         show.latency.output = args.output_latency / 1000.0
     show.set_av_offset(args.av_offset / 1000.0)
-    if args.clock == "link" or args.link:
-        from livejpp.control.link import LinkClock
-
-        show.link = LinkClock(follow=args.clock == "link")
+    show.link = link
     if args.calibrate:
         show.calibrate()
     controls = Controls(

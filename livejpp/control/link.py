@@ -57,6 +57,7 @@ class LinkClock:
         self.published = 0  # tempo/phase updates sent to the session
         self.followed = False  # whether the session drives the clock now
         self._published_at = -1e9
+        self._bpm_said = 0.0  # the session tempo last said in the log
 
     def peers(self) -> int:
         return int(self.link.numPeers())
@@ -93,10 +94,11 @@ class LinkClock:
                 self.status = "Link session gone: following the music"
                 log.warning("%s", self.status)
             return
-        if not self.followed:
-            self.followed = True
-            self.status = f"Link: following the session ({grid.peers} peers)"
-            log.info("%s at %.1f BPM", self.status, 60.0 / grid.period)
+        bpm = 60.0 / grid.period
+        if not self.followed or abs(bpm - self._bpm_said) >= 0.5:  # joined, or the session's tempo changed
+            self.followed, self._bpm_said = True, bpm
+            self.status = f"Link: following the session ({grid.peers} peers) at {bpm:.1f} BPM"
+            log.info("%s", self.status)
         clock.external(grid.period, latency.heard(grid.beat_at), latency.heard(grid.bar_at), source="link")
 
     def _publish(self, clock, latency, show_now: float) -> None:
