@@ -297,7 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--calibrate",
         action="store_true",
-        help="tap (t or space) on the beat you hear for 8 beats: the A/V offset is measured and printed",
+        help="tap (t) on the beat you hear for 8 beats: the A/V offset is measured, set and printed",
+    )
+    sync.add_argument(
+        "--calibrate-save",
+        metavar="PRESET.toml",
+        help="with --calibrate: keep the offset found as av_offset in this show preset (made if missing)",
     )
     sync.add_argument(
         "--clock",
@@ -429,6 +434,17 @@ def _cmd_live(args: argparse.Namespace) -> int:
     show.link = link
     if args.calibrate:
         show.calibrate()
+    if args.calibrate_save:
+        from livejpp.control.mapping import save_show_setting
+
+        def save(offset: float) -> None:
+            try:
+                path = save_show_setting(args.calibrate_save, "av_offset", round(offset * 1000, 1))
+                log.info("A/V offset kept in %s (--presets %s --preset %s)", path, path.parent, path.stem)
+            except (LivejppError, OSError) as exc:  # the show goes on; the offset is set, only not kept
+                log.warning("A/V offset not kept: %s", exc)
+
+        show.on_calibrated = save
     controls = Controls(
         show,
         ControlOptions(

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +20,6 @@ from livejpp.engine.beat import BeatClock
 from livejpp.engine.latency import Latency
 from livejpp.features.audio import AudioAnalyser
 
-pytest.importorskip("link", reason="the link extra (make setup installs it): pip install 'livejpp[link]'")
-
-ROOT = Path(__file__).resolve().parent.parent
 QUANTUM = 4
 
 PEER = r"""

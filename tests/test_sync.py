@@ -7,16 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from synth import click_track, write_audio
 
 from livejpp.control.commands import COMMANDS, CommandError, Relative, parse
+from livejpp.control.mapping import Presets
 from livejpp.engine.latency import Latency, tap_offset
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the arithmetic ----------------------------------------------------------------------------------
@@ -77,11 +75,13 @@ from livejpp.log import setup_logging
 from livejpp.render import window
 
 setup_logging()
-lib, song = sys.argv[1:3]
+lib, song, preset = sys.argv[1:4]
 settings = EngineSettings(selector=SelectorSettings(bars_per_cut=1, min_seconds=1.0))
 show = LiveShow(lib, FileSource(song), settings=settings, size=(320, 180), fps=30)
 show.latency.output = 0.1  # --output-latency 100
 controls = Controls(show, ControlOptions(osc_port=0))
+from livejpp.control.mapping import save_show_setting
+show.on_calibrated = lambda offset: save_show_setting(preset, "av_offset", round(offset * 1000, 1))
 log = {"taps": []}
 
 def osc(*message):
@@ -124,7 +124,11 @@ def lib(real_library, tmp_path):
 def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offset(lib, tmp_path):
     song = tmp_path / "click120.flac"
     write_audio(song, np.stack([click_track(120, 20)] * 2), rate=22050)
-    out = subprocess.run([sys.executable, "-c", SHOW, str(lib), str(song)], capture_output=True, text=True, timeout=90)
+    preset = tmp_path / "presets" / "room.toml"
+    preset.parent.mkdir()
+    preset.write_text('name = "room"\n\n[show]\nbars = 4\n')  # the VJ's own preset: the offset is added to it
+    command = [sys.executable, "-c", SHOW, str(lib), str(song), str(preset)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     log = json.loads(out.stdout.strip().splitlines()[-1])
     cuts = [c for c in log["cuts"] if c["reason"] not in ("opening", "start", "forced")]
@@ -149,5 +153,7 @@ def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offs
     assert log["latency"]["calibration"].startswith("calibrated: A/V offset +")
     assert "calibrated: A/V offset" in out.stderr and "--av-offset" in out.stderr
     drawn_ahead(log["taps"][-1] + 0.6, 17, 0.1 - measured)
+    _, kept = Presets(preset.parent).show_settings("room")  # kept in the preset, beside what was there
+    assert kept == {"bars": 4, "av_offset": pytest.approx(measured * 1000, abs=0.1)}
     assert log["latency"]["output_ms"] == 100.0 and log["latency"]["input_ms"] == 0.0
     assert abs(log["latency"]["arrival_ms"]) < 5  # a file played as if live arrives on time

@@ -144,6 +144,7 @@ class LiveShow:
         self.link = None  # control.link.LinkClock: --clock link follows a session, --link publishes to it
         self.calibration: list[float] | None = None  # show times of the taps while calibrating
         self.calibrated = ""  # what the last calibration found, said in the HUD
+        self.on_calibrated = None  # called with the offset (s) a calibration found (--calibrate-save)
         self.lock = threading.Lock()  # layers, pending cuts
         self.engine_lock = threading.RLock()  # the engine: analysis at each hop, controls that steer it
         self.layers: list[Layer] = []  # [outgoing, incoming] at most
@@ -577,6 +578,8 @@ class LiveShow:
         self.calibrated = f"calibrated: A/V offset {offset * 1000:+.0f} ms (taps within {spread * 1000:.0f} ms)"
         ms = offset * 1000
         log.info("%s: keep it with --av-offset %.0f, or av_offset = %.0f in a show preset", self.calibrated, ms, ms)
+        if self.on_calibrated is not None:
+            self.on_calibrated(offset)
 
     @property
     def start_time(self) -> float:
