@@ -173,3 +173,24 @@ def test_without_the_link_extra_one_line_says_how_to_get_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.strip() == "livejpp: error: Ableton Link needs the link extra: pip install 'livejpp[link]'"
+
+
+def test_a_live_show_tells_the_session_the_tempo_it_hears(real_library, tmp_path, peer):
+    lib = tmp_path / "lib"
+    shutil.copytree(real_library[0], lib)
+    song = tmp_path / "click132.flac"
+    write_audio(song, np.stack([click_track(132, 12)] * 2), rate=22050)
+    command = [sys.executable, "-m", "livejpp", "live", "--library", lib, "--headless", "--size", "320x180"]
+    command += ["--osc-port", 0, "--play", song, "--silent", "--duration", 10, "--link", "--stats", tmp_path / "s.json"]
+    show = Watched(subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:  # the peer (at 128 BPM) takes the tempo of the music the show hears
+        wait_until(lambda: abs(peer.state()["tempo"] - 132) < 1.5, 30, "the peer follows the show's music")
+        _, err = show.communicate(timeout=40)
+        assert show.proc.returncode == 0, err
+    finally:
+        if show.proc.poll() is None:
+            show.proc.kill()
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["link"]["mode"] == "publish" and stats["link"]["published"] >= 2
+    assert stats["link"]["published"] <= stats["seconds"] / (4 * 60 / 132) + 1  # at most once a bar
+    assert peer.state()["peers"] == 0  # the show left the session when it ended
