@@ -422,14 +422,14 @@ def _cmd_live(args: argparse.Namespace) -> int:
     else:
         device = int(args.input) if args.input and args.input.isdigit() else args.input
         source = DeviceSource(device)
-    show = LiveShow(
-        args.library, source, args.model, EngineSettings(selector=_selector_settings(args)), _size(args.size), args.fps
-    )
+    # pictures drawn ahead by the output latency need their cuts decided as much earlier
+    output = (1000.0 / args.fps if args.output_latency is None else args.output_latency) / 1000.0
+    settings = EngineSettings(selector=_selector_settings(args), lead=EngineSettings.lead + max(0.0, output))
+    show = LiveShow(args.library, source, args.model, settings, _size(args.size), args.fps)
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
-    if args.output_latency is not None:
-        show.latency.output = args.output_latency / 1000.0
+    show.latency.output = output
     show.set_av_offset(args.av_offset / 1000.0)
     show.link = link
     if args.calibrate:

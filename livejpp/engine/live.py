@@ -587,8 +587,9 @@ class LiveShow:
         return self._t0
 
     def clock_sync(self, period: float, beat_at: float) -> None:
-        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock)."""
-        self.engine.clock.external(period, beat_at)
+        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock: a beat in the room, as
+        the sending app plays it; on the audio clock it falls where the room's sound is heard)."""
+        self.engine.clock.external(period, self.latency.heard(beat_at))
 
     def follow(self) -> None:
         self.engine.clock.follow()
