@@ -296,8 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--calibrate",
-        action="store_true",
-        help="tap (t) on the beat you hear for 8 beats: the A/V offset is measured, set and printed",
+        nargs="?",
+        const="tap",
+        choices=("tap", "loop"),
+        help="tap: tap t on the beat you hear, 8 times: the A/V offset is measured, set and printed; loop: flash "
+        "and click on each beat at 120 BPM, to film (or --record through a microphone) for `livejpp calibrate`",
     )
     sync.add_argument(
         "--calibrate-save",
@@ -348,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--presets", metavar="DIR", help="a folder of your own presets, searched first")
     live.set_defaults(func=_cmd_live)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure the A/V offset from a film of the flashes and clicks of `live --calibrate loop`",
+        description="Finds the white flashes in FILM's picture and the clicks in its sound, and prints how long "
+        "after its click each flash is seen (the median): move the pictures by minus that (av_offset). Film the "
+        "screen and the speaker together (a phone's camera and microphone are in step), or give the --record file "
+        "of a show that heard its clicks through a microphone. Good to half a frame of the film.",
+    )
+    calibrate.add_argument("film", metavar="FILM", help="a video: the flashes in its picture, the clicks in its sound")
+    calibrate.add_argument(
+        "--recorded",
+        action="store_true",
+        help="FILM is the --record file of the loop, its sound the clicks as the show's input heard them",
+    )
+    calibrate.set_defaults(func=_cmd_calibrate)
+
     commands_help = commands.add_parser(
         "commands",
         help="what keys, OSC and MIDI can do in a live show",
@@ -364,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--midi-api", choices=("alsa", "jack"), help="MIDI system (default: $LIVEJPP_MIDI_API)")
     devices.set_defaults(func=_cmd_devices)
     return parser
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from livejpp.engine.calibrate import flash_click_offset
+
+    offset, spread, pairs = flash_click_offset(args.film)
+    ms = offset * 1000
+    move = ms if args.recorded else -ms  # a recording's flashes and clicks mean the other way (engine/calibrate.py)
+    print(
+        f"flashes {abs(ms):.0f} ms {'after' if ms >= 0 else 'before'} their clicks ({pairs} flashes, within "
+        f'{spread * 1000:.0f} ms): move the pictures by {move:+.0f} ms (/livejpp/av_offset "{move:+.0f}", keys ; \')'
+    )
+    return 0
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -432,8 +464,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
     show.latency.output = output
     show.set_av_offset(args.av_offset / 1000.0)
     show.link = link
-    if args.calibrate:
+    if args.calibrate == "tap":
         show.calibrate()
+    elif args.calibrate == "loop":
+        show.calibrate_loop()
     if args.calibrate_save:
         from livejpp.control.mapping import save_show_setting
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
 #: Reads (about 20 ms apart) over which the least arrival delay is taken: long enough that one
 #: read without delay is among them, short enough that a device that restarts is re-measured soon.
 ARRIVAL_READS = 250
@@ -70,24 +68,3 @@ class Latency:
             "arrival_ms": round(self.arrival * 1000, 2),
             "total_ms": round(self.shift(av_offset) * 1000, 2),  # drawn this long after the beat's audio time
         }
-
-
-#: Taps a calibration takes: 8 beats, two bars.
-CALIBRATION_TAPS = 8
-#: Taps scattered wider than this (a fraction of a beat, median distance from their median) measure nothing.
-MAX_TAP_SPREAD = 0.15
-
-
-def tap_offset(taps: list[float], beats: list[float], period: float) -> tuple[float, float]:
-    """(offset, spread) in seconds: the median of how late each tap falls after its nearest beat
-    (negative: early), and the taps' median distance from it. Taps and beats on one clock. A tap is
-    matched to the nearest beat, so an offset is only known to within half a beat."""
-    grid = np.sort(np.asarray(beats, float))
-    if not len(grid):
-        raise ValueError("no beats heard yet: the music's beats are what the taps are measured against")
-    taps_a = np.asarray(taps, float)
-    nearest = grid[np.abs(grid[None, :] - taps_a[:, None]).argmin(axis=1)]
-    nearest = nearest + np.round((taps_a - nearest) / period) * period  # past the grid's ends: extended
-    errors = taps_a - nearest
-    offset = float(np.median(errors))
-    return offset, float(np.median(np.abs(errors - offset)))

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.audio_io import Source
+from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, MAX_TAP_SPREAD, ClickTrack, tap_offset
 from livejpp.engine.engine import Engine, EngineSettings
-from livejpp.engine.latency import CALIBRATION_TAPS, MAX_TAP_SPREAD, Latency, tap_offset
+from livejpp.engine.latency import Latency
 from livejpp.engine.selector import Cut
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
@@ -145,6 +146,9 @@ class LiveShow:
         self.calibration: list[float] | None = None  # show times of the taps while calibrating
         self.calibrated = ""  # what the last calibration found, said in the HUD
         self.on_calibrated = None  # called with the offset (s) a calibration found (--calibrate-save)
+        self.loop = False  # flash and click on a fixed grid (--calibrate loop)
+        self._clicks: ClickTrack | None = None
+        self._flash_pictures: dict[bool, np.ndarray] = {}
         self.lock = threading.Lock()  # layers, pending cuts
         self.engine_lock = threading.RLock()  # the engine: analysis at each hop, controls that steer it
         self.layers: list[Layer] = []  # [outgoing, incoming] at most
@@ -198,6 +202,11 @@ class LiveShow:
         self._open_with_a_clip()
         self._t0 = self._heard_at = self._loud_at = time.monotonic()  # ... but the show starts with its audio
         self.source.start()
+        if self.loop:
+            try:
+                self._clicks = ClickTrack(self.room_beats, self._t0)
+            except Exception as exc:  # noqa: BLE001 - no output device: the flashes go on without clicks
+                log.warning("no audio output for the clicks (%s): flashing only", exc)
         for target, name in ((self._analyse, "analysis"), (self._decode, "decoder")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -208,6 +217,8 @@ class LiveShow:
         for thread in self._threads:
             thread.join(timeout=2.0)
         self.source.stop()
+        if self._clicks is not None:
+            self._clicks.stop()
         if self.link is not None:
             self.link.close()
 
@@ -447,6 +458,8 @@ class LiveShow:
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
         now = self.picture_time()
+        if self.loop:
+            return None, self._flash(now), 1.0, []
         newly = []
         with self.lock:
             while self.pending and self.pending[0].cut.time <= now:
@@ -552,6 +565,32 @@ class LiveShow:
         are seen where the latencies put it (engine/latency.py); the median difference is the offset."""
         self.calibration = []
         log.info("calibrating: tap (t or space) on the beat you hear, %d times", CALIBRATION_TAPS)
+
+    def calibrate_loop(self) -> None:
+        """Flash white and click on each beat of a fixed grid, both timed to meet in the room; film
+        them (or --record them heard through a microphone) and `livejpp calibrate FILM` measures."""
+        self.loop = True
+        self.engine.clock.external(60.0 / LOOP_BPM, 0.0, source="tap")
+        log.info("calibration loop: flashes and clicks at %.0f BPM; film them, then: livejpp calibrate FILM", LOOP_BPM)
+
+    def room_beats(self, start: float, end: float) -> list[float]:
+        """The room times (show clock) of the clock's beats in [start, end)."""
+        clock, out = self.engine.clock, []
+        beat = clock.next_beat(self.latency.heard(start))
+        while (room := self.latency.room(beat)) < end:
+            out.append(room)
+            beat += clock.period
+        return out
+
+    def _flash(self, now: float) -> np.ndarray:
+        """The loop's picture: white for FLASH_SECONDS from each beat, black between."""
+        clock = self.engine.clock
+        beat = clock.next_beat(now)
+        last = beat if beat <= now + 1e-9 else beat - clock.period
+        white = now - last < FLASH_SECONDS
+        if white not in self._flash_pictures:
+            self._flash_pictures[white] = np.full((self.size[1], self.size[0], 3), 255 if white else 0, np.uint8)
+        return self._flash_pictures[white]
 
     def _calibration_tap(self, at: float) -> None:
         taps = self.calibration
