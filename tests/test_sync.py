@@ -66,6 +66,7 @@ def test_tap_offset_is_the_median_lateness_of_the_taps():
 # --- a real show -------------------------------------------------------------------------------------
 SHOW = r"""
 import json, sys, threading, time
+from pathlib import Path
 import pyglet
 pyglet.options["headless"] = True
 from pyglet.window import key
@@ -83,7 +84,7 @@ lib, song, preset = sys.argv[1:4]
 settings = EngineSettings(selector=SelectorSettings(bars_per_cut=1, min_seconds=1.0))
 show = LiveShow(lib, FileSource(song), settings=settings, size=(320, 180), fps=30)
 show.latency.output = 0.1  # --output-latency 100
-controls = Controls(show, ControlOptions(osc_port=0))
+controls = Controls(show, ControlOptions(osc_port=0, presets=str(Path(preset).parent), preset="room"))
 from livejpp.control.mapping import save_show_setting
 show.on_calibrated = lambda offset: save_show_setting(preset, "av_offset", round(offset * 1000, 1))
 log = {"taps": []}
@@ -106,7 +107,7 @@ def tap_along():  # the VJ taps 60 ms after each beat sounds (their own thread: 
 
 def script(win):
     at = lambda t, fn: pyglet.clock.schedule_once(lambda dt: fn(), t)
-    at(6.0, lambda: osc("/livejpp/av_offset", "+150"))  # relative: from 0 to 150 ms
+    at(6.0, lambda: osc("/livejpp/av_offset", "+150"))  # relative: from the preset's -10 to 140 ms
     at(6.3, lambda: win.dispatch_event("on_key_press", key.APOSTROPHE, 0))  # one step later: 155 ms
     at(6.5, lambda: log.update(after_key=show.engine.clock.av_offset, hud=show.sync_line()))
     threading.Thread(target=tap_along, daemon=True).start()
@@ -130,7 +131,7 @@ def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offs
     write_audio(song, np.stack([click_track(120, 20)] * 2), rate=22050)
     preset = tmp_path / "presets" / "room.toml"
     preset.parent.mkdir()
-    preset.write_text('name = "room"\n\n[show]\nbars = 4\n')  # the VJ's own preset: the offset is added to it
+    preset.write_text('name = "room"\n\n[show]\nbars = 1\nav_offset = -10\n')  # the VJ's preset, loaded at the start
     command = [sys.executable, "-c", SHOW, str(lib), str(song), str(preset)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
@@ -146,11 +147,11 @@ def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offs
         # a busy machine draws a frame late now and then, never one early
         assert max(ahead) <= expected + 0.005 and np.median(ahead) >= expected - 2 * frame, (expected, ahead)
 
-    # output latency 100 ms, no offset: each cut's picture goes out 100 ms before its beat
-    drawn_ahead(1.5, 6.0, 0.1)
-    # the A/V offset by OSC (+150 ms) and a key (+5 ms): pictures 55 ms after the beat
-    assert log["after_key"] == pytest.approx(0.155) and "A/V offset +155 ms" in log["hud"]
-    drawn_ahead(6.7, 9.0, -0.055)
+    # output latency 100 ms, the preset's A/V offset -10 ms: each cut's picture goes out 110 ms before its beat
+    drawn_ahead(1.5, 6.0, 0.11)
+    # the A/V offset moved by OSC (+150 ms) and a key (+5 ms): pictures 45 ms after the beat
+    assert log["after_key"] == pytest.approx(0.145) and "A/V offset +145 ms" in log["hud"]
+    drawn_ahead(6.7, 9.0, -0.045)
     # taps 60 ms after the beats heard: the calibration sets the offset to 60 ms (the taps' own jitter aside)
     measured = log["latency"]["av_offset_ms"] / 1000
     assert measured == pytest.approx(0.06, abs=0.008), out.stderr
@@ -158,7 +159,7 @@ def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offs
     assert "calibrated: A/V offset" in out.stderr and "--av-offset" in out.stderr
     drawn_ahead(log["taps"][-1] + 0.6, 17, 0.1 - measured)
     _, kept = Presets(preset.parent).show_settings("room")  # kept in the preset, beside what was there
-    assert kept == {"bars": 4, "av_offset": pytest.approx(measured * 1000, abs=0.1)}
+    assert kept == {"bars": 1, "av_offset": pytest.approx(measured * 1000, abs=0.1)}
     assert log["latency"]["output_ms"] == 100.0 and log["latency"]["input_ms"] == 0.0
     assert abs(log["latency"]["arrival_ms"]) < 5  # a file played as if live arrives on time
 
