@@ -261,6 +261,8 @@ def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["audio"]["device_opens"] >= 1 and stats["audio"]["seconds_analysed"] > 11
     assert len(stats["cuts"]) >= 3
+    # the latency budget: the device's input latency as PortAudio reports it, the arrival as measured
+    assert stats["latency"]["input_ms"] > 0 and stats["latency"]["arrival_ms"] > 0, stats["latency"]
     frames = recorded(tmp_path / "show.mp4")
     # the clips' pictures; crossfade weights are checked on the played song, where capture and a
     # second sound server do not compete with the decoder for the two cores

@@ -45,6 +45,7 @@ class Command:
     step: float = 0.1  # one key press or encoder detent
     integer: bool = False
     choices: tuple[str, ...] = ()
+    relative: bool = False  # a number: text with a sign ("+5", "-5") changes it by that much
 
     def usage(self) -> str:
         """What the command takes, for the help table."""
@@ -54,10 +55,17 @@ class Command:
             return "0/1 (none: toggle)"
         if self.kind == NUMBER:
             kind = "whole number" if self.integer else "number"
-            return f"{kind} {self.low:g}..{self.high:g}"
+            return f"{kind} {self.low:g}..{self.high:g}" + (" (text +N / -N: by N)" if self.relative else "")
         if self.kind == CHOICE:
             return ", ".join(self.choices) + " (or index, next, prev)"
         return "text (empty: let go)" if self.name in ("video", "tag", "learn") else "name or path"
+
+
+@dataclass(frozen=True)
+class Relative:
+    """A change to a number command's value (text "+5", "-5"), applied to its value at the time."""
+
+    delta: float
 
 
 def _set_flag(attr: str) -> Callable[[Any, Any], None]:
@@ -145,6 +153,17 @@ COMMANDS: dict[str, Command] = {
             integer=True,
         ),
         Command(
+            "av_offset",
+            NUMBER,
+            "move the pictures later (ms; negative: earlier) against the sound in the room",
+            lambda show, ms: show.set_av_offset(ms / 1000.0),
+            lambda show: round(show.engine.clock.av_offset * 1000.0, 3),
+            low=-1000.0,
+            high=1000.0,
+            step=5.0,
+            relative=True,
+        ),
+        Command(
             "library",
             TEXT,
             "switch to another library (a folder); the clips on screen play on",
@@ -192,6 +211,8 @@ def parse(command: Command, value: Any) -> Any:
             raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
         return _number(command, value) >= 0.5
     if command.kind == NUMBER:
+        if command.relative and isinstance(value, str) and value.strip()[:1] in ("+", "-"):
+            return Relative(_number(command, value))
         number = _number(command, value)
         number = min(command.high, max(command.low, number))
         return int(round(number)) if command.integer else number
@@ -345,6 +366,8 @@ class CommandBus:
             value = not command.read(show)
         elif command.kind == CHOICE and value in ("next", "prev"):
             value = (command.read(show) + (1 if value == "next" else -1)) % len(command.choices)
+        elif isinstance(value, Relative):
+            value = parse(command, command.read(show) + value.delta)
         event.value = value
         if command.name == "preset":
             self._preset(value, event)

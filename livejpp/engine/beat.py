@@ -24,6 +24,7 @@ class BeatClock:
         self.offset = 0.0  # manual phase offset (seconds)
         self.clarity = 0.0
         self.source = "music"  # where the tempo comes from: music | tap | midi
+        self.av_offset = 0.0  # seconds the pictures are moved later than the sound (engine/latency.py)
         self._taps: list[float] = []
 
     @property
@@ -79,10 +80,10 @@ class BeatClock:
             self.anchor = t
             self.source = "tap"
 
-    def external(self, period: float, beat_at: float) -> None:
-        """Tempo and a beat time from outside (MIDI clock): held like a tap tempo until `follow`."""
+    def external(self, period: float, beat_at: float, bar_at: float | None = None, source: str = "midi") -> None:
+        """Tempo and a beat time from outside (MIDI clock, Link): held like a tap tempo until `follow`."""
         if period > 0:
-            self.period, self.anchor, self.source = period, beat_at, "midi"
+            self.period, self.anchor, self.source = period, beat_at, source
 
     def follow(self) -> None:
         """Release a tap tempo: follow the music again."""

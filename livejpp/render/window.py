@@ -322,7 +322,9 @@ def run(
             weight = 0.0 if incoming is None else weight if outgoing is not None else 1.0
             compositor.draw(weight, show.brightness, show.blackout, (fb_w, fb_h))
         if recorder is not None:
-            recorder.add(compositor.read_bgra_into, show.show_time())
+            # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
+            # the cuts on their beats whatever the room's latencies (engine/latency.py)
+            recorder.add(compositor.read_bgra_into, show.picture_time())
         if show.hud:
             if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
                 hud_label.text = _hud_text(show, controls)
@@ -418,7 +420,7 @@ def _hud_text(show, controls=None) -> str:
     current = show.layers[-1].record if show.layers else None
     latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
     elapsed = max(1e-3, show.show_time())
-    tempo = {"music": "", "tap": " (tap)", "midi": " (MIDI clock)"}[engine.clock.source]
+    tempo = {"music": "", "tap": " (tap)", "midi": " (MIDI clock)", "link": " (Link)"}[engine.clock.source]
     forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
     lines = [
         f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
@@ -431,6 +433,9 @@ def _hud_text(show, controls=None) -> str:
     if engine.neighbours:
         record = engine.records[engine.neighbours[0][0]]
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    sync = show.sync_line()
+    if sync:
+        lines.append(sync)
     if show.hearing:
         lines.append(f"HEARING NOTHING: {show.hearing}")
     if show.standby:
