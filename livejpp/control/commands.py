@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livejpp.engine.trackers import NAMES as TRACKER_NAMES
 from livejpp.errors import LivejppError
 from livejpp.render.compose import EFFECTS, TRANSITIONS
 
@@ -143,6 +144,25 @@ COMMANDS: dict[str, Command] = {
             high=16,
             step=1,
             integer=True,
+        ),
+        Command(
+            "phrase",
+            NUMBER,
+            "also cut at every phrase start, a phrase being N bars (0: off)",
+            lambda show, n: show.set_phrase(n),
+            lambda show: show.phrase,
+            low=0,
+            high=16,
+            step=4,
+            integer=True,
+        ),
+        Command(
+            "beat_tracker",
+            CHOICE,
+            "what follows the beat and the bar in the music",
+            lambda show, i: show.set_beat_tracker(TRACKER_NAMES[i]),
+            lambda show: TRACKER_NAMES.index(show.beat_tracker),
+            choices=TRACKER_NAMES,
         ),
         Command(
             "library",

@@ -182,6 +182,8 @@ def render(
         "size": list(size),
         "fps": fps,
         "settings": settings.selector.as_dict(),
+        "beat_tracker": settings.beat_tracker,
+        "sections": [round(t, 3) for t in engine.sections],  # section changes heard (drops)
         "cuts": rows,
     }
     _write_atomically(json_path, json.dumps(meta, indent=2) + "\n")
