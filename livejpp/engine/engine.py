@@ -216,4 +216,7 @@ class Engine:
                 return selector.on_beat(
                     beat, self.beat_count, period, self.neighbours, force=True, why="drop", beats_per_bar=per_bar
                 )
-        return selector.on_beat(beat, self.beat_count, period, self.neighbours, beats_per_bar=per_bar, grid=grid)
+        cut = selector.on_beat(beat, self.beat_count, period, self.neighbours, beats_per_bar=per_bar, grid=grid)
+        if cut is not None and self._drop is not None and beat >= self._drop:
+            cut.reason, self._drop, self._drop_at = "drop", None, None  # a cut due anyway serves the drop
+        return cut
