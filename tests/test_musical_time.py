@@ -69,6 +69,17 @@ def test_follow_overrides_a_wrong_tapped_tempo():
     assert abs(clock.bpm - 120) < 2.5  # ... until `follow`: the music's tempo, not the tap's octave
 
 
+def test_the_one_stays_on_the_same_click_through_a_long_song():
+    song = np.concatenate([np.zeros(int(0.2 * AUDIO_RATE), np.float32), click_track(120, 90)])  # beats at 0.2 + k/2
+    clock, analyser, ones = BeatClock(), AudioAnalyser(), set()
+    for start in range(0, len(song), HOP):
+        analyser.push(song[start : start + HOP])
+        clock.update(analyser, analyser.seconds)
+        if analyser.seconds > 10:
+            ones.add(round((clock.next_downbeat(analyser.seconds) - 0.2) / 0.5) % 4)
+    assert len(ones) == 1  # the bars keep starting where they started, while tempo and phase are refined
+
+
 def test_bars_count_on_through_tempo_refinements_and_resync_makes_a_one():
     clock = BeatClock()
     clock.external(0.5, 0.1, bar_at=0.6)  # a downbeat at 0.6
@@ -131,17 +142,20 @@ class KnownGrid:
         pass
 
 
-@pytest.mark.parametrize("per_bar", [4, 3])
-def test_cuts_fall_on_the_ones_the_tracker_hears(real_library, per_bar):
+@pytest.mark.parametrize(("per_bar", "bars", "phrase"), [(4, 2, 0), (3, 2, 0), (4, 3, 4)])
+def test_cuts_fall_on_the_ones_the_tracker_hears(real_library, per_bar, bars, phrase):
     song = drums(120, 40, start=0.3) + pad(40)
-    engine = Engine(real_library[0], "default", EngineSettings(selector=SelectorSettings(bars_per_cut=2)))
+    settings = EngineSettings(selector=SelectorSettings(bars_per_cut=bars, phrase_bars=phrase))
+    engine = Engine(real_library[0], "default", settings)
     engine.clock = BeatClock(tracker=KnownGrid(per_bar))
     engine.push(song)
-    timed = [c for c in engine.cuts if c.reason == "bars"]
+    timed = [c for c in engine.cuts if c.reason in ("bars", "phrase")]
     assert len(timed) >= 5
-    ones = [round((c.time - 0.3) / 0.5) for c in timed]
-    assert all(abs((c.time - 0.3) / 0.5 - k) < 1e-6 for c, k in zip(timed, ones, strict=True))  # on beats
-    assert all(k % (2 * per_bar) == 0 for k in ones)  # every second bar, counted from the heard one
+    beats = [(c, round((c.time - 0.3) / 0.5)) for c in timed]  # beats since the one the tracker heard
+    assert all(abs((c.time - 0.3) / 0.5 - k) < 1e-6 for c, k in beats)  # on beats
+    assert all(k % (bars * per_bar) == 0 for c, k in beats if c.reason == "bars")  # every N bars
+    if phrase:  # and every phrase start, where the bars would skip it too
+        assert {k for c, k in beats if c.reason == "phrase"} == set(range(16, 81, 16))
 
 
 @pytest.mark.parametrize("quiet", ["silence", "pad"])

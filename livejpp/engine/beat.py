@@ -7,8 +7,9 @@ overrides the tracker until `follow`; a manual offset (`resync`, `nudge`) shifts
 `av_offset` shifts every scheduled time (positive: pictures later) to meet the sound in the room.
 
 Beats are counted from the bar grid's origin (`bar_anchor`, a downbeat), so `beat_index` is bar
-aligned: a multiple of `beats_per_bar` falls on the one. When the grid is refined the origin moves
-with it without losing count (`trackers.rebar`), so the count of a running show stays continuous.
+aligned: a multiple of `beats_per_bar` falls on the one. A new grid comes with a recent downbeat;
+the origin is put back from it by as many beats as the old grid counted up to it, so the count of a
+running show stays continuous while tempo and phase are refined.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from livejpp.features.audio import AudioAnalyser
 __all__ = ["HISTORY_SECONDS", "HOLD_BELOW", "BeatClock"]
 
 #: On locking (the first grid heard, or the first after holding), the downbeat heard starts a count of
-#: this many bars, so cuts every 1, 2, 4, 8 or 16 bars and phrases all count from it.
+#: this many bars (at least), so cuts every 1, 2, 4, 8 or 16 bars and phrases all count from it.
 LOCK_BARS = 16
 
 
@@ -42,6 +43,7 @@ class BeatClock:
         self._tracker = make_tracker(tracker) if isinstance(tracker, str) else tracker
         self._fed = -1  # analyser.samples_in when the tracker last read the audio
         self._locked = False  # the grid is the music's, heard with confidence since it was last unsure
+        self.lock_bars = LOCK_BARS  # the engine adds its cut and phrase lengths, so they count from the lock
 
     @property
     def tracker(self) -> str:
@@ -80,7 +82,7 @@ class BeatClock:
         if estimate.confidence < HOLD_BELOW:
             self._locked = False
             return  # hold: the last grid goes on, extrapolated
-        bars = 1 if self._locked else LOCK_BARS
+        bars = 1 if self._locked else self.lock_bars
         self._adopt(estimate.period, estimate.anchor, estimate.bar_anchor, estimate.beats_per_bar, bars)
         self._locked = True
 
@@ -99,8 +101,8 @@ class BeatClock:
         self._taps.append(t)
         if len(self._taps) >= 2:
             period = float(np.median(np.diff(self._taps[-5:])))
-            self.bar_anchor = rebar(self.bar_anchor, self.period, self.beats_per_bar, t, period, t)
-            self.period, self.anchor = period, t
+            downbeat = rebar(self.bar_anchor, self.period, self.beats_per_bar, t, period, t)
+            self._adopt(period, t, downbeat, self.beats_per_bar)
             self.source, self.confidence = "tap", 1.0
 
     def external(self, period: float, beat_at: float, bar_at: float | None = None, source: str = "midi") -> None:
@@ -109,10 +111,8 @@ class BeatClock:
         if period <= 0:
             return
         if bar_at is None:
-            self.bar_anchor = rebar(self.bar_anchor, self.period, self.beats_per_bar, beat_at, period, beat_at)
-            self.period, self.anchor = period, beat_at
-        else:
-            self._adopt(period, beat_at, bar_at, self.beats_per_bar)
+            bar_at = rebar(self.bar_anchor, self.period, self.beats_per_bar, beat_at, period, beat_at)
+        self._adopt(period, beat_at, bar_at, self.beats_per_bar)
         self.source, self.confidence = source, 1.0
 
     def follow(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp import index as clip_index
-from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, BeatClock
+from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, LOCK_BARS, BeatClock
 from livejpp.engine.sections import RECENT_SECONDS, SectionDetector
 from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
 from livejpp.errors import LivejppError
@@ -165,7 +165,8 @@ class Engine:
             if level > SILENCE_DBFS:  # silence keeps what plays: it matches nothing
                 self._embedding = self.embedder.audio([self._section(rows, now)])
                 self._search(self._embedding)
-        clock = self.clock
+        clock, s = self.clock, self.selector.settings
+        clock.lock_bars = math.lcm(LOCK_BARS, s.bars_per_cut, s.phrase_bars or 1)  # all count from a lock
         clock.update(self.analyser, now)
         cuts: list[Cut] = []
         if self.neighbours:

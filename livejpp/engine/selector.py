@@ -75,11 +75,8 @@ class Selector:
             return "max"
         if not grid:
             return None
-        if (
-            s.phrase_bars
-            and beat % (s.phrase_bars * per_bar) == 0
-            and on_screen >= min(s.min_seconds, period * per_bar)
-        ):
+        phrase_start = s.phrase_bars and beat % (s.phrase_bars * per_bar) == 0
+        if phrase_start and on_screen >= min(s.min_seconds, period * per_bar) - 1e-6:  # a bar at least
             return "phrase"
         if beat % (s.bars_per_cut * per_bar) == 0 and on_screen >= s.min_seconds:
             return "bars"

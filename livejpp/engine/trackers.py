@@ -57,15 +57,12 @@ class Tracker(Protocol):
 
 
 def rebar(bar: float, period: float, beats_per_bar: int, anchor: float, new_period: float, now: float) -> float:
-    """The origin of a bar grid moved onto a new beat grid (`anchor`, `new_period`) without losing
-    count: the old grid's downbeat nearest `now` snaps to the nearest new beat, and the origin is put
-    as many new beats before it as the old grid counted. So beat numbers stay continuous while the
-    tempo and phase are refined, and the bars keep starting where they started."""
+    """A downbeat of the old grid (`bar`, `period`) moved onto a new beat grid (`anchor`, `new_period`):
+    the old grid's downbeat nearest `now`, snapped to the nearest new beat. So the bars keep starting
+    where they started while the tempo and phase are refined."""
     bar_length = period * beats_per_bar
-    k = round((now - bar) / bar_length) * beats_per_bar  # beats from the origin to the downbeat near now
-    downbeat = bar + k * period
-    snapped = anchor + round((downbeat - anchor) / new_period) * new_period
-    return snapped - k * new_period
+    downbeat = bar + round((now - bar) / bar_length) * bar_length
+    return anchor + round((downbeat - anchor) / new_period) * new_period
 
 
 class TodayTracker:
@@ -78,7 +75,7 @@ class TodayTracker:
     def __init__(self, bpm: float = 120.0):
         self.period = 60.0 / bpm
         self.anchor = 0.0
-        self.bar: float | None = None  # the bar grid's origin (a downbeat); None until the first estimate
+        self.bar: float | None = None  # a downbeat, kept near the newest audio; None until the first estimate
         self.confidence = 0.0
         self.clarity = 0.0
         self._analyser: AudioAnalyser | None = None
