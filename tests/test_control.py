@@ -684,6 +684,8 @@ def test_phrase_and_beat_tracker_are_commands_and_preset_settings(show, tmp_path
         assert bus.run("beat_tracker", missing) is None
         assert f"beat tracker {missing!r} is not available in this build" in bus.last_error
         assert show.engine.clock.tracker == "today"
+        (tmp_path / "elsewhere.toml").write_text(f'[show]\nbars = 3\nbeat_tracker = "{missing}"\n')
+        assert bus.run("preset", "elsewhere") is None and show.bars != 3  # nothing of it is applied
     (tmp_path / "phrases.toml").write_text('[show]\nbars = 1\nphrase = 16\nbeat_tracker = "today"\n')
     bus.run("preset", "phrases")
     assert (show.bars, show.phrase, show.beat_tracker) == (1, 16, "today")
