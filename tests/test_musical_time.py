@@ -176,6 +176,15 @@ def test_no_beat_no_cuts_on_the_beat(real_library, quiet):
     assert engine.clock.confidence < 0.3 and abs(engine.clock.bpm - 120) < 2
 
 
+def test_a_midi_clock_keeps_the_cuts_on_its_beat_through_silence(real_library):
+    engine = Engine(real_library[0], "default", EngineSettings(selector=SelectorSettings(max_seconds=8)))
+    engine.push(drums(120, 12) + pad(12))
+    engine.clock.external(0.5, 12.0, bar_at=12.0)  # the DJ's clock: the room's beat, whatever the input hears
+    engine.push(np.zeros(20 * AUDIO_RATE, np.float32))
+    late = [c for c in engine.cuts if c.time > 13]
+    assert late and all(c.reason == "bars" and round((c.time - 12.0) / 0.5) % 8 == 0 for c in late)
+
+
 def drop_song() -> np.ndarray:
     """16 s of a quiet pad, then loud drums over it from 16 s (a downbeat on the pad's grid)."""
     return np.concatenate([pad(16), drums(120, 16) + pad(16)])

@@ -110,9 +110,12 @@ class BeatClock:
         a tap tempo until `follow`."""
         if period <= 0:
             return
+        bars = 1
         if bar_at is None:
             bar_at = rebar(self.bar_anchor, self.period, self.beats_per_bar, beat_at, period, beat_at)
-        self._adopt(period, beat_at, bar_at, self.beats_per_bar)
+        elif source != self.source:
+            bars = self.lock_bars  # a clock that says where its bars start: the cuts count from there
+        self._adopt(period, beat_at, bar_at, self.beats_per_bar, bars)
         self.source, self.confidence = source, 1.0
 
     def follow(self) -> None:

@@ -171,8 +171,9 @@ class Engine:
         cuts: list[Cut] = []
         if self.neighbours:
             period, per_bar = clock.period, clock.beats_per_bar
-            # beats of a grid the clock only holds (unsure, or silence) are no reason to cut: max-clip only
-            grid = clock.confidence >= HOLD_BELOW and hearing
+            # beats of a grid the clock only holds (unsure, or silence) are no reason to cut: max-clip only;
+            # a tempo from outside (taps, MIDI clock, Link) is the room's beat, heard or not
+            grid = clock.tapped or (clock.confidence >= HOLD_BELOW and hearing)
             if self.selector.current is None:
                 cuts.append(self.selector.on_beat(now, 0, period, self.neighbours))
             ahead = now + self.settings.lead
