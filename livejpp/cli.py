@@ -436,11 +436,11 @@ def _cmd_commands(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from livejpp.audio_io import DeviceSource, FileSource
     from livejpp.control.inputs import ControlOptions, Controls
-    from livejpp.engine.engine import EngineSettings
     from livejpp.engine.live import LiveShow
     from livejpp.render import window
 
@@ -456,7 +456,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         source = DeviceSource(device)
     # pictures drawn ahead by the output latency need their cuts decided as much earlier
     output = (1000.0 / args.fps if args.output_latency is None else args.output_latency) / 1000.0
-    settings = EngineSettings(selector=_selector_settings(args), lead=EngineSettings.lead + max(0.0, output))
+    settings = _engine_settings(args)
+    settings = replace(settings, lead=settings.lead + max(0.0, output))
     show = LiveShow(args.library, source, args.model, settings, _size(args.size), args.fps)
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
@@ -536,6 +537,20 @@ def _add_selector_options(p: argparse.ArgumentParser) -> None:
         help="prefer clips of the video on screen by W in distance (default: 0, off)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the choices among the best clips (default: 0)")
+    p.add_argument(
+        "--phrase",
+        type=int,
+        choices=(0, 4, 8, 16),
+        default=0,
+        metavar="N",
+        help="also cut at every phrase start, a phrase being N bars: 4, 8 or 16 (default: 0, off)",
+    )
+    p.add_argument(
+        "--beat-tracker",
+        choices=("today", "bar", "beatnet"),
+        default="today",
+        help="what follows the beat and the bar in the music (default: %(default)s)",
+    )
 
 
 def _selector_settings(args: argparse.Namespace):
@@ -549,7 +564,14 @@ def _selector_settings(args: argparse.Namespace):
         crossfade_beats=args.crossfade,
         stay_with_video=args.stay_with_video,
         seed=args.seed,
+        phrase_bars=args.phrase,
     )
+
+
+def _engine_settings(args: argparse.Namespace):
+    from livejpp.engine.engine import EngineSettings
+
+    return EngineSettings(selector=_selector_settings(args), beat_tracker=args.beat_tracker)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -559,7 +581,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from livejpp.engine.engine import EngineSettings
     from livejpp.engine.render import render
 
     result = render(
@@ -569,7 +590,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         args.model,
         _size(args.size),
         args.fps,
-        EngineSettings(selector=_selector_settings(args)),
+        _engine_settings(args),
         progress=not args.quiet,
         transition=args.transition,
     )

@@ -138,3 +138,32 @@ def write_song_with_cover(path, seconds: float = 12.0, rate: int = 44100) -> Non
         frame.sample_rate, frame.pts = rate, 0
         for packet in list(audio.encode(frame)) + list(audio.encode(None)):
             out.mux(packet)
+
+
+def pad(seconds: float, rate: int = 22050, level: float = 0.05) -> np.ndarray:
+    """A beatless pad: a held A minor chord, slowly swelling (no onsets to follow)."""
+    t = np.arange(int(seconds * rate)) / rate
+    chord = sum(np.sin(2 * np.pi * f * t + i) for i, f in enumerate((220.0, 261.63, 329.63, 440.0)))
+    swell = 0.75 + 0.25 * np.sin(2 * np.pi * t / 7.0)
+    return (level / 4 * chord * swell).astype(np.float32)
+
+
+def drums(bpm: float, seconds: float, rate: int = 22050, level: float = 0.5, start: float = 0.0) -> np.ndarray:
+    """A kick on every beat and a noise hat between, the first kick at `start` seconds."""
+    out = np.zeros(int(seconds * rate), np.float32)
+    rng = np.random.default_rng(1)
+    n = int(0.15 * rate)
+    tk = np.arange(n) / rate
+    kick = (np.sin(2 * np.pi * (50 + 100 * np.exp(-tk * 30)) * tk) * np.exp(-tk * 20) * level).astype(np.float32)
+    hat = (rng.standard_normal(int(0.03 * rate)) * np.exp(-np.arange(int(0.03 * rate)) / 100) * level / 3).astype(
+        np.float32
+    )
+    period = 60.0 / bpm
+    t = start
+    while t < seconds:
+        for sound, at in ((kick, t), (hat, t + period / 2)):
+            i = int(at * rate)
+            if i < len(out):
+                out[i : i + len(sound)] += sound[: len(out) - i]
+        t += period
+    return out

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livejpp.engine.trackers import NAMES as TRACKER_NAMES
+from livejpp.engine.trackers import TRACKERS
 from livejpp.errors import LivejppError
 from livejpp.render.compose import EFFECTS, TRANSITIONS
 
@@ -46,6 +48,7 @@ class Command:
     integer: bool = False
     choices: tuple[str, ...] = ()
     relative: bool = False  # a number: text with a sign ("+5", "-5") changes it by that much
+    check: Callable[[Any], None] | None = None  # raises CommandError for a choice this show cannot take
 
     def usage(self) -> str:
         """What the command takes, for the help table."""
@@ -70,6 +73,13 @@ class Relative:
 
 def _set_flag(attr: str) -> Callable[[Any, Any], None]:
     return lambda show, on: setattr(show, attr, bool(on))
+
+
+def _tracker_here(index: int) -> None:
+    """A tracker the command line names but this build lacks is refused before a preset applies anything."""
+    if TRACKER_NAMES[index] not in TRACKERS:
+        known = ", ".join(TRACKERS)
+        raise CommandError(f"beat tracker {TRACKER_NAMES[index]!r} is not available in this build (available: {known})")
 
 
 COMMANDS: dict[str, Command] = {
@@ -164,6 +174,26 @@ COMMANDS: dict[str, Command] = {
             relative=True,
         ),
         Command(
+            "phrase",
+            NUMBER,
+            "also cut at every phrase start, a phrase being N bars (0: off)",
+            lambda show, n: show.set_phrase(n),
+            lambda show: show.phrase,
+            low=0,
+            high=16,
+            step=4,
+            integer=True,
+        ),
+        Command(
+            "beat_tracker",
+            CHOICE,
+            "what follows the beat and the bar in the music",
+            lambda show, i: show.set_beat_tracker(TRACKER_NAMES[i]),
+            lambda show: TRACKER_NAMES.index(show.beat_tracker),
+            choices=TRACKER_NAMES,
+            check=_tracker_here,
+        ),
+        Command(
             "library",
             TEXT,
             "switch to another library (a folder); the clips on screen play on",
@@ -219,12 +249,10 @@ def parse(command: Command, value: Any) -> Any:
     if command.kind == CHOICE:
         if isinstance(value, str):
             word = value.strip().lower()
-            if word in command.choices:
-                return command.choices.index(word)
             if word in ("next", "prev"):
                 return word
             try:
-                value = float(word)
+                value = command.choices.index(word) if word in command.choices else float(word)
             except ValueError:
                 raise CommandError(
                     f"{command.name}: expects one of {', '.join(command.choices)}, got {value!r}"
@@ -232,6 +260,8 @@ def parse(command: Command, value: Any) -> Any:
         index = _number(command, value)
         if index != int(index) or not 0 <= index < len(command.choices):
             raise CommandError(f"{command.name}: index {index:g} is not 0..{len(command.choices) - 1}")
+        if command.check is not None:
+            command.check(int(index))
         return int(index)
     if value is None:
         return ""

@@ -30,6 +30,7 @@ from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.latency import Latency
 from livejpp.engine.selector import Cut
+from livejpp.engine.trackers import TrackerError
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
 from livejpp.media.decode import AUDIO_RATE, MediaError
@@ -662,6 +663,25 @@ class LiveShow:
 
     def set_bars(self, bars: int) -> None:
         self._set_selector(bars_per_cut=max(1, int(bars)))
+
+    @property
+    def phrase(self) -> int:
+        return self.engine.selector.settings.phrase_bars
+
+    def set_phrase(self, bars: int) -> None:
+        self._set_selector(phrase_bars=max(0, int(bars)))
+
+    @property
+    def beat_tracker(self) -> str:
+        return self.engine.clock.tracker
+
+    def set_beat_tracker(self, name: str) -> None:
+        """Follow the music with another tracker; one that this build lacks is refused, the clock stays."""
+        try:
+            with self.engine_lock:
+                self.engine.clock.set_tracker(name)
+        except TrackerError as exc:
+            raise ValueError(str(exc)) from None
 
     def force(self, kind: str, pattern: str) -> Layer | None:
         """Play only clips of the videos named like `pattern` (kind "video") or in folders named

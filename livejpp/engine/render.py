@@ -23,6 +23,7 @@ import numpy as np
 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
+from livejpp.engine.trackers import make_tracker
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
 from livejpp.media.decode import AUDIO_RATE, DecodedFrames, Downmixer, MediaError, read_audio_file
@@ -159,6 +160,7 @@ def render(
     check_encodable(size)
     started = time.monotonic()
     settings = settings or EngineSettings()
+    make_tracker(settings.beat_tracker)  # a tracker this build lacks fails before the work, in one line
     tmp = _start_part(out)
     try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C anywhere below leaves no part file behind
         engine, duration = analyse(song, library, model, settings)
@@ -182,6 +184,8 @@ def render(
         "size": list(size),
         "fps": fps,
         "settings": settings.selector.as_dict(),
+        "beat_tracker": settings.beat_tracker,
+        "sections": [round(t, 3) for t in engine.sections],  # section changes heard (drops)
         "cuts": rows,
     }
     _write_atomically(json_path, json.dumps(meta, indent=2) + "\n")

@@ -420,13 +420,16 @@ def _hud_text(show, controls=None) -> str:
     current = show.layers[-1].record if show.layers else None
     latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
     elapsed = max(1e-3, show.show_time())
-    tempo = {"music": "", "tap": " (tap)", "midi": " (MIDI clock)", "link": " (Link)"}[engine.clock.source]
+    clock = engine.clock
+    bar_beat = clock.bar_position(show.picture_time()) + 1  # the beat of the pictures on screen
     forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
     lines = [
         f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
         f"   stale hops {engine.dropped_hops}",
-        f"{engine.clock.bpm:5.1f} BPM{tempo}   beat {engine.beat_count}   every {show.bars} bars"
-        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}",
+        f"{clock.bpm:5.1f} BPM {clock.source}/{clock.tracker}  beat {bar_beat}/{clock.beats_per_bar}"
+        f"  conf {clock.confidence:.0%}   every {show.bars} bars"
+        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}"
+        + (f"   A/V {clock.av_offset * 1000:+.0f} ms" if clock.av_offset else ""),
     ]
     if current is not None:
         lines.append(f"now  {current.uid}  {Path(current.source).name}")
