@@ -13,6 +13,7 @@ import argparse
 import math
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Case:
 @dataclass
 class Result:
     score: Score
-    hop_seconds: list[float]
+    hop_seconds: list[float]  # the engine's own analysis time per hop
+    push_seconds: list[float]  # the whole push of one hop's audio (a tracker may work per push, not per hop)
 
 
 def real_cases(folder: Path) -> list[Case]:
@@ -112,16 +114,19 @@ def run_engine(library: Path, tracker: str, case: Case) -> Result:
     counts: dict[float, tuple[int, int]] = {}  # beat time -> (the engine's beat count, beats per bar)
     on_beat = engine.selector.on_beat
 
-    def record(time, beat, *args, **kwargs):
+    def record(at, beat, *args, **kwargs):
         per_bar = getattr(engine.clock, "beats_per_bar", engine.selector.settings.beats_per_bar)
-        counts[time] = (beat, per_bar)
-        return on_beat(time, beat, *args, **kwargs)
+        counts[at] = (beat, per_bar)
+        return on_beat(at, beat, *args, **kwargs)
 
     engine.selector.on_beat = record
     block = int(engine.settings.hop * AUDIO_RATE)
+    pushes = []
     try:
         for start in range(0, len(case.samples), block):
+            started = time.perf_counter()
             engine.push(case.samples[start : start + block])
+            pushes.append(time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001
         raise Unavailable(f"{type(exc).__name__} while running: {exc}") from exc
     downbeats = [t for t in engine.beats if t in counts and counts[t][0] % counts[t][1] == 0]
@@ -129,7 +134,7 @@ def run_engine(library: Path, tracker: str, case: Case) -> Result:
     drop_cuts = [c.time for c in engine.cuts if c.reason == "drop"]
     truth = case.truth.until(len(case.samples) / AUDIO_RATE)
     result = score(truth, engine.beats, cuts, downbeats, case.changes, case.drops, drop_cuts)
-    return Result(result, [h.seconds for h in engine.hops])
+    return Result(result, [h.seconds for h in engine.hops], pushes)
 
 
 def _num(value: float | None, fmt: str = "{:.0f}", none: str = "-") -> str:
@@ -159,6 +164,7 @@ HEADERS = [
     "drop→cut s",
     "hop p50 ms",
     "hop p99 ms",
+    "push p99 ms",
 ]
 
 
@@ -182,6 +188,7 @@ def row(name: str, tracker: str, bpm: float, result: Result) -> list[str]:
         _seconds(s.drop_to_cut),
         f"{np.percentile(hops, 50):.1f}" if len(hops) else "-",
         f"{np.percentile(hops, 99):.1f}" if len(hops) else "-",
+        f"{np.percentile(result.push_seconds, 99) * 1000:.1f}",
     ]
 
 
@@ -205,6 +212,7 @@ def overall(label: str, tracker: str, results: list[Result]) -> list[str]:
     relocks = [x for s in scores for x in s.relock]
     drops = [x for s in scores for x in s.drop_to_cut]
     hops = np.concatenate([r.hop_seconds for r in results]) * 1000
+    pushes = np.concatenate([r.push_seconds for r in results]) * 1000
     return [
         label,
         tracker,
@@ -222,6 +230,7 @@ def overall(label: str, tracker: str, results: list[Result]) -> list[str]:
         _seconds(drops),
         f"{np.percentile(hops, 50):.1f}",
         f"{np.percentile(hops, 99):.1f}",
+        f"{np.percentile(pushes, 99):.1f}",
     ]
 
 
