@@ -111,3 +111,39 @@ def test_shipped_beats_fall_on_the_onsets_not_half_a_beat_later(beats, audio):
     on, off = phase_score(samples, truth.times), phase_score(samples, truth.times + period / 2)
     assert on >= 1.3, f"{beats.name}: onsets on the beats only {on:.2f}x those half a beat later"
     assert off < 1.0, f"{beats.name}: the half-beat-late grid scores {off:.2f}"
+
+
+def test_a_chart_tempo_map_and_time_signature_give_exact_beats(tmp_path):
+    """A Frets on Fire notes.mid: 120 BPM for two 4/4 bars, then 3/4 at 90 BPM; beats up to the last note."""
+    import mido
+    from beats_data import midi_beats
+
+    midi = mido.MidiFile(ticks_per_beat=480)
+    tempo = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0)])
+    tempo += [mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)]
+    tempo += [mido.MetaMessage("set_tempo", tempo=666667, time=8 * 480)]
+    tempo += [mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0)]
+    notes = mido.MidiTrack([mido.Message("note_on", note=60, time=0), mido.Message("note_off", note=60, time=14 * 480)])
+    midi.tracks += [tempo, notes]
+    midi.save(tmp_path / "notes.mid")
+    truth = midi_beats(tmp_path / "notes.mid", delay=0.1)
+    assert np.allclose(truth.times, 0.1 + np.concatenate([np.arange(8) * 0.5, 4 + np.arange(7) * 0.666667]))
+    assert truth.positions.tolist() == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 1, 2, 3, 1]
+
+
+def test_an_lmms_project_gives_tempo_metre_and_end_and_flags_tempo_automation():
+    import xml.etree.ElementTree as ET
+
+    from beats_data import project_facts
+
+    song = """<lmms-project><head timesig_numerator="3" timesig_denominator="4">{bpm}</head><song>
+      <trackcontainer><track type="0"><pattern pos="288" len="192"><note pos="0" len="24"/>
+      <note pos="144" len="96"/></pattern></track><track type="1"><bbtco pos="0" len="384"/></track>
+      <track type="6"><automationpattern pos="0" len="4000"><object id="7"/></automationpattern></track>
+      </trackcontainer></song></lmms-project>"""
+    facts = project_facts(ET.fromstring(song.format(bpm='<bpm value="96"/>')))
+    bpm, numerator, denominator, automated, quarters = facts
+    assert (bpm, numerator, denominator, automated) == (96.0, 3, 4, False)
+    assert quarters == 10  # the pattern ends at tick 480 (its last note is cut at its end), after the clip (384)
+    automated = project_facts(ET.fromstring(song.format(bpm='<bpm value="96" id="7"/>')))[3]
+    assert automated
