@@ -60,7 +60,7 @@ def log_filterbank() -> np.ndarray:
 def _sparse_filterbank() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bins, weights, band starts) of the filterbank's 1257 non-zero weights, band by band. Applied
     with a gather and np.add.reduceat, which costs what the matrix product costs on an idle machine but
-    starts no BLAS threads: those wait for a core on a loaded one (a 30 ms p99 per hop, measured)."""
+    starts no BLAS threads: those wait for a core on a loaded one (34 ms p99 per product, measured)."""
     bank = log_filterbank()
     band, bins = np.nonzero(bank.T)
     return bins, bank[bins, band], np.flatnonzero(np.r_[True, np.diff(band) > 0])
@@ -117,7 +117,9 @@ class BeatNetActivation:
 
     name = "beatnet"
     fps = FPS
-    lag = 0.0  # frame k's probabilities are about the beat at k / fps seconds
+    #: frame k's probabilities are about the beat at k / fps seconds: the median peak lies 0 ms from the true
+    #: beat on each of 6 real songs (4 Frets on Fire metal charts, 2 LMMS demos), measured at 20 ms resolution
+    lag = 0.0
 
     def __init__(self, folder: str = BEATNET_DIR) -> None:
         self._session = pretrained.session(folder, made_by="tools/convert_beatnet.py")
