@@ -216,6 +216,15 @@ class AudioAnalyser:
         a, b = self._frame_span(start, end)
         return self._frames["onset"][a:b]
 
+    def samples(self, start_sample: int, end_sample: int) -> np.ndarray:
+        """The raw mono audio in [start_sample, end_sample) (absolute indices; before the stream's
+        start is silence). Raises ValueError for audio not yet pushed or already forgotten."""
+        if end_sample > self.samples_in or max(start_sample, 0) < self._buffer_start:
+            raise ValueError(f"samples [{start_sample}, {end_sample}) not kept (have up to {self.samples_in})")
+        lead = max(0, min(end_sample, 0) - start_sample)  # silence before the stream
+        kept = self._buffer[max(start_sample, 0) - self._buffer_start : max(end_sample, 0) - self._buffer_start]
+        return np.concatenate([np.zeros(lead, np.float32), kept]) if lead else kept.copy()
+
     def _frame_span(self, start: float, end: float) -> tuple[int, int]:
         first = int(np.ceil(start * AUDIO_RATE / HOP - 1e-9))
         last = int(np.ceil(end * AUDIO_RATE / HOP - 1e-9))  # exclusive
