@@ -78,7 +78,7 @@ class OnsetActivation:
         o = 0.5 * onset + 0.5 * onset_low
         padded = np.concatenate([self._history, o])
         # per frame the same 21 values summed the same way, however the frames arrived
-        local_mean = np.lib.stride_tricks.sliding_window_view(padded, MEAN_FRAMES)[:-1].mean(axis=1)
+        local_mean = np.convolve(padded, np.full(MEAN_FRAMES, 1.0 / MEAN_FRAMES), "valid")[:-1]
         rise = np.maximum(0.0, o - local_mean).astype(np.float32)
         self._history = padded[-MEAN_FRAMES:]
         beat = np.zeros(len(o), np.float32)
@@ -110,6 +110,6 @@ class OnsetActivation:
         except ValueError:  # the older audio is forgotten: judge by what is kept
             return np.zeros(count, bool)
         energy = np.square(audio).reshape(-1, HOP).sum(axis=1)
-        windows = np.lib.stride_tricks.sliding_window_view(energy, LEVEL_HOPS).sum(axis=1)
+        windows = np.convolve(energy, np.ones(LEVEL_HOPS), "valid")
         quiet = windows / (LEVEL_HOPS * HOP) < 10.0 ** (LEVEL_FLOOR_DBFS / 10.0)
         return np.concatenate([quiet, np.zeros(count - len(quiet), bool)])[:count]

@@ -39,6 +39,32 @@ STRONG, GAP_BEATS = 0.5, 2.0
 FORGET_SECONDS = 30.0
 
 
+class RunningMean:
+    """The mean of the last `size` values pushed, in O(1) per value."""
+
+    def __init__(self, size: int):
+        self._values: deque[float] = deque(maxlen=size)
+        self._sum = 0.0
+
+    def push(self, value: float) -> None:
+        if self.full:
+            self._sum -= self._values[0]
+        self._values.append(value)
+        self._sum += value
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._sum = 0.0
+
+    @property
+    def full(self) -> bool:
+        return len(self._values) == self._values.maxlen
+
+    @property
+    def mean(self) -> float:
+        return self._sum / len(self._values) if self._values else 0.0
+
+
 @dataclass(frozen=True)
 class FilterOutput:
     """What one frame of the filter says."""
@@ -62,6 +88,7 @@ class BarPointer:
         positions = np.arange(self.intervals.sum()) - self.first[self.tempo_of_state]
         interval = self.intervals[self.tempo_of_state]
         self.beat_state = positions * OBSERVATION_LAMBDA < interval  # p/n < 1/16
+        self._beat_index = np.flatnonzero(self.beat_state)
         angle = 2 * np.pi * positions / interval
         self._phasor = np.exp(1j * angle)
         ratio = self.intervals[None, :] / self.intervals[:, None]
@@ -74,8 +101,8 @@ class BarPointer:
         self.prior = tempo_prior[self.tempo_of_state] / interval  # uniform over phase
         self.alpha = self.prior.copy()
         self._window = int(round(2.0 * fps))
-        self._fit_short: deque[float] = deque(maxlen=self._window)  # predictive fit, last 2 s
-        self._fit_long: deque[float] = deque(maxlen=4 * self._window)  # ... and last 8 s
+        self._fit_short = RunningMean(self._window)  # predictive fit, last 2 s
+        self._fit_long = RunningMean(4 * self._window)  # ... and last 8 s
         self.uninformed = 0  # frames since the last informative one
         self.since_strong = 1 << 30  # frames since the last strong onset
         self._interval = float(self.intervals[np.argmax(tempo_prior)])  # the filter's beat interval (frames)
@@ -111,15 +138,16 @@ class BarPointer:
         new[1:] = alpha[:-1]
         if informative:
             new[self.first] = self._transition_t @ alpha[self.last]
-            fit = float(new[self.beat_state].sum()) * a  # how well the prediction meets the onsets
-            self._fit_short.append(fit)
-            self._fit_long.append(fit)
-            lost = len(self._fit_long) == self._fit_long.maxlen and np.mean(self._fit_short) < 0.5 * np.mean(
-                self._fit_long
-            )
+            fit = float(new[self._beat_index].sum()) * a  # how well the prediction meets the onsets
+            self._fit_short.push(fit)
+            self._fit_long.push(fit)
+            lost = self._fit_long.full and self._fit_short.mean < 0.5 * self._fit_long.mean
             eps = RELOCK_EPS_LOST if lost else RELOCK_EPS
-            new = (1.0 - eps) * new + eps * self.prior
-            new *= np.where(self.beat_state, a, (1.0 - a) / (OBSERVATION_LAMBDA - 1))
+            new *= 1.0 - eps
+            new += eps * self.prior
+            off_beat = (1.0 - a) / (OBSERVATION_LAMBDA - 1)
+            new[self._beat_index] *= a / off_beat  # likelihood: a on beat states, (1 - a) / 15 elsewhere
+            new *= off_beat
             self.uninformed = 0
         else:  # breakdown: no tempo change, no likelihood, the grid runs on as it was
             new[self.first] = alpha[self.last]
@@ -134,7 +162,7 @@ class BarPointer:
 
     def output(self, informative: bool) -> FilterOutput:
         z = complex(self._phasor @ self.alpha)
-        mass = np.bincount(self.tempo_of_state, self.alpha, minlength=len(self.intervals))
+        mass = np.add.reduceat(self.alpha, self.first)  # per tempo: its states are contiguous
         best = int(np.argmax(mass))
         near = slice(max(best - 2, 0), best + 3)
         interval = float(self.intervals[near] @ mass[near] / mass[near].sum())
@@ -172,6 +200,44 @@ STABLE_SHIFT, STABLE_TEMPO = 0.1, 0.02
 OCTAVE_MASS, OCTAVE_SECONDS = 0.7, 4.0
 
 
+class PhaseFit:
+    """Least-squares line through the last `size` (time, unwrapped phase) points: its slope is the tempo."""
+
+    def __init__(self, size: int):
+        self._t = np.zeros(size)
+        self._phase = np.zeros(size)
+        self._count = 0
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, t: float, phase: float) -> None:
+        self._t[self._next], self._phase[self._next] = t, phase
+        self._next = (self._next + 1) % len(self._t)
+        self._count = min(self._count + 1, len(self._t))
+
+    def clear(self) -> None:
+        self._count = self._next = 0
+
+    def restart(self) -> None:
+        """Keep only the newest point."""
+        newest = (self._next - 1) % len(self._t)
+        self._t[0], self._phase[0] = self._t[newest], self._phase[newest]
+        self._count, self._next = 1, 1 % len(self._t)
+
+    def line(self, t: float) -> tuple[float, float]:
+        """(slope in beats per second, the line's phase at time t)."""
+        if self._count == len(self._t):
+            x, y = self._t - t, self._phase
+        else:
+            x, y = self._t[: self._count] - t, self._phase[: self._count]  # filled from 0 since the last restart
+        xm, ym = x.mean(), y.mean()
+        dx = x - xm
+        slope = float(dx @ (y - ym) / (dx @ dx)) if dx @ dx > 0 else 0.0
+        return slope, float(ym - slope * xm)
+
+
 def _wrap(x: float) -> float:
     """x modulo 1 into [-0.5, 0.5)."""
     return (x + 0.5) % 1.0 - 0.5
@@ -186,7 +252,7 @@ class Grid:
         self.anchor = 0.0
         self.strength = 0.0  # EMA of R over informative frames
         self.informed_at: float | None = None  # time of the last informative frame
-        self._fit: deque[tuple[float, float]] = deque(maxlen=int(FIT_SECONDS * fps))
+        self._fit = PhaseFit(int(FIT_SECONDS * fps))
         self._unwrapped = 0.0
         self._previous_phase: float | None = None
         self._offbeat_since: float | None = None
@@ -250,18 +316,15 @@ class Grid:
         else:
             self._unwrapped = out.phase
         self._previous_phase = out.phase
-        self._fit.append((t, self._unwrapped))
+        self._fit.push(t, self._unwrapped)
         period = out.interval / self.fps
         if self.period is not None and abs(period / self.period - 1.0) <= TEMPO_JUMP:
             period = self.period  # the tempo states are 2–8 % apart: the published tempo is finer until a fit
         if len(self._fit) < self.fps:  # under a second: not enough to fit
             return period, t - out.phase * period
-        times, phases = np.array(self._fit).T
-        times = times - t
-        slope, intercept = np.polyfit(times, phases, 1)
+        slope, intercept = self._fit.line(t)
         if abs(intercept - self._unwrapped) > FIT_BREAK or slope <= 0 or abs(1.0 / slope / period - 1.0) > 0.08:
-            while len(self._fit) > 1:  # the tempo changed: fit only from here on
-                self._fit.popleft()
+            self._fit.restart()  # the tempo changed: fit only from here on
             return period, t - out.phase * period
         period = 1.0 / slope
         return period, t - (intercept % 1.0) * period
