@@ -43,9 +43,9 @@ SCALE_BLOCK, SCALE_BLOCKS = 43, 8
 #: stay below the tracker's "strong onset" (half the scale); drums measure 20–35. For scale only (not
 #: used to set it): the bundled songs measure 7–20, the Sintel trailer's film score 2.7.
 SCALE_FLOOR = 7.0
-#: Frames quieter than this (dBFS over their hop) carry no beat: silence or hiss.
+#: Frames quieter than this (dBFS over the last LEVEL_HOPS hops, 0.5 s) carry no beat: silence or hiss.
 LEVEL_FLOOR_DBFS = SILENCE_DBFS
-LEVEL_HOPS = 22  # ... over the last 0.5 s
+LEVEL_HOPS = 22
 
 
 class OnsetActivation:

@@ -18,9 +18,10 @@ from livejpp.engine.meter import Downbeatness, Meter
 from livejpp.engine.trackers import Estimate
 from livejpp.features.audio import FRAME_RATE, AudioAnalyser
 
-#: The onset of a beat shows in the frames centred this long before it: a frame's window (±46 ms)
-#: rises as soon as the hit enters its second half. Measured on synthetic clicks (a property of the
-#: analysis, not of any song); it is added to the frame times.
+#: The onset of a beat shows in the frames centred this long before it: a frame's window (±46 ms) rises
+#: as soon as the hit enters it. Measured once on the synthetic grooves of tests/synth.py (with no lag,
+#: the scheduled beats came 27–30 ms early at 100–120 BPM): a property of the analysis, not of a song.
+#: Added to the frame times. A source may bring its own as `lag` (seconds); else 0.
 ONSET_LAG = 0.03
 #: Downbeat-ness from a learned `down` activation: its share of the beat activation within ± this
 #: many frames of the beat.
@@ -28,7 +29,8 @@ DOWN_FRAMES = 2
 
 
 class BarTracker:
-    """Implements `livejpp.engine.trackers.Tracker`."""
+    """Implements `livejpp.engine.trackers.Tracker` over `source` (default: the hand-made onset activation).
+    Named after the source's `name` where it has one ("beatnet"), else "bar"."""
 
     def __init__(self, source: ActivationSource | None = None):
         self.source: ActivationSource = source if source is not None else OnsetActivation()
@@ -41,7 +43,6 @@ class BarTracker:
         self.grid = Grid(self.fps)
         self.meter = Meter()
         self.downbeatness = Downbeatness()
-        self.newest = -math.inf  # time of the newest frame (lag included)
         self._beat: float | None = None  # the last beat the meter has seen (seconds)
         keep = int(4 * self.fps)
         self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
@@ -61,7 +62,6 @@ class BarTracker:
                     self.pointer.seed(((t - g.anchor) / g.period) % 1.0, g.period * self.fps)
             self.grid.update(t, self.pointer.step(a, informative), self.pointer)
             self._recent.append((frame, a, d))
-            self.newest = t
             if self.grid.informed_at is not None and t - self.grid.informed_at > FORGET_SECONDS:
                 self._forget()
             else:  # frame by frame, so that the block sizes the audio came in make no difference
