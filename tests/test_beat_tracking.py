@@ -96,7 +96,7 @@ def truth_ones(beats: np.ndarray, beats_per_bar: int) -> np.ndarray:
     return beats[::beats_per_bar]
 
 
-SECONDS = 40.0
+SECONDS = 32.0
 
 
 def _case(name: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -113,8 +113,8 @@ def _case(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     if name == "waltz 140":
         b = beat_times(140, SECONDS)
         return groove(b, SECONDS, beats_per_bar=3, hats="none"), b, 3
-    if name == "ramp 100-140":
-        b = beat_times(lambda t: 100 + 40 * min(t, 30.0) / 30.0, SECONDS)
+    if name == "ramp 100-140 in 24 s":
+        b = beat_times(lambda t: 100 + 40 * min(t, 24.0) / 24.0, SECONDS)
         return groove(b, SECONDS), b, 4
     if name == "loud off-beat hats":
         b = beat_times(120, SECONDS)
@@ -133,7 +133,7 @@ STEADY = [
     "click and bass 60",
     "rock 200",
     "waltz 140",
-    "ramp 100-140",
+    "ramp 100-140 in 24 s",
     "loud off-beat hats",
     "swung hats 100",
     "syncopated sixteenths 110",

@@ -292,7 +292,11 @@ class Grid:
             elif self._octave_since is None:
                 self._octave_since = t
             if trusted and (self._octave_since is None or t - self._octave_since < OCTAVE_SECONDS):
-                period /= octave  # keep the octave the show is in; the filter's beats still give the phase
+                # keep the octave the show is in; the filter's beats still give the phase. At double tempo
+                # every other filter beat is an off-beat: take the one nearer the grid
+                if octave == 0.5 and abs(_wrap((anchor - self.anchor) / self.period)) > 0.25:
+                    anchor += period
+                period /= octave
         else:
             self._octave_since = None
         shift = _wrap((anchor - self.anchor) / self.period)
