@@ -37,12 +37,13 @@ MEAN_FRAMES = 21
 #: quiet song beats as clearly as a loud one. (A 95th percentile, as first designed, misses the beats of
 #: sparse music: at 60 BPM a beat's onset fills under 5 % of the frames.)
 SCALE_BLOCK, SCALE_BLOCKS = 43, 8
-#: The scale is never below this (mel-dB rise above its local mean): a pad's swells or noise stay weak and
-#: never pass for beats, and drums coming back after a breakdown are strong at once. Fixed a priori
-#: from the synthetic cases: the pads' largest swells (90th percentile of their per-second maxima, 3.4)
-#: stay below the tracker's "strong onset" (half the scale); drums measure 20–35. For scale only (not
-#: used to set it): the bundled songs measure 7–20, the Sintel trailer's film score 2.7.
-SCALE_FLOOR = 7.0
+#: ... and never below half of what the onsets were over the last 30 s (the 75th percentile of its per-second
+#: maxima): in a breakdown the pads' swells stay weak beside the drums just heard, and never pass for beats,
+#: while drums coming back are strong at once. Relative, so a dense mastered mix (metal: per-second maxima
+#: ~2 mel-dB) and a sparse synthetic one (~30) are judged alike.
+LONG_BLOCKS, LONG_PERCENTILE, LONG_SHARE = 30, 75, 0.5
+#: The scale is never below this (mel-dB rise above its local mean): dither-level wobbles are not onsets.
+SCALE_FLOOR = 1.0
 #: Frames quieter than this (dBFS over the last LEVEL_HOPS hops, 0.5 s) carry no beat: silence or hiss.
 LEVEL_FLOOR_DBFS = SILENCE_DBFS
 LEVEL_HOPS = 22
@@ -65,6 +66,7 @@ class OnsetActivation:
         self._next = frame  # absolute index of the next frame to emit
         self._history = np.zeros(MEAN_FRAMES, np.float32)  # o of the frames before _next
         self._maxima: deque[float] = deque(maxlen=SCALE_BLOCKS)  # max rise of each of the last blocks
+        self._long: deque[float] = deque(maxlen=LONG_BLOCKS)  # ... and of the last 30
         self._block_max = 0.0  # ... of the block in progress
         self._scale = 0.0
 
@@ -90,8 +92,10 @@ class OnsetActivation:
             self._block_max = max(self._block_max, float(rise[start:stop].max()))
             if (first + stop) % SCALE_BLOCK == 0:
                 self._maxima.append(self._block_max)
+                self._long.append(self._block_max)
                 self._block_max = 0.0
-                self._scale = float(np.median(self._maxima))
+                long_term = LONG_SHARE * float(np.percentile(self._long, LONG_PERCENTILE))
+                self._scale = max(float(np.median(self._maxima)), long_term)
             start = stop
         beat[self._quiet(analyser, first, len(o))] = 0.0
         self._next = first + len(o)

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_BPM, MAX_BPM = 55.0, 215.0
-TRANSITION_LAMBDA = 100.0  # madmom DBNBeatTrackingProcessor default
+#: madmom's DBNBeatTrackingProcessor default (λ 100), stated at its 100 fps. A tempo step between neighbouring
+#: interval states is 100/fps times larger at a coarser frame rate, so λ scales with fps to keep the cost of
+#: one step at a given tempo the same (43 at our 43 fps: 170 BPM's 15/16-frame states stay reachable).
+TRANSITION_LAMBDA_AT_100_FPS = 100.0
 OBSERVATION_LAMBDA = 16  # madmom default: the first 1/16 of a beat are "beat" states
 PRIOR_BPM, PRIOR_OCTAVES = 120.0, 0.7  # log-normal tempo prior (as `tempo_of`), settles the octave at the start
 #: Per frame, this share of the posterior is re-spread over the prior: a new tempo can always take over...
@@ -92,7 +95,8 @@ class BarPointer:
         angle = 2 * np.pi * positions / interval
         self._phasor = np.exp(1j * angle)
         ratio = self.intervals[None, :] / self.intervals[:, None]
-        a = np.exp(-TRANSITION_LAMBDA * np.abs(ratio - 1.0))
+        self.transition_lambda = TRANSITION_LAMBDA_AT_100_FPS * fps / 100.0
+        a = np.exp(-self.transition_lambda * np.abs(ratio - 1.0))
         a[a <= np.spacing(1)] = 0.0
         self._transition_t = np.ascontiguousarray((a / a.sum(axis=1, keepdims=True)).T)
         bpm = 60.0 * fps / self.intervals
@@ -123,7 +127,7 @@ class BarPointer:
     def seed(self, phase: float, interval: float) -> None:
         """Believe a grid (phase 0..1 now, `interval` frames per beat): after a hold, the filter's own
         integer-interval states have drifted from the grid the show kept, so it resumes from that grid."""
-        weight = np.exp(-TRANSITION_LAMBDA * np.abs(self.intervals / interval - 1.0))
+        weight = np.exp(-self.transition_lambda * np.abs(self.intervals / interval - 1.0))
         near = np.flatnonzero(weight > 1e-3)
         alpha = np.zeros_like(self.alpha)
         positions = np.round(phase * self.intervals[near]).astype(int) % self.intervals[near]
@@ -311,6 +315,8 @@ class Grid:
         self._offbeat_since = None
         if abs(shift) > STABLE_SHIFT or abs(period / self.period - 1.0) > STABLE_TEMPO:
             self._stable_since = t
+            if not trusted:  # still locking: the phases before this move belong to another grid
+                self._fit.restart()
         self.period, self.anchor = period, anchor
 
     def _candidate(self, t: float, out: FilterOutput) -> tuple[float, float]:
