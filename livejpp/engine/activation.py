@@ -31,6 +31,12 @@ class ActivationSource(Protocol):
         ...
 
 
+#: The low band's share of the onset: it keeps loud off-beat hats from pulling the phase (the synthetic
+#: off-beat case flips to the off-beat at 0), but real kicks and basses also land off the beat (double
+#: kicks, one-drop reggae). The one constant chosen on real data: of {0.5 (the design), 0.25, 0}, measured
+#: on the 14 songs of the truth set, 0.25 gave the most cuts on a true beat (77.8 % mean per song, against
+#: 73.1 % at 0.5 and 78.7 % at 0, where the off-beat case fails); the bench should confirm it on more.
+LOW_BAND_SHARE = 0.25
 #: Onsets are measured against their mean over the previous 0.5 s (a steady texture is no beat).
 MEAN_FRAMES = 21
 #: ... and scaled by the median of their per-second maxima over the last 8 s (the typical beat's onset), so a
@@ -50,8 +56,8 @@ LEVEL_HOPS = 22
 
 
 class OnsetActivation:
-    """The hand-made activation: half the full-band onset, half the low-band one (kick and bass mark
-    the beat; hats, loud as they may be, sit on the off-beat). Causal: each frame uses only the past.
+    """The hand-made activation: the full-band onset plus a share of the low-band one (kick and bass
+    mark the beat; hats, loud as they may be, sit on the off-beat). Causal: each frame uses only the past.
 
     Frames that carry no beat information (silence, pads, hiss) come out weak or 0, which the tracker's
     information gate reads as "hold the grid".
@@ -77,7 +83,7 @@ class OnsetActivation:
             return None
         if first != self._next:  # frames forgotten before we read them (a stalled reader): start afresh
             self._reset(first)
-        o = 0.5 * onset + 0.5 * onset_low
+        o = (1.0 - LOW_BAND_SHARE) * onset + LOW_BAND_SHARE * onset_low
         padded = np.concatenate([self._history, o])
         # per frame the same 21 values summed the same way, however the frames arrived
         local_mean = np.convolve(padded, np.full(MEAN_FRAMES, 1.0 / MEAN_FRAMES), "valid")[:-1]
