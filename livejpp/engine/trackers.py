@@ -150,9 +150,19 @@ def _load(module: str, name: str) -> Tracker:
     return getattr(importlib.import_module(module), name)()
 
 
+def _beatnet() -> Tracker:
+    """The bar tracker over BeatNet's learned beat and downbeat activation (features/beatnet.py)."""
+    from livejpp.engine.bar_tracker import BarTracker
+    from livejpp.features.beatnet import BeatNetActivation
+
+    return BarTracker(BeatNetActivation())
+
+
 #: Every tracker this build has, by name (the CLI's --beat-tracker and the bus's beat_tracker).
 TRACKERS: dict[str, Callable[[], Tracker]] = {
     "today": TodayTracker,
+    "bar": lambda: _load("livejpp.engine.bar_tracker", "BarTracker"),
+    "beatnet": _beatnet,
 }
 #: The names the CLI and the bus offer (those not in TRACKERS are refused with one line).
 NAMES = ("today", "bar", "beatnet")
