@@ -131,7 +131,7 @@ def test_publishes_the_tempo_it_hears_to_the_session(peer):
         ours.step(clock, Latency(), time.monotonic() - t0)
         assert ours.published == 1  # at most once a bar
         wait_until(lambda: abs(peer.state()["tempo"] - clock.bpm) < 0.01, 5, "the peer takes the music's tempo")
-        clock.clarity = 0.2  # music the clock is unsure of is not told
+        clock.confidence = 0.2  # music the clock is unsure of is not told
         ours._published_at = -1e9
         ours.step(clock, Latency(), time.monotonic() - t0)
         assert ours.published == 1
