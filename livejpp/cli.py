@@ -436,7 +436,6 @@ def _cmd_commands(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    from dataclasses import replace
     from pathlib import Path
 
     from livejpp.audio_io import DeviceSource, FileSource
@@ -454,11 +453,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     else:
         device = int(args.input) if args.input and args.input.isdigit() else args.input
         source = DeviceSource(device)
-    # pictures drawn ahead by the output latency need their cuts decided as much earlier
     output = (1000.0 / args.fps if args.output_latency is None else args.output_latency) / 1000.0
-    settings = _engine_settings(args)
-    settings = replace(settings, lead=settings.lead + max(0.0, output))
-    show = LiveShow(args.library, source, args.model, settings, _size(args.size), args.fps)
+    show = LiveShow(args.library, source, args.model, _engine_settings(args), _size(args.size), args.fps)
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)

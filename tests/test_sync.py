@@ -33,6 +33,9 @@ def test_the_latencies_move_the_pictures_the_right_way():
     assert 10.0 + latency.shift(0.0) == pytest.approx(9.96)
     assert 10.0 + latency.shift(0.03) == pytest.approx(9.99)
     assert latency.heard(latency.room(10.0)) == pytest.approx(10.0)
+    # a cut is decided that much before its audio arrives: the input and output latencies, less the offset
+    assert latency.ahead(0.03) == pytest.approx(0.04) and latency.ahead(-0.5) == pytest.approx(0.57)
+    assert latency.ahead(0.2) == 0.0  # pictures later than the audio arrives: no more lead than the engine's own
     assert latency.budget(0.03) == {
         "input_ms": 20.0,
         "output_ms": 50.0,
@@ -107,7 +110,7 @@ def tap_along():  # the VJ taps 60 ms after each beat sounds (their own thread: 
 
 def script(win):
     at = lambda t, fn: pyglet.clock.schedule_once(lambda dt: fn(), t)
-    at(7.0, lambda: osc("/livejpp/av_offset", "+150"))  # relative: from the preset's -10 to 140 ms
+    at(7.0, lambda: osc("/livejpp/av_offset", "+740"))  # relative: from the preset's -600 to 140 ms
     at(7.3, lambda: win.dispatch_event("on_key_press", key.APOSTROPHE, 0))  # one step later: 155 ms
     at(7.5, lambda: log.update(after_key=show.engine.clock.av_offset, hud=show.sync_line()))
     threading.Thread(target=tap_along, daemon=True).start()
@@ -131,7 +134,8 @@ def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offs
     write_audio(song, np.stack([click_track(120, 23)] * 2), rate=22050)
     preset = tmp_path / "presets" / "room.toml"
     preset.parent.mkdir()
-    preset.write_text('name = "room"\n\n[show]\nbars = 1\nav_offset = -10\n')  # the VJ's preset, loaded at the start
+    # the VJ's preset, loaded at the start: pictures 600 ms early, so the cuts must be decided further ahead
+    preset.write_text('name = "room"\n\n[show]\nbars = 1\nav_offset = -600\n')
     command = [sys.executable, "-c", SHOW, str(lib), str(song), str(preset)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
@@ -147,9 +151,10 @@ def test_cuts_are_drawn_ahead_by_the_latencies_and_calibration_measures_the_offs
         # a busy machine draws a frame late now and then, never one early
         assert max(ahead) <= expected + 0.005 and np.median(ahead) >= expected - 2 * frame, (expected, ahead)
 
-    # output latency 100 ms, the preset's A/V offset -10 ms: each cut's picture goes out 110 ms before its beat
-    drawn_ahead(1.5, 7.0, 0.11)  # the clock locks within a few seconds: two bar cuts before 7 s
-    # the A/V offset moved by OSC (+150 ms) and a key (+5 ms): pictures 45 ms after the beat
+    # output latency 100 ms, the preset's A/V offset -600 ms: each cut's picture goes out 700 ms before its
+    # beat, more than the engine's own lead: the cuts are decided that much earlier, none is late
+    drawn_ahead(1.5, 7.0, 0.7)  # the clock locks within a few seconds: two bar cuts before 7 s
+    # the A/V offset moved by OSC (+740 ms) and a key (+5 ms): pictures 45 ms after the beat
     assert log["after_key"] == pytest.approx(0.145) and "A/V offset +145 ms" in log["hud"]
     drawn_ahead(7.7, 11.0, -0.045)
     # taps 60 ms after the beats heard: the calibration sets the offset to 60 ms (the taps' own jitter aside)

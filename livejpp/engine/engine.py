@@ -94,6 +94,7 @@ class Engine:
         self.dropped_hops = 0
         self.allowed: set[int] | None = None  # only these clips (a forced video or tag); None: all
         self._embedding: np.ndarray | None = None  # the newest window's embedding
+        self.latency_lead = 0.0  # seconds more lead: a live show draws pictures ahead of their audio (Latency.ahead)
 
     def warm_up(self) -> None:
         """One embedding and one search of silence: onnxruntime and hnswlib allocate on their first
@@ -126,7 +127,7 @@ class Engine:
         self.analyser, self.clock = other.analyser, other.clock
         self.sections, self._sections, self._drop = other.sections, other._sections, other._drop
         self.next_hop, self.last_beat, self.beat_count = other.next_hop, other.last_beat, other.beat_count
-        self.beats, self.dropped_hops = other.beats, other.dropped_hops
+        self.beats, self.dropped_hops, self.latency_lead = other.beats, other.dropped_hops, other.latency_lead
 
     def push(self, samples: np.ndarray, latest_only: bool = False) -> list[Cut]:
         """Feed audio (mono float32, 22 050 Hz) in blocks of any size; returns the cuts decided by
@@ -176,7 +177,7 @@ class Engine:
             grid = clock.tapped or (clock.confidence >= HOLD_BELOW and hearing)
             if self.selector.current is None:
                 cuts.append(self.selector.on_beat(now, 0, period, self.neighbours))
-            ahead = now + self.settings.lead
+            ahead = now + self.settings.lead + self.latency_lead
             beat = clock.next_beat(max(ahead, self.last_beat + 0.5 * period))
             # placed again at every hop: the grid may have moved since the change was heard
             self._drop_at = None if self._drop is None else self._drop_beat(beat, self._drop)

@@ -59,6 +59,12 @@ class Latency:
         """Show time a picture is drawn minus the audio time it shows."""
         return self.arrival - self.input - self.output + av_offset
 
+    def ahead(self, av_offset: float) -> float:
+        """How long before its audio arrives a picture is drawn (never less than 0): a cut must be
+        decided at least this much earlier than its beat, or its picture would be due before the
+        audio that decides it was heard. Arrival plays no part: a beat is decided once it arrived."""
+        return max(0.0, self.input + self.output - av_offset)
+
     def budget(self, av_offset: float) -> dict:
         """The latency budget, part by part (ms), for --stats and the HUD."""
         return {

@@ -267,11 +267,13 @@ class LiveShow:
             return
         if self.keep_audio is not None:
             self.keep_audio(samples)
+        self.latency.input = getattr(self.source, "latency", 0.0)
         with self.engine_lock:
             engine = self.engine
+            # the cuts are decided as far ahead as their pictures are drawn before their audio arrives
+            engine.latency_lead = self.latency.ahead(engine.clock.av_offset)
             cuts = engine.push(samples, latest_only=True)
         decided = time.monotonic()
-        self.latency.input = getattr(self.source, "latency", 0.0)
         self.latency.observe(arrival - self._t0, engine.analyser.samples_in / AUDIO_RATE)
         if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
             self.stats.analysis_latency.append(decided - arrival)
