@@ -717,3 +717,39 @@ def test_the_hud_and_osc_feedback_show_the_clock(show):
         feedback.stop()
         listener.close()
     assert "BPM tap/today  beat " in _hud_text(show) and "conf 100%" in _hud_text(show)
+
+
+def test_the_hud_and_osc_feedback_never_show_half_a_new_grid(show):
+    """The analysis thread changes the clock under the engine lock, one attribute after another; the
+    window and the OSC feedback read without that lock, so they read the grid published whole."""
+    from livejpp.control.osc import OscFeedback
+    from livejpp.render.window import _hud_text
+
+    bus = CommandBus(show, Presets())
+    feedback = OscFeedback(bus, ("127.0.0.1", free_port()))
+    clock = show.engine.clock
+    before = (f"{clock.bpm:5.1f} BPM", f"/{clock.beats_per_bar}  conf", round(clock.bpm, 2))
+    assert clock.period != 0.4 and clock.beats_per_bar == 4
+    halfway, finish = threading.Event(), threading.Event()
+
+    def new_grid():  # a hop adopting a 3/4 grid at 150 BPM: the tempo and the meter are in, the bar origin not yet
+        with show.engine_lock:
+            clock.period, clock.beats_per_bar = 0.4, 3
+            halfway.set()
+            finish.wait(10)
+            clock.bar_anchor = clock.anchor
+            show.engine.publish_clock()
+
+    writer = threading.Thread(target=new_grid)
+    writer.start()
+    try:
+        assert halfway.wait(10)
+        hud, state = _hud_text(show), feedback.state()
+        assert before[0] in hud and before[1] in hud, hud  # the grid published last, whole
+        assert (state["bpm"], state["beats_per_bar"]) == (before[2], 4)
+    finally:
+        finish.set()
+        writer.join()
+        feedback.stop()
+    hud = _hud_text(show)
+    assert "150.0 BPM" in hud and "/3  conf" in hud, hud  # the new grid, once published

@@ -240,18 +240,19 @@ class OscFeedback:
         show = self.bus.show
         out = self.bus.state()
         engine = show.engine
+        clock = engine.clock_state  # published whole at each hop: never half a new grid
         layer = show.layers[-1] if show.layers else None
         out.update(
             {
                 "clip": layer.record.uid if layer else "",
                 "source": layer.record.source.rsplit("/", 1)[-1] if layer else "",
-                "bpm": round(engine.clock.bpm, 2),
+                "bpm": round(clock.bpm, 2),
                 "beat": engine.beat_count,
-                "bar_beat": engine.clock.bar_position(show.show_time()) + 1,  # 1 is the one
-                "beats_per_bar": engine.clock.beats_per_bar,
-                "confidence": round(engine.clock.confidence, 2),
-                "clock_source": engine.clock.source,
-                "tempo_source": engine.clock.source,
+                "bar_beat": clock.bar_position(show.show_time()) + 1,  # 1 is the one
+                "beats_per_bar": clock.beats_per_bar,
+                "confidence": round(clock.confidence, 2),
+                "clock_source": clock.source,
+                "tempo_source": clock.source,
                 "hearing": show.hearing,  # why the show hears nothing ("" while it hears)
                 "standby": show.standby,  # why the standby picture shows ("" while clips play)
             }

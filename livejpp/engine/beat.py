@@ -17,17 +17,46 @@ running show stays continuous while tempo and phase are refined.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from livejpp.engine.trackers import HISTORY_SECONDS, HOLD_BELOW, Tracker, make_tracker, rebar
 from livejpp.features.audio import AudioAnalyser
 
-__all__ = ["HISTORY_SECONDS", "HOLD_BELOW", "BeatClock"]
+__all__ = ["HISTORY_SECONDS", "HOLD_BELOW", "BeatClock", "ClockState"]
 
 #: On locking (the first grid heard, or the first after holding), the downbeat heard starts a count of
 #: this many bars (at least), so cuts every 1, 2, 4, 8 or 16 bars and phrases all count from it.
 LOCK_BARS = 16
+
+
+@dataclass(frozen=True)
+class ClockState:
+    """The clock as the HUD and OSC feedback show it: taken whole under the engine lock (at each hop
+    and each control that steers the clock), so a reader on another thread never sees half a new
+    grid (a new tempo with the old bar origin: a beat number that flickers)."""
+
+    period: float
+    bar_anchor: float
+    offset: float
+    beats_per_bar: int
+    confidence: float
+    source: str
+    tracker: str
+    av_offset: float
+
+    @property
+    def bpm(self) -> float:
+        return 60.0 / self.period
+
+    def bar_position(self, t: float) -> int:
+        """Where the beat nearest t falls in its bar: 0 is the one."""
+        return _beat_index(t, self.bar_anchor, self.offset, self.period) % self.beats_per_bar
+
+
+def _beat_index(t: float, bar_anchor: float, offset: float, period: float) -> int:
+    return round((t - bar_anchor - offset) / period)
 
 
 class BeatClock:
@@ -51,10 +80,26 @@ class BeatClock:
     def tracker(self) -> str:
         return self._tracker.name
 
-    def set_tracker(self, name: str) -> None:
-        """Follow the music with another tracker from now on (the grid holds until it has an opinion)."""
-        self._tracker = make_tracker(name)
+    def set_tracker(self, tracker: str | Tracker) -> Tracker:
+        """Follow the music with another tracker from now on (the grid holds until it has an opinion);
+        returns the one it replaces. A live show builds the tracker first (a learned one loads its
+        model), outside the engine lock, and swaps it in here."""
+        old, self._tracker = self._tracker, make_tracker(tracker) if isinstance(tracker, str) else tracker
         self._fed = -1
+        return old
+
+    def state(self) -> ClockState:
+        """A snapshot for readers on other threads (call it where the clock is not being changed)."""
+        return ClockState(
+            self.period,
+            self.bar_anchor,
+            self.offset,
+            self.beats_per_bar,
+            self.confidence,
+            self.source,
+            self.tracker,
+            self.av_offset,
+        )
 
     @property
     def tapped(self) -> bool:
@@ -150,7 +195,7 @@ class BeatClock:
 
     def beat_index(self, t: float) -> int:
         """The number of the beat nearest t, counted from the bar grid's origin (0 mod beats_per_bar: a one)."""
-        return round((t - self.bar_anchor - self.offset) / self.period)
+        return _beat_index(t, self.bar_anchor, self.offset, self.period)
 
     def bar_position(self, t: float) -> int:
         """Where the beat nearest t falls in its bar: 0 is the one."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp import index as clip_index
-from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, LOCK_BARS, BeatClock
+from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, LOCK_BARS, BeatClock, ClockState
 from livejpp.engine.sections import RECENT_SECONDS, SectionDetector
 from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
 from livejpp.errors import LivejppError
@@ -79,6 +79,7 @@ class Engine:
         self.window = self.embedder.seconds
         self.analyser = AudioAnalyser(keep_seconds=self.window + HISTORY_SECONDS + 2)
         self.clock = BeatClock(tracker=self.settings.beat_tracker)
+        self.clock_state: ClockState = self.clock.state()  # what other threads read (publish_clock)
         self.sections: list[float] = []  # times of the section changes heard (drops), for measurement
         self._sections = SectionDetector()
         self._drop: float | None = None  # a section change heard and not cut to yet
@@ -121,6 +122,11 @@ class Engine:
         # the beats already decided ahead of now keep their place in the new count
         self.beat_count = self.clock.beat_index(self.last_beat) if self.beats else self.clock.beat_index(now) - 1
 
+    def publish_clock(self) -> None:
+        """The clock's state for the HUD and OSC feedback, whole: call it where the clock was changed
+        (each hop; each control that steers the clock), under the live show's engine lock."""
+        self.clock_state = self.clock.state()
+
     def carry_over(self, other: Engine) -> None:
         """Take the listening state of the engine this one replaces (a library or model switch): the
         audio heard so far, the beat clock and the beat count, so the show keeps its time and tempo."""
@@ -128,6 +134,7 @@ class Engine:
         self.sections, self._sections, self._drop = other.sections, other._sections, other._drop
         self.next_hop, self.last_beat, self.beat_count = other.next_hop, other.last_beat, other.beat_count
         self.beats, self.dropped_hops, self.latency_lead = other.beats, other.dropped_hops, other.latency_lead
+        self.publish_clock()
 
     def push(self, samples: np.ndarray, latest_only: bool = False) -> list[Cut]:
         """Feed audio (mono float32, 22 050 Hz) in blocks of any size; returns the cuts decided by
@@ -194,6 +201,7 @@ class Engine:
         cuts = [c for c in cuts if c is not None]
         self.cuts += cuts
         self.hops.append(Hop(now, level, self.clock.bpm, self.neighbours[:5], time.perf_counter() - started))
+        self.publish_clock()
         return cuts
 
     def _section(self, rows: np.ndarray, now: float) -> np.ndarray:

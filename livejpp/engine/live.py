@@ -226,7 +226,7 @@ class LiveShow:
     def sync_line(self) -> str:
         """The HUD's line on the room's sync: the A/V offset when one is set, the Link session."""
         parts = []
-        offset = self.engine.clock.av_offset
+        offset = self.engine.clock_state.av_offset
         if self.calibration is not None:
             parts.append(f"CALIBRATING: tap on the beat you hear ({len(self.calibration)}/{CALIBRATION_TAPS})")
         elif self.calibrated:
@@ -259,6 +259,7 @@ class LiveShow:
         if self.link is not None:
             with self.engine_lock:
                 self.link.step(self.engine.clock, self.latency, self.show_time())
+                self.engine.publish_clock()
         samples, arrival = self.source.read()
         self._listen(samples)
         if self.hearing:
@@ -560,7 +561,9 @@ class LiveShow:
         if self.calibration is not None:
             self._calibration_tap(self.show_time())
         else:
-            self.engine.clock.tap(self.heard_time())
+            with self.engine_lock:
+                self.engine.clock.tap(self.heard_time())
+                self.engine.publish_clock()
 
     def calibrate(self) -> None:
         """Tap along: the next CALIBRATION_TAPS taps, on the beats the VJ hears in the room, measure
@@ -573,7 +576,9 @@ class LiveShow:
         """Flash white and click on each beat of a fixed grid, both timed to meet in the room; film
         them (or --record them heard through a microphone) and `livejpp calibrate FILM` measures."""
         self.loop = True
-        self.engine.clock.external(60.0 / LOOP_BPM, 0.0, source="tap")
+        with self.engine_lock:
+            self.engine.clock.external(60.0 / LOOP_BPM, 0.0, source="tap")
+            self.engine.publish_clock()
         log.info("calibration loop: flashes and clicks at %.0f BPM; film them, then: livejpp calibrate FILM", LOOP_BPM)
 
     def room_beats(self, start: float, end: float) -> list[float]:
@@ -631,19 +636,26 @@ class LiveShow:
     def clock_sync(self, period: float, beat_at: float) -> None:
         """A beat at show time `beat_at`, `period` seconds apart (MIDI clock: a beat in the room, as
         the sending app plays it; on the audio clock it falls where the room's sound is heard)."""
-        self.engine.clock.external(period, self.latency.heard(beat_at))
+        with self.engine_lock:
+            self.engine.clock.external(period, self.latency.heard(beat_at))
+            self.engine.publish_clock()
 
     def follow(self) -> None:
-        self.engine.clock.follow()
+        with self.engine_lock:
+            self.engine.clock.follow()
+            self.engine.publish_clock()
 
     def set_av_offset(self, seconds: float) -> None:
         """The VJ's A/V offset (positive: pictures later); the cuts already decided move with it."""
-        self.engine.clock.av_offset = seconds
+        with self.engine_lock:
+            self.engine.clock.av_offset = seconds
+            self.engine.publish_clock()
 
     def resync(self) -> None:
         """Now is the one: a beat falls here, and bars count from it."""
         with self.engine_lock:
             self.engine.resync(self.heard_time())
+            self.engine.publish_clock()
 
     def _set_selector(self, **changes) -> None:
         from dataclasses import replace

@@ -420,7 +420,7 @@ def _hud_text(show, controls=None) -> str:
     current = show.layers[-1].record if show.layers else None
     latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
     elapsed = max(1e-3, show.show_time())
-    clock = engine.clock
+    clock = engine.clock_state  # published whole at each hop: never half a new grid
     bar_beat = clock.bar_position(show.picture_time()) + 1  # the beat of the pictures on screen
     forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
     lines = [
