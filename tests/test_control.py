@@ -753,3 +753,40 @@ def test_the_hud_and_osc_feedback_never_show_half_a_new_grid(show):
         feedback.stop()
     hud = _hud_text(show)
     assert "150.0 BPM" in hud and "/3  conf" in hud, hud  # the new grid, once published
+
+
+def test_a_new_beat_tracker_is_built_while_the_show_goes_on(show, monkeypatch):
+    """A learned tracker loads its model when chosen (BeatNet: an ONNX session, a stall of its own);
+    the analysis must not wait for it: it is built outside the engine lock, then swapped in."""
+    from livejpp.engine.trackers import TodayTracker
+
+    lock_free = []
+
+    def hop_could_run() -> bool:  # what the analysis thread would find: the engine lock, free or held
+        got = []
+
+        def hop():
+            got.append(show.engine_lock.acquire(timeout=0.5))
+            if got[0]:
+                show.engine_lock.release()
+
+        thread = threading.Thread(target=hop)
+        thread.start()
+        thread.join()
+        return got[0]
+
+    class Loaded(TodayTracker):
+        name = "bar"
+
+        def __init__(self):  # a slow load: the analysis goes on meanwhile
+            lock_free.append(hop_could_run())
+            super().__init__()
+
+    monkeypatch.setitem(TRACKERS, "bar", Loaded)
+    old = show.engine.clock._tracker
+    bus = CommandBus(show, Presets())
+    assert bus.run("beat_tracker", "bar") is not None
+    assert lock_free == [True]  # built while the engine lock was free
+    assert show.engine.clock.tracker == "bar" and show.engine.clock._tracker is not old  # swapped in
+    show.engine.push(read_audio_file(SONG, 12, 14))  # and it follows the music from the next hop
+    assert show.engine.clock_state.tracker == "bar"

@@ -30,7 +30,7 @@ from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.latency import Latency
 from livejpp.engine.selector import Cut
-from livejpp.engine.trackers import TrackerError
+from livejpp.engine.trackers import TrackerError, make_tracker
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
 from livejpp.media.decode import AUDIO_RATE, MediaError
@@ -690,12 +690,19 @@ class LiveShow:
         return self.engine.clock.tracker
 
     def set_beat_tracker(self, name: str) -> None:
-        """Follow the music with another tracker; one that this build lacks is refused, the clock stays."""
+        """Follow the music with another tracker; one that this build lacks is refused, the clock stays.
+        It is built before the engine lock is taken (a learned one loads its model: the analysis goes
+        on meanwhile), then swapped in; the old one is closed if it holds anything to close."""
         try:
-            with self.engine_lock:
-                self.engine.clock.set_tracker(name)
+            tracker = make_tracker(name)
         except TrackerError as exc:
             raise ValueError(str(exc)) from None
+        with self.engine_lock:
+            old = self.engine.clock.set_tracker(tracker)
+            self.engine.publish_clock()
+        close = getattr(old, "close", None)
+        if close is not None:
+            close()
 
     def force(self, kind: str, pattern: str) -> Layer | None:
         """Play only clips of the videos named like `pattern` (kind "video") or in folders named
