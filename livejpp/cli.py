@@ -436,6 +436,20 @@ def _cmd_commands(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    link = None
+    if args.clock == "link" or args.link:  # first: a missing extra is said before the library loads
+        from livejpp.control.link import LinkClock
+
+        link = LinkClock(follow=args.clock == "link")
+    try:
+        return _play_live(args, link)
+    finally:  # a show that fails to start leaves the session at once, not when the peers time it out
+        if link is not None:
+            link.close()
+
+
+def _play_live(args: argparse.Namespace, link) -> int:
+    """The show, with its Link session (or None), which the caller closes."""
     from pathlib import Path
 
     from livejpp.audio_io import DeviceSource, FileSource
@@ -443,11 +457,6 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from livejpp.engine.live import LiveShow
     from livejpp.render import window
 
-    link = None
-    if args.clock == "link" or args.link:  # first: a missing extra is said before the library loads
-        from livejpp.control.link import LinkClock
-
-        link = LinkClock(follow=args.clock == "link")
     if args.play:
         source = FileSource(args.play, play=not args.silent)
     else:
