@@ -17,7 +17,7 @@ from test_live import pulse  # noqa: F401 - the PulseAudio null sink fixture
 
 from livejpp.control.commands import COMMANDS, CommandError, Relative, parse
 from livejpp.control.mapping import Presets
-from livejpp.engine.calibrate import tap_offset
+from livejpp.engine.calibrate import ClickLoop, tap_offset
 from livejpp.engine.latency import Latency
 
 
@@ -64,6 +64,19 @@ def test_tap_offset_is_the_median_lateness_of_the_taps():
     assert early == pytest.approx(-0.03, abs=1e-6)
     with pytest.raises(ValueError, match="no beats heard"):
         tap_offset(taps, [], 0.5)
+
+
+def test_the_loops_clicks_are_copied_where_the_beats_sound():
+    """The click loop's sound is made once; the output callback copies it from its buffer's time."""
+    loop = ClickLoop(rate=48000)
+    out = np.ones((48000, 1), np.float32)  # one second of the device's buffer, from show time 10.0
+    loop.write(out, start=10.0, beat_at=3.013)  # a beat sounds 13 ms after each half second
+    click = loop.beat[: int(0.01 * 48000)]
+    assert np.count_nonzero(click) > 400
+    for at in (624, 624 + 24000):  # 13 ms in, then a beat (0.5 s at 120 BPM) later
+        assert np.array_equal(out[at : at + len(click), 0], click)
+        out[at : at + len(click), 0] = 0
+    assert not out.any()  # silence between: nothing left of what was in the buffer
 
 
 # --- a real show -------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -58,33 +57,46 @@ CLICK_SECONDS = 0.01
 LOOP_BPM = 120.0
 
 
-class ClickTrack:
-    """A click on each beat, out of the default output device, each leaving it when its beat sounds
-    in the room. `beats(start, end)`: the beats' room times in [start, end), on the show clock."""
+class ClickLoop:
+    """One beat of the loop's sound, made once: a click at its start, silence to the next beat. What
+    sounds at any time is a copy from it, at that time's place in the beat."""
 
-    def __init__(self, beats: Callable[[float, float], list[float]], t0: float, rate: int = 48000):
+    def __init__(self, period: float = 60.0 / LOOP_BPM, rate: int = 48000):
+        self.rate = rate
+        self.beat = np.zeros(int(round(period * rate)), np.float32)
+        n = int(CLICK_SECONDS * rate)
+        self.beat[:n] = 0.8 * np.sin(2 * np.pi * 2000 * np.arange(n) / rate) * np.hanning(n)
+
+    def write(self, out: np.ndarray, start: float, beat_at: float) -> None:
+        """Fill `out` (samples × channels) with the loop from time `start`, a beat falling at `beat_at`."""
+        n, frames = len(self.beat), len(out)
+        pos, done = int(round((start - beat_at) * self.rate)) % n, 0
+        while done < frames:
+            take = min(frames - done, n - pos)
+            out[done : done + take, 0] = self.beat[pos : pos + take]
+            done, pos = done + take, 0
+
+
+class ClickTrack:
+    """A click on each beat of the loop's grid, out of the default output device, each leaving it
+    when its beat sounds in the room. `beat_at`: the room time (show clock) of one beat, kept up to
+    date by the show; PortAudio's callback only copies samples of the loop made up front (no call
+    into the show, no allocation: a late callback is a gap in the clicks)."""
+
+    def __init__(self, beat_at: float, t0: float, rate: int = 48000):
         import sounddevice as sd
 
-        self.beats, self.t0, self.rate = beats, t0, rate
-        n = int(CLICK_SECONDS * rate)
-        self.click = (0.8 * np.sin(2 * np.pi * 2000 * np.arange(n) / rate) * np.hanning(n)).astype(np.float32)
-        self.played: list[float] = []  # room times of the clicks written
+        self.beat_at, self.t0 = beat_at, t0
+        self.loop = ClickLoop(rate=rate)
         self.stream = sd.OutputStream(samplerate=rate, channels=1, dtype="float32", callback=self._fill)
         self.stream.start()
 
     def _fill(self, outdata, frames, time_info, status) -> None:  # PortAudio's thread: cheap
-        outdata.fill(0)
         ahead = time_info.outputBufferDacTime - time_info.currentTime  # 0 where the host does not say
         if ahead <= 0:
             ahead = self.stream.latency
         start = time.monotonic() - self.t0 + ahead  # show time the buffer's first sample leaves the device
-        for beat in self.beats(start - CLICK_SECONDS, start + frames / self.rate):
-            i = int(round((beat - start) * self.rate))
-            lo, hi = max(i, 0), min(i + len(self.click), frames)
-            if lo < hi:
-                outdata[lo:hi, 0] = self.click[lo - i : hi - i]
-                if i >= 0:
-                    self.played.append(beat)
+        self.loop.write(outdata, start, self.beat_at)
 
     def stop(self) -> None:
         self.stream.close()

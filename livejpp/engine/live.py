@@ -205,7 +205,7 @@ class LiveShow:
         self.source.start()
         if self.loop:
             try:
-                self._clicks = ClickTrack(self.room_beats, self._t0)
+                self._clicks = ClickTrack(self._room_beat(), self._t0)
             except Exception as exc:  # noqa: BLE001 - no output device: the flashes go on without clicks
                 log.warning("no audio output for the clicks (%s): flashing only", exc)
         for target, name in ((self._analyse, "analysis"), (self._decode, "decoder")):
@@ -260,6 +260,8 @@ class LiveShow:
             with self.engine_lock:
                 self.link.step(self.engine.clock, self.latency, self.show_time())
                 self.engine.publish_clock()
+        if self._clicks is not None:  # the clicks follow the latencies as they are measured
+            self._clicks.beat_at = self._room_beat()
         samples, arrival = self.source.read()
         self._listen(samples)
         if self.hearing:
@@ -581,14 +583,9 @@ class LiveShow:
             self.engine.publish_clock()
         log.info("calibration loop: flashes and clicks at %.0f BPM; film them, then: livejpp calibrate FILM", LOOP_BPM)
 
-    def room_beats(self, start: float, end: float) -> list[float]:
-        """The room times (show clock) of the clock's beats in [start, end)."""
-        clock, out = self.engine.clock, []
-        beat = clock.next_beat(self.latency.heard(start))
-        while (room := self.latency.room(beat)) < end:
-            out.append(room)
-            beat += clock.period
-        return out
+    def _room_beat(self) -> float:
+        """The room time (show clock) of one of the clock's beats: where the loop's clicks fall."""
+        return self.latency.room(self.engine.clock.next_beat(0.0))
 
     def _flash(self, now: float) -> np.ndarray:
         """The loop's picture: white for FLASH_SECONDS from each beat, black between."""
