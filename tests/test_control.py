@@ -790,3 +790,25 @@ def test_a_new_beat_tracker_is_built_while_the_show_goes_on(show, monkeypatch):
     assert show.engine.clock.tracker == "bar" and show.engine.clock._tracker is not old  # swapped in
     show.engine.push(read_audio_file(SONG, 12, 14))  # and it follows the music from the next hop
     assert show.engine.clock_state.tracker == "bar"
+
+
+def test_the_calibration_line_holds_only_while_its_offset_does(show):
+    """The HUD says what a tap calibration found while that offset holds; once the VJ moves the offset
+    it says the new one, not the stale result. Taps that measure nothing are said while calibrating."""
+    bus = CommandBus(show, Presets())
+    beats = show.engine.beats[-10:-2]
+
+    def tap_at(t: float) -> None:
+        show._t0 = time.monotonic() - t  # the show's clock reads `t` as the VJ taps
+        bus.run("tap")
+
+    show.calibrate()
+    for i, beat in enumerate(beats):  # scattered taps: nothing measured, the calibration goes on
+        tap_at(show.latency.room(beat) + (0.2 if i % 2 else -0.15))
+    assert show.calibration == [] and "CALIBRATING" in show.sync_line() and "apart" in show.sync_line()
+    for beat in beats:  # 30 ms after each beat heard
+        tap_at(show.latency.room(beat) + 0.03)
+    assert show.sync_line().startswith("calibrated: A/V offset +30 ms"), show.sync_line()
+    bus.run("av_offset", 80)
+    assert show.sync_line() == "A/V offset +80 ms"
+    assert show.summary()["latency"]["calibration"].startswith("calibrated: A/V offset +30 ms")  # the stats keep it

@@ -145,7 +145,8 @@ class LiveShow:
         self.latency = Latency(output=1.0 / fps)  # one frame: the flip waits for the next refresh (--output-latency)
         self.link = None  # control.link.LinkClock: --clock link follows a session, --link publishes to it
         self.calibration: list[float] | None = None  # show times of the taps while calibrating
-        self.calibrated = ""  # what the last calibration found, said in the HUD
+        self.calibrated = ""  # what the last calibration found (the stats keep it)
+        self._calibrated_offset: float | None = None  # the offset it set: the HUD says it while it holds
         self.on_calibrated = None  # called with the offset (s) a calibration found (--calibrate-save)
         self.loop = False  # flash and click on a fixed grid (--calibrate loop)
         self._clicks: ClickTrack | None = None
@@ -229,7 +230,9 @@ class LiveShow:
         offset = self.engine.clock_state.av_offset
         if self.calibration is not None:
             parts.append(f"CALIBRATING: tap on the beat you hear ({len(self.calibration)}/{CALIBRATION_TAPS})")
-        elif self.calibrated:
+            if self.calibrated:  # why the last taps measured nothing
+                parts.append(self.calibrated)
+        elif self.calibrated and offset == self._calibrated_offset:  # not once the offset moved on
             parts.append(self.calibrated)
         elif offset:
             parts.append(f"A/V offset {offset * 1000:+.0f} ms")
@@ -571,7 +574,7 @@ class LiveShow:
         """Tap along: the next CALIBRATION_TAPS taps, on the beats the VJ hears in the room, measure
         the A/V offset (instead of setting a tempo). The taps fall where the beat sounds; the pictures
         are seen where the latencies put it (engine/latency.py); the median difference is the offset."""
-        self.calibration = []
+        self.calibration, self.calibrated = [], ""
         log.info("calibrating: tap (t or space) on the beat you hear, %d times", CALIBRATION_TAPS)
 
     def calibrate_loop(self) -> None:
@@ -619,6 +622,7 @@ class LiveShow:
                 return
             self.calibration = None
             self.set_av_offset(offset)
+            self._calibrated_offset = self.engine.clock.av_offset
         self.calibrated = f"calibrated: A/V offset {offset * 1000:+.0f} ms (taps within {spread * 1000:.0f} ms)"
         ms = offset * 1000
         log.info("%s: keep it with --av-offset %.0f, or av_offset = %.0f in a show preset", self.calibrated, ms, ms)
