@@ -15,7 +15,9 @@ from livejpp.features.audio import AudioAnalyser
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
 FOLDER = Path(__file__).resolve().parent.parent / "models" / "beatnet"
-#: reference.npz holds madmom's features of this excerpt (tools/convert_beatnet.py REFERENCE)
+#: madmom's features of this excerpt and the torch network's output for them (tools/convert_beatnet.py
+#: writes it here, beside the tests: the installed tool never needs it)
+REFERENCE_FILE = Path(__file__).resolve().parent / "media" / "beatnet" / "reference.npz"
 REFERENCE = ("lmms_Skiessi-C64.ogg", 10.0, 14.0)
 #: Skiessi-C64.mmpz (Debian lmms-common): <head bpm="127" timesig_numerator="4">; its bar 1 starts at 0 s
 SKIESSI_PERIOD = 60.0 / 127
@@ -47,7 +49,7 @@ def stream(audio: np.ndarray, sizes, keep_seconds: float | None = 8.0):
 
 
 def test_shipped_onnx_agrees_with_torch_in_one_call_and_in_chunks():
-    reference = np.load(FOLDER / "reference.npz")
+    reference = np.load(REFERENCE_FILE)
     feats = reference["feats"]
     whole = run_onnx(feats, [len(feats)])
     assert np.abs(whole - reference["probs"]).max() <= 1e-4
@@ -65,7 +67,7 @@ def test_numpy_features_reproduce_madmoms():
     analyser = AudioAnalyser(keep_seconds=None)
     analyser.push(audio)
     first, feats = beatnet.LogSpect().advance(analyser)
-    want = np.load(FOLDER / "reference.npz")["feats"]
+    want = np.load(REFERENCE_FILE)["feats"]
     # every frame whose window lies in the excerpt (madmom pads the last ones with zeros past the end)
     assert first == 0 and len(feats) == len(want) - 1
     assert np.abs(feats - want[: len(feats)]).max() <= 1e-4

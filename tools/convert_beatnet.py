@@ -11,9 +11,10 @@ Run once, offline, in a separate environment (torch, madmom and BeatNet are neve
 BeatNet 1.1.3 ships three trained networks: 1 (GTZAN held out, the one its published scores are for),
 2 (Ballroom held out), 3 (Rock corpus held out). All three are exported and checked; the one named by
 --ship (1 by default) is written to models/beatnet/ as `model.onnx`, with `card.json` (source, licence,
-input and output, the agreement measured here), `reference.npz` (madmom's features of a short excerpt of
-a bundled song and the original network's output for them; the tests check the shipped ONNX and
-livejpp's numpy features against it with onnxruntime alone) and `LICENSE-beatnet.txt` (CC BY 4.0).
+input and output, the agreement measured here) and `LICENSE-beatnet.txt` (CC BY 4.0); and
+tests/media/beatnet/reference.npz (madmom's features of a short excerpt of a bundled song and the
+original network's output for them; the tests check the shipped ONNX and livejpp's numpy features
+against it with onnxruntime alone; kept beside the tests, not shipped).
 
 The checks, on 30 s of each song, all to 1e-4 (absolute):
 1. madmom's LOG_SPECT (as BeatNet builds it) vs `livejpp.features.beatnet.LogSpect`, streamed in random blocks;
@@ -45,8 +46,9 @@ TOLERANCE = 1e-4
 MUSIC = ROOT / "tests" / "media" / "music"
 SONGS = ("Kevin_MacLeod-Vibe_Ace.ogg", "lmms_Skiessi-C64.ogg", "lmms_CapDan-ReggaeTry.ogg")
 SECONDS = 30.0
-#: The excerpt kept in reference.npz: small enough to ship, long enough for the LSTM to find the beat.
+#: The excerpt kept in reference.npz: small enough to keep, long enough for the LSTM to find the beat.
 REFERENCE = ("lmms_Skiessi-C64.ogg", 10.0, 14.0)
+REFERENCE_FILE = ROOT / "tests" / "media" / "beatnet" / "reference.npz"
 #: BDA's parameters in the raw float32 storages `archive/data/N` of model_N_weights.pt: (storage, offset, shape).
 STORAGE = {
     "conv1.weight": (0, 0, (2, 1, 10)),
@@ -241,7 +243,8 @@ def main() -> None:
     feats = madmom_features(log_spect, read_audio_file(MUSIC / song, start, end))
     bda = bda_class(272, HIDDEN, 2, "cpu")
     bda.load_state_dict(torch.load(package / "models" / f"model_{args.ship}_weights.pt", map_location="cpu"))
-    np.savez_compressed(out / "reference.npz", feats=feats, probs=torch_probs(bda.eval(), feats))
+    REFERENCE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(REFERENCE_FILE, feats=feats, probs=torch_probs(bda.eval(), feats))
     licence = importlib.metadata.distribution("BeatNet").read_text("LICENSE")
     (out / "LICENSE-beatnet.txt").write_text(
         "The BeatNet network in model.onnx is a conversion to ONNX (by tools/convert_beatnet.py, weights "
@@ -276,7 +279,8 @@ def main() -> None:
             "tolerance": TOLERANCE,
             "max_abs_difference": checks[args.ship],
             "other_models": {str(n): c for n, c in checks.items() if n != args.ship},
-            "inputs": f"reference.npz: madmom features of {song} {start:g}-{end:g} s and the torch network's probs",
+            "inputs": f"{REFERENCE_FILE.relative_to(ROOT)}: madmom features of {song} {start:g}-{end:g} s "
+            "and the torch network's probs",
         },
     }
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
