@@ -62,17 +62,20 @@ def write_video(
         for packet in stream.encode(None):
             out.mux(packet)
         if astream is not None:
-            chunk = 1024
-            for i in range(0, len(audio), chunk):
-                part = np.ascontiguousarray(audio[i : i + chunk], np.float32)[None, :]
-                aframe = av.AudioFrame.from_ndarray(part, format="flt", layout="mono")
-                aframe.sample_rate = audio_rate
-                aframe.pts = i
-                aframe.time_base = Fraction(1, audio_rate)
-                for packet in astream.encode(aframe):
-                    out.mux(packet)
-            for packet in astream.encode(None):
-                out.mux(packet)
+            mux_audio(out, astream, audio, audio_rate)
+
+
+def mux_audio(out, stream, audio: np.ndarray, rate: int, chunk: int = 1024) -> None:
+    """Encode mono float32 `audio` at `rate` into `stream` (mono) of the open container `out`, in chunks
+    of the size an encoder takes, and flush it."""
+    for i in range(0, len(audio), chunk):
+        part = np.ascontiguousarray(audio[i : i + chunk], np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(part, format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
 
 
 def tone(freq: float, seconds: float, rate: int = 22050, level: float = 0.3) -> np.ndarray:
@@ -167,44 +170,6 @@ def drums(bpm: float, seconds: float, rate: int = 22050, level: float = 0.5, sta
                 out[i : i + len(sound)] += sound[: len(out) - i]
         t += period
     return out
-
-
-def _hit(out: np.ndarray, at: float, sound: np.ndarray, rate: int) -> None:
-    i = int(round(at * rate))
-    if 0 <= i < len(out):
-        out[i : i + len(sound)] += sound[: len(out) - i]
-
-
-def band_song(
-    beats: np.ndarray, beats_per_bar: int, seconds: float, quiet: tuple[float, float] | None = None, rate: int = 22050
-) -> np.ndarray:
-    """A drum-and-bass groove on known beats, over a sustained pad: kick on the one (and on beat 3 of
-    a 4/4 bar), snare on the other beats, hi-hats on the off-beats, a bass note on every beat. The
-    chord changes on each bar's one. In `quiet` (a breakdown) only the pad plays; its end is a drop."""
-    out = np.zeros(int(seconds * rate), np.float32)
-    rng = np.random.default_rng(1)
-    n = np.arange(int(0.25 * rate))
-    decay = np.exp(-n / (0.05 * rate))
-    kick = (0.8 * np.sin(2 * np.pi * (50 + 80 * np.exp(-n / (0.01 * rate))) * n / rate) * decay).astype(np.float32)
-    snare = (0.35 * rng.standard_normal(len(n)) * np.exp(-n / (0.03 * rate))).astype(np.float32)
-    hat = (0.12 * np.diff(rng.standard_normal(len(n) + 1)) * np.exp(-n / (0.008 * rate))).astype(np.float32)
-    chords = ((110.0, 138.6, 164.8), (98.0, 123.5, 146.8), (87.3, 110.0, 130.8), (82.4, 103.8, 123.5))
-    t = np.arange(len(out)) / rate
-    bar_starts = beats[::beats_per_bar]
-    for b, start in enumerate(bar_starts):  # the pad: a chord per bar, always on
-        end = bar_starts[b + 1] if b + 1 < len(bar_starts) else seconds
-        span = (t >= start) & (t < end)
-        out[span] += sum(0.05 * np.sin(2 * np.pi * 2 * f * t[span]) for f in chords[b % len(chords)])
-    for k, at in enumerate(beats):
-        if quiet and quiet[0] <= at < quiet[1]:
-            continue
-        in_bar = k % beats_per_bar
-        chord = chords[(k // beats_per_bar) % len(chords)]
-        _hit(out, at, kick if in_bar == 0 or (beats_per_bar == 4 and in_bar == 2) else snare, rate)
-        _hit(out, at, (0.3 * np.sin(2 * np.pi * chord[0] / 2 * n / rate) * decay * 2).astype(np.float32), rate)
-        nxt = beats[k + 1] if k + 1 < len(beats) else at + (at - beats[k - 1])
-        _hit(out, (at + nxt) / 2, hat, rate)
-    return (out / max(1.0, float(np.abs(out).max()))).astype(np.float32)
 
 
 # --- music with a known beat: drums, bass and pads placed on an exact beat grid -------------------------------

@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from synth import click_track, write_audio
+from synth import click_track, mux_audio, write_audio
 from test_live import pulse  # noqa: F401 - the PulseAudio null sink fixture
 
 from livejpp.control.commands import COMMANDS, CommandError, Relative, parse
@@ -208,14 +208,7 @@ def write_film(path, offset, fps=60, seconds=8.0, period=0.5, rate=44100, codec=
                 out.mux(packet)
         for packet in video.encode(None):
             out.mux(packet)
-        for i in range(0, len(audio), 1024):
-            part = audio[None, i : i + 1024]
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format="flt", layout="mono")
-            f.sample_rate, f.pts, f.time_base = rate, i, Fraction(1, rate)
-            for packet in sound.encode(f):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+        mux_audio(out, sound, audio, rate)
     return beats
 
 

@@ -69,11 +69,12 @@ def real_cases(folder: Path) -> list[Case]:
 def synthetic_cases() -> list[Case]:
     """Stress cases with exact truth: the slowest and fastest tempi, a waltz, a ramp, a jump, a breakdown."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from synth import band_song, beat_times
+    from synth import beat_times, groove
 
     def case(name, bpm_at, seconds, per_bar=4, quiet=None, changes=(), drops=()):
         beats = beat_times(bpm_at, seconds)
-        audio = band_song(beats, per_bar, seconds, quiet)
+        drums = None if quiet is None else (beats < quiet[0]) | (beats >= quiet[1])  # the pads alone in `quiet`
+        audio = groove(beats, seconds, beats_per_bar=per_bar, drums=drums, pads=True)
         return Case(name, audio, from_times(beats, per_bar), list(changes), list(drops))
 
     ramp = case("synth ramp 100-140", lambda t: 100 + 40 * min(t, 30) / 30, 40)
