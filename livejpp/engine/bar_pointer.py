@@ -38,6 +38,11 @@ MIN_ACTIVATION = 0.03
 #: An onset at least this strong (activation) is a beat-like event; without one for GAP_BEATS beats the
 #: frames stop being informative (the drums stopped: holding beats guessing from silence).
 STRONG, GAP_BEATS = 0.5, 2.0
+#: ... and only if it stands out: at least this many times the mean activation of the last second. A beat is
+#: a peak; a learned activation fed noise it never saw in training reads "beat" everywhere (BeatNet gives
+#: white noise P(beat) ~0.8 in every frame, music ~0.1 between its beats: the last second's mean stays
+#: under 0.55 on every song of the truth set), and a steady texture has no beat to follow.
+PEAK_RATIO = 1.5
 #: After this long without information, the filter starts again from its prior.
 FORGET_SECONDS = 30.0
 
@@ -109,6 +114,7 @@ class BarPointer:
         self._fit_long = RunningMean(4 * self._window)  # ... and last 8 s
         self.uninformed = 0  # frames since the last informative one
         self.since_strong = 1 << 30  # frames since the last strong onset
+        self._second = RunningMean(int(round(fps)))  # the activation of the last second
         self._interval = float(self.intervals[np.argmax(tempo_prior)])  # the filter's beat interval (frames)
         self._locked = False  # its phase has been concentrated (R ≥ 0.5) since the last reset
 
@@ -120,7 +126,9 @@ class BarPointer:
 
     def gate(self, a: float) -> bool:
         """Is this frame (activation `a`) informative? Call once per frame, before `step`."""
-        self.since_strong = 0 if a >= STRONG else self.since_strong + 1
+        self._second.push(a)
+        strong = a >= STRONG and a >= PEAK_RATIO * self._second.mean
+        self.since_strong = 0 if strong else self.since_strong + 1
         # before its first lock the beat may be as slow as the slowest tempo; after it, it is the filter's own
         return self.since_strong <= GAP_BEATS * (self._interval if self._locked else self.intervals[-1])
 
@@ -261,7 +269,7 @@ class Grid:
         self._previous_phase: float | None = None
         self._offbeat_since: float | None = None
         self._octave_since: float | None = None
-        self._stable_since: float | None = None  # when the grid last moved by more than a nudge
+        self.stable_since: float | None = None  # when the grid last moved by more than a nudge
 
     def confidence(self, now: float) -> float:
         if self.informed_at is None:
@@ -277,14 +285,14 @@ class Grid:
         # the guards protect a grid the show relies on: trusted, and unchanged for OFFBEAT_BEATS beats
         trusted = (
             self.confidence(t) >= TRUST
-            and self._stable_since is not None
-            and t - self._stable_since >= OFFBEAT_BEATS * (self.period or 0.0)
+            and self.stable_since is not None
+            and t - self.stable_since >= OFFBEAT_BEATS * (self.period or 0.0)
         )
         self.strength += (out.strength - self.strength) / (STRENGTH_SECONDS * self.fps)
         self.informed_at = t
         period, anchor = self._candidate(t, out)
         if self.period is None:
-            self.period, self.anchor, self._stable_since = period, anchor, t
+            self.period, self.anchor, self.stable_since = period, anchor, t
             return
         if trusted and out.strength < MOVE_STRENGTH:  # a diffuse phase says nothing: keep the grid
             return
@@ -314,7 +322,7 @@ class Grid:
                 return
         self._offbeat_since = None
         if abs(shift) > STABLE_SHIFT or abs(period / self.period - 1.0) > STABLE_TEMPO:
-            self._stable_since = t
+            self.stable_since = t
             if not trusted:  # still locking: the phases before this move belong to another grid
                 self._fit.restart()
         self.period, self.anchor = period, anchor

@@ -15,7 +15,7 @@ import numpy as np
 from livejpp.engine.activation import ActivationSource, OnsetActivation
 from livejpp.engine.bar_pointer import FORGET_SECONDS, BarPointer, Grid
 from livejpp.engine.meter import Downbeatness, Meter
-from livejpp.engine.trackers import Estimate
+from livejpp.engine.trackers import HOLD_BELOW, Estimate
 from livejpp.features.audio import FRAME_RATE, AudioAnalyser
 
 #: The onset of a beat shows in the frames centred this long before it: a frame's window (±46 ms) rises
@@ -23,6 +23,16 @@ from livejpp.features.audio import FRAME_RATE, AudioAnalyser
 #: the scheduled beats came 27–30 ms early at 100–120 BPM): a property of the analysis, not of a song.
 #: Added to the frame times. A source may bring its own as `lag` (seconds); else 0.
 ONSET_LAG = 0.03
+#: The contrast (see `BarTracker.contrast`) at which the evidence is full: the beats carry twice the mean
+#: activation. At 1 (no more on the beats than anywhere) the confidence is 0, whatever the filter's phase says.
+CONTRAST_FULL = 2.0
+#: ... measured over this many seconds: a few random peaks of noise can fit a grid over 4 s, hardly over 8.
+CONTRAST_SECONDS = 4.0
+#: The onsets' contrast at full evidence (flux is denser than an activation: a mastered metal mix gives 1.3
+#: on its beats, noise 1.0 ± 0.1), within ± this many analyser frames of the beat.
+ONSET_CONTRAST_FULL, ONSET_FRAMES = 1.5, 1.5
+#: ... with the grid as it stood this long before each frame (the show decides its cuts about as far ahead).
+PREDICT_SECONDS = 0.25
 #: Downbeat-ness from a learned `down` activation: its share of the beat activation within ± this
 #: many frames of the beat.
 DOWN_FRAMES = 2
@@ -44,10 +54,15 @@ class BarTracker:
         self.meter = Meter()
         self.downbeatness = Downbeatness()
         self._beat: float | None = None  # the last beat the meter has seen (seconds)
-        keep = int(4 * self.fps)
-        self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
+        keep = int(CONTRAST_SECONDS * self.fps)
+        self._recent: deque[tuple[int, float, float]] = deque(maxlen=int(4 * self.fps))  # (frame, beat, down)
+        self._analyser: AudioAnalyser | None = None
+        self._judged_since: float | None = None  # the grid's stable_since when its judging began
+        self._grids: deque[tuple[float | None, float]] = deque(maxlen=int(PREDICT_SECONDS * self.fps) + 1)
+        self._predicted: deque[tuple[float, float]] = deque(maxlen=keep)  # (activation, on a predicted beat)
 
     def advance(self, analyser: AudioAnalyser) -> None:
+        self._analyser = analyser
         acts = self.source.advance(analyser)
         if acts is None or len(acts.beat) == 0:
             return
@@ -60,12 +75,27 @@ class BarTracker:
             if informative and g.period is not None and self.pointer.uninformed > self.fps * g.period:
                 if g.confidence(t) > 0.0:  # back from a hold: resume from the grid held through it
                     self.pointer.seed(((t - g.anchor) / g.period) % 1.0, g.period * self.fps)
+            self._judge(t, a)
             self.grid.update(t, self.pointer.step(a, informative), self.pointer)
             self._recent.append((frame, a, d))
             if self.grid.informed_at is not None and t - self.grid.informed_at > FORGET_SECONDS:
                 self._forget()
             else:  # frame by frame, so that the block sizes the audio came in make no difference
                 self._count_beats(analyser, frame / acts.fps)
+
+    def _judge(self, t: float, a: float) -> None:
+        """Note whether the frame at `t` (activation `a`) falls on a beat of the grid as it stood
+        PREDICT_SECONDS ago."""
+        g = self.grid
+        if g.stable_since != self._judged_since:  # a new grid: judged on what comes from now on
+            self._judged_since = g.stable_since
+            self._predicted.clear()
+        self._grids.append((g.period, g.anchor))
+        period, anchor = self._grids[0]
+        if period is None:
+            return
+        phase = ((t - anchor) / period + 0.5) % 1.0 - 0.5
+        self._predicted.append((a, float(abs(phase) * period * self.fps <= DOWN_FRAMES)))
 
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
@@ -111,16 +141,51 @@ class BarTracker:
         step = float(mel[b].mean() - mel[a].mean())
         return self.downbeatness(change, low_onset, step)
 
+    def contrast(self) -> float:
+        """How much more activation fell where the grid had said beats would fall, PREDICT_SECONDS before
+        they came, than on all the frames since the grid last moved (at most CONTRAST_SECONDS): music on
+        its beat gives several times more; noise, a pad or a grid on the off-beat about as much (1). Judged
+        ahead, as the show's cuts are: a grid fitted to what it already heard fits noise too (a filter
+        always settles on some phase)."""
+        if len(self._predicted) < self.fps:
+            return 0.0
+        acts, on = np.array(self._predicted).T
+        mean = float(acts.mean())
+        return float(acts[on > 0].mean()) / mean if on.any() and mean > 1e-6 else 0.0
+
+    def onset_contrast(self, now: float) -> float:
+        """The same for the onsets the analyser hears (spectral flux) on the grid's beats over the last
+        CONTRAST_SECONDS: a check independent of the activation, which a learned network can hallucinate
+        (BeatNet fed pink noise oscillates at ~110 BPM, its activation then fits a grid as music does)."""
+        g, analyser = self.grid, self._analyser
+        if g.period is None or analyser is None:
+            return 0.0
+        first, onsets = analyser.frames_since("onset", max(0, math.ceil((now - CONTRAST_SECONDS) * FRAME_RATE)))
+        if len(onsets) < FRAME_RATE:
+            return 0.0
+        t = (first + np.arange(len(onsets))) / FRAME_RATE + ONSET_LAG
+        on = np.abs(((t - g.anchor) / g.period + 0.5) % 1.0 - 0.5) * g.period * FRAME_RATE <= ONSET_FRAMES
+        mean = float(onsets.mean())
+        return float(onsets[on].mean()) / mean if on.any() and mean > 1e-9 else 0.0
+
+    def evidence(self, now: float) -> float:
+        """0..1: how well the music heard bears the grid out, by the weaker of the two contrasts."""
+        activation = (self.contrast() - 1.0) / (CONTRAST_FULL - 1.0)
+        onsets = (self.onset_contrast(now) - 1.0) / (ONSET_CONTRAST_FULL - 1.0)
+        return min(1.0, max(0.0, min(activation, onsets)))
+
     def estimate(self, now: float) -> Estimate | None:
         g = self.grid
         if g.period is None or g.informed_at is None:
             return None
+        evidence = self.evidence(now)
         if self._beat is None:
             bar_anchor = g.anchor
         else:  # the beat the meter saw last, moved onto the current grid, minus its place in the bar
             last = g.anchor + round((self._beat - g.anchor) / g.period) * g.period
             bar_anchor = last - self.meter.position * g.period
-        return Estimate(g.period, g.anchor, bar_anchor, self.meter.beats_per_bar, g.confidence(now))
+        held = g.confidence(now)  # the filter's own: its phase concentrated and recently informed
+        return Estimate(g.period, g.anchor, bar_anchor, self.meter.beats_per_bar, held * evidence, held >= HOLD_BELOW)
 
     def resync(self, downbeat: float) -> None:
         """A downbeat falls at `downbeat`: the meter counts the bar from the grid's beat nearest it."""

@@ -126,7 +126,8 @@ class BeatClock:
             return
         self.clarity = getattr(self._tracker, "clarity", estimate.confidence)
         self.confidence = estimate.confidence
-        if estimate.confidence < HOLD_BELOW:
+        follow = estimate.follow if estimate.follow is not None else estimate.confidence >= HOLD_BELOW
+        if not follow:
             self._locked = False
             return  # hold: the last grid goes on, extrapolated
         bars = 1 if self._locked else self.lock_bars

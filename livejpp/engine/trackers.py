@@ -43,7 +43,11 @@ class Estimate:
     anchor: float  # a beat time (seconds on the show's audio clock: samples_in / AUDIO_RATE)
     bar_anchor: float  # a downbeat time on the same grid (bar_anchor - anchor is a multiple of period)
     beats_per_bar: int  # 4 or 3
-    confidence: float  # 0..1; < 0.3 means "do not trust me": the clock holds its last grid
+    confidence: float  # 0..1: how well the music bears the grid out; < 0.3: no cut is laid on its beats
+    #: the clock follows this grid (else it holds its last one); None: when the confidence is ≥ 0.3. A tracker
+    #: that holds its own grid through doubt (the bar tracker) says True while it has one: the clock's beats
+    #: are then its best guess, even where the evidence is too weak to cut on.
+    follow: bool | None = None
 
 
 class Tracker(Protocol):
