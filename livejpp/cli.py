@@ -523,6 +523,8 @@ def _play_live(args: argparse.Namespace, link) -> int:
 
 
 def _add_selector_options(p: argparse.ArgumentParser) -> None:
+    from livejpp.engine.trackers import DEFAULT_TRACKER, NAMES
+
     p.add_argument("--bars", type=_positive_int, default=2, help="cut every N bars of 4 beats (default: %(default)s)")
     p.add_argument("--min-clip", type=float, default=2.0, metavar="S", help="least time on one clip (default: 2)")
     p.add_argument("--max-clip", type=float, default=16.0, metavar="S", help="most time on one clip (default: 16)")
@@ -552,8 +554,8 @@ def _add_selector_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--beat-tracker",
-        choices=("today", "bar", "beatnet"),
-        default="today",
+        choices=NAMES,
+        default=DEFAULT_TRACKER,
         help="what follows the beat and the bar in the music (default: %(default)s)",
     )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from livejpp.engine.trackers import HISTORY_SECONDS, HOLD_BELOW, Tracker, make_tracker, rebar
+from livejpp.engine.trackers import DEFAULT_TRACKER, HISTORY_SECONDS, HOLD_BELOW, Tracker, make_tracker, rebar
 from livejpp.features.audio import AudioAnalyser
 
 __all__ = ["HISTORY_SECONDS", "HOLD_BELOW", "BeatClock", "ClockState"]
@@ -60,7 +60,7 @@ def _beat_index(t: float, bar_anchor: float, offset: float, period: float) -> in
 
 
 class BeatClock:
-    def __init__(self, bpm: float = 120.0, tracker: str | Tracker = "today"):
+    def __init__(self, bpm: float = 120.0, tracker: str | Tracker = DEFAULT_TRACKER):
         self.period = 60.0 / bpm
         self.anchor = 0.0  # a beat time; beats fall on anchor + k * period
         self.bar_anchor = 0.0  # the bar grid's origin: a downbeat on the same grid; beat_index counts from it

@@ -22,6 +22,7 @@ from livejpp import index as clip_index
 from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, LOCK_BARS, BeatClock, ClockState
 from livejpp.engine.sections import RECENT_SECONDS, SectionDetector
 from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
+from livejpp.engine.trackers import DEFAULT_TRACKER
 from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
 from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
@@ -46,7 +47,7 @@ class EngineSettings:
     # audio reaches the analysis a little late, and the incoming clip's first picture needs decoding
     lead: float = 0.25
     selector: SelectorSettings = field(default_factory=SelectorSettings)
-    beat_tracker: str = "today"  # what the clock follows the music with (livejpp.engine.trackers.TRACKERS)
+    beat_tracker: str = DEFAULT_TRACKER  # what the clock follows the music with (livejpp.engine.trackers.TRACKERS)
 
 
 @dataclass
