@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from beats_truth import Score, Truth, from_times, load_beats, score  # noqa: E402
+from beats_truth import TOLERANCE, Score, Truth, from_times, load_beats, score  # noqa: E402
 from bench import DEFAULT_MEDIA, table  # noqa: E402
 
 from livejpp.media.decode import AUDIO_RATE, read_audio_file  # noqa: E402
@@ -51,6 +51,8 @@ class Result:
     score: Score
     hop_seconds: list[float]  # the engine's own analysis time per hop
     push_seconds: list[float]  # the whole push of one hop's audio (a tracker may work per push, not per hop)
+    held_cuts: int = 0  # cuts at --max-clip where the grid was not trusted (on the held grid's beats)
+    held_on_beat: float = float("nan")  # ... the share of them within 70 ms of a true beat
 
 
 def real_cases(folder: Path) -> list[Case]:
@@ -133,9 +135,13 @@ def run_engine(library: Path, tracker: str, case: Case) -> Result:
     downbeats = [t for t in engine.beats if t in counts and counts[t][0] % counts[t][1] == 0]
     cuts = [c.time for c in engine.cuts if c.reason in BEAT_CUTS]
     drop_cuts = [c.time for c in engine.cuts if c.reason == "drop"]
+    held = np.array([c.time for c in engine.cuts if c.reason == "max"])
     truth = case.truth.until(len(case.samples) / AUDIO_RATE)
     result = score(truth, engine.beats, cuts, downbeats, case.changes, case.drops, drop_cuts)
-    return Result(result, [h.seconds for h in engine.hops], pushes)
+    held_on_beat = float("nan")
+    if len(held) and len(truth.times):
+        held_on_beat = 100.0 * float(np.mean(np.abs(held[:, None] - truth.times[None, :]).min(axis=1) <= TOLERANCE))
+    return Result(result, [h.seconds for h in engine.hops], pushes, len(held), held_on_beat)
 
 
 def _num(value: float | None, fmt: str = "{:.0f}", none: str = "-") -> str:
@@ -155,6 +161,7 @@ HEADERS = [
     "cuts",
     "on beat %",
     "on the one %",
+    "max-clip cuts (on beat %)",
     "F",
     "CMLt",
     "AMLt",
@@ -179,6 +186,7 @@ def row(name: str, tracker: str, bpm: float, result: Result) -> list[str]:
         str(s.cuts),
         _num(s.on_beat),
         _num(s.on_one),
+        f"{result.held_cuts} ({_num(result.held_on_beat)})",
         _num(s.f_measure),
         _num(s.cmlt),
         _num(s.amlt),
@@ -214,6 +222,8 @@ def overall(label: str, tracker: str, results: list[Result]) -> list[str]:
     drops = [x for s in scores for x in s.drop_to_cut]
     hops = np.concatenate([r.hop_seconds for r in results]) * 1000
     pushes = np.concatenate([r.push_seconds for r in results]) * 1000
+    held = sum(r.held_cuts for r in results)
+    held_on_beat = sum(r.held_on_beat * r.held_cuts for r in results if r.held_cuts) / held if held else float("nan")
     return [
         label,
         tracker,
@@ -221,6 +231,7 @@ def overall(label: str, tracker: str, results: list[Result]) -> list[str]:
         str(cuts),
         _num(pooled("on_beat")),
         _num(pooled("on_one")),
+        f"{held} ({_num(held_on_beat)})",
         _num(mean("f_measure")),
         _num(mean("cmlt")),
         _num(mean("amlt")),

@@ -153,6 +153,18 @@ class BarTracker:
         mean = float(acts.mean())
         return float(acts[on > 0].mean()) / mean if on.any() and mean > 1e-6 else 0.0
 
+    def contrast_on(self, period: float, anchor: float) -> float:
+        """The activation's contrast on another grid's beats (± DOWN_FRAMES) over the last seconds heard:
+        how far a grid found some other way (the autocorrelation clock's) is borne out by this one's
+        activation. Not biased: that grid was not fitted to this activation."""
+        if len(self._recent) < self.fps or period <= 0:
+            return 0.0
+        frames, acts, _ = np.array(self._recent).T
+        on = np.abs(((frames / self.fps + self.lag - anchor) / period + 0.5) % 1.0 - 0.5) * period * self.fps
+        on = on <= DOWN_FRAMES
+        mean = float(acts.mean())
+        return float(acts[on].mean()) / mean if on.any() and mean > 1e-6 else 0.0
+
     def onset_contrast(self, now: float) -> float:
         """The same for the onsets the analyser hears (spectral flux) on the grid's beats over the last
         CONTRAST_SECONDS: a check independent of the activation, which a learned network can hallucinate

@@ -167,12 +167,13 @@ TRACKERS: dict[str, Callable[[], Tracker]] = {
     "today": TodayTracker,
     "bar": lambda: _load("livejpp.engine.bar_tracker", "BarTracker"),
     "beatnet": _beatnet,
+    "auto": lambda: _load("livejpp.engine.ensemble", "EnsembleTracker"),
 }
 #: The names the CLI and the bus offer (those not in TRACKERS are refused with one line).
-NAMES = ("today", "bar", "beatnet")
-#: What the clock follows unless told otherwise: the most cuts on a beat and on the one, on the real truth
-#: set and on the held-out songs alike (tools/bench.py beats; the figures are in the README).
-DEFAULT_TRACKER = "beatnet"
+NAMES = ("auto", "beatnet", "bar", "today")
+#: What the clock follows unless told otherwise: of the trackers measured on the truth set and on held-out
+#: songs (tools/bench.py beats; the figures are in the README), the most cuts on the beat and the fastest lock.
+DEFAULT_TRACKER = "auto"
 
 
 def make_tracker(name: str) -> Tracker:
