@@ -223,7 +223,8 @@ def test_no_capture_device_then_a_silent_one_then_music(lib, tmp_path, pulse_lat
         player = subprocess.Popen(["paplay", str(SONG)], env=env)
         show.wait_line("hearing music", timeout=30)
         show.feedback.wait("hearing", lambda v: v == "", timeout=10)
-        show.feedback.wait("beat", lambda v: v > 8, timeout=30)  # cuts follow the music again
+        counted: set[int] = set()  # the beat count moves on with the music (it jumps where the clock locks)
+        wait_until(lambda: counted.add(show.feedback.state.get("beat")) or len(counted) > 8, 30, "beats counted")
         stats = show.finish()
     finally:
         show.kill()

@@ -55,7 +55,7 @@ class BarTracker:
         self.downbeatness = Downbeatness()
         self._beat: float | None = None  # the last beat the meter has seen (seconds)
         keep = int(CONTRAST_SECONDS * self.fps)
-        self._recent: deque[tuple[int, float, float]] = deque(maxlen=int(4 * self.fps))  # (frame, beat, down)
+        self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
         self._analyser: AudioAnalyser | None = None
         self._judged_since: float | None = None  # the grid's stable_since when its judging began
         self._grids: deque[tuple[float | None, float]] = deque(maxlen=int(PREDICT_SECONDS * self.fps) + 1)
@@ -181,7 +181,10 @@ class BarTracker:
         return float(onsets[on].mean()) / mean if on.any() and mean > 1e-9 else 0.0
 
     def evidence(self, now: float) -> float:
-        """0..1: how well the music heard bears the grid out, by the weaker of the two contrasts."""
+        """0..1: how well the music heard bears the grid out, by the weaker of the two contrasts; 0 once
+        nothing has marked a beat for GAP_BEATS (a breakdown, silence: the grid is held, not cut on)."""
+        if self.pointer.uninformed > 0:
+            return 0.0
         activation = (self.contrast() - 1.0) / (CONTRAST_FULL - 1.0)
         onsets = (self.onset_contrast(now) - 1.0) / (ONSET_CONTRAST_FULL - 1.0)
         return min(1.0, max(0.0, min(activation, onsets)))
@@ -210,7 +213,7 @@ class BarTracker:
         ahead = round((self._beat - nearest) / g.period)  # beats from the one to the last beat seen
         self.meter.force_one()
         for _ in range(ahead % self.meter.beats_per_bar):
-            self.meter.posterior = self.meter.posterior @ self.meter.transition
+            self.meter.skip()
 
 
 def _frame_range(start: float, end: float) -> tuple[int, int]:

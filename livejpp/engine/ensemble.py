@@ -21,6 +21,8 @@ from livejpp.engine.bar_tracker import CONTRAST_FULL, BarTracker
 from livejpp.engine.trackers import HOLD_BELOW, Estimate, TodayTracker, Tracker, _beatnet, rebar
 from livejpp.features.audio import AudioAnalyser
 
+#: Back from the pulse to BeatNet only when BeatNet's grid is borne out this much better (confidences 0..1).
+BACK_MARGIN = 0.2
 #: Two grids are the same beat when their periods differ by less than this (relative) and their beats by
 #: less than this share of a beat.
 SAME_TEMPO, SAME_PHASE = 0.04, 0.15
@@ -36,6 +38,8 @@ class EnsembleTracker:
         self.pulse = pulse if pulse is not None else TodayTracker()
         self.following: Tracker = self.bar
         self._bar: Estimate | None = None  # BeatNet's last grid followed: where the bars start
+        self._shift: int | None = None  # following the pulse: beats from its own downbeat to the one kept
+        self._per_bar = 4
         self.clarity = 0.0
 
     def advance(self, analyser: AudioAnalyser) -> None:
@@ -48,33 +52,43 @@ class EnsembleTracker:
         if pulse is not None:  # the pulse's grid judged by the learned activation too: the off-beat has none
             contrast = self.bar.contrast_on(pulse.period, pulse.anchor)
             evidence = min(1.0, max(0.0, (contrast - 1.0) / (CONTRAST_FULL - 1.0)))
-            pulse = dataclasses.replace(pulse, confidence=pulse.confidence * evidence)
+            follow = pulse.confidence >= HOLD_BELOW  # its own lock: the clock keeps its count through a dip
+            pulse = dataclasses.replace(pulse, confidence=pulse.confidence * evidence, follow=follow)
         self.following = self._choose(bar, pulse)
-        if self.following is self.bar or pulse is None:
-            if bar is not None and self.following is self.bar:
-                self._bar = bar
-            return bar if self.following is self.bar else None
-        if bar is not None and _same_beat(bar, pulse):  # the pulse's grid, with the bar where BeatNet hears it
-            one, per_bar = bar.bar_anchor, bar.beats_per_bar
-        elif self._bar is not None:  # the bar BeatNet last heard, carried onto the pulse's grid
+        if self.following is self.bar:
+            self._bar, self._shift = bar, None
+            return bar
+        if pulse is None:
+            return None
+        if bar is not None and bar.confidence >= HOLD_BELOW and _same_beat(bar, pulse):  # BeatNet's bar
+            self._shift = self._beats_to(bar.bar_anchor, pulse)
+            self._per_bar = bar.beats_per_bar
+        elif self._shift is None:  # just switched: the bar BeatNet last heard, carried onto the pulse's grid
+            if self._bar is None:
+                return pulse
             last = self._bar
-            one, per_bar = (
-                rebar(last.bar_anchor, last.period, last.beats_per_bar, pulse.anchor, pulse.period, now),
-                last.beats_per_bar,
-            )
-        else:
-            return pulse
-        one = pulse.anchor + round((one - pulse.anchor) / pulse.period) * pulse.period
-        return Estimate(pulse.period, pulse.anchor, one, per_bar, pulse.confidence, pulse.follow)
+            one = rebar(last.bar_anchor, last.period, last.beats_per_bar, pulse.anchor, pulse.period, now)
+            self._shift, self._per_bar = self._beats_to(one, pulse), last.beats_per_bar
+        # the pulse's own bar runs on continuously through its refinements; the shift keeps BeatNet's one
+        one = pulse.bar_anchor + self._shift * pulse.period
+        return Estimate(pulse.period, pulse.anchor, one, self._per_bar, pulse.confidence, pulse.follow)
+
+    @staticmethod
+    def _beats_to(downbeat: float, pulse: Estimate) -> int:
+        """Beats from the pulse's own downbeat to `downbeat` on its grid, within one bar."""
+        return round((downbeat - pulse.bar_anchor) / pulse.period) % pulse.beats_per_bar
 
     def _choose(self, bar: Estimate | None, pulse: Estimate | None) -> Tracker:
-        """BeatNet's grid while the music bears it out (it knows the bar); else the pulse's, if that is
-        borne out; else whichever was followed (the clock holds it)."""
-        if bar is not None and bar.confidence >= HOLD_BELOW:
+        """BeatNet's grid while the music bears it out (it knows the bar); the pulse's when BeatNet's is
+        not and the pulse's is, until BeatNet's is borne out at least as well: grids that take turns hop
+        by hop would scatter the cuts."""
+        bar_sure = bar.confidence if bar is not None else -1.0
+        pulse_sure = pulse.confidence if pulse is not None else -1.0
+        if self.following is self.bar:
+            return self.pulse if bar_sure < HOLD_BELOW <= pulse_sure else self.bar
+        if bar_sure >= HOLD_BELOW and (pulse_sure < HOLD_BELOW or bar_sure >= pulse_sure + BACK_MARGIN):
             return self.bar
-        if pulse is not None and pulse.confidence >= HOLD_BELOW:
-            return self.pulse
-        return self.following
+        return self.pulse
 
     def resync(self, downbeat: float) -> None:
         self.bar.resync(downbeat)

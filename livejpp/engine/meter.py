@@ -16,6 +16,9 @@ METERS = (3, 4)
 PRIOR_FOUR = 0.8
 SLIP = 0.02  # η: a beat goes anywhere but the next position in the bar
 METER_SWITCH = 1e-3
+#: The published bar (metre and beat of the bar) moves only to a state this many times likelier than the one
+#: it holds: where the beats all sound alike the posterior wavers, and the one must not wander with it.
+MOVE_RATIO = 3.0
 #: Downbeat-ness of the hand-made kind: weights of the z-scored chroma change, low-band onset and
 #: loudness step (fixed a priori, as the design says), z-scored over this many beats.
 WEIGHTS = (0.5, 0.3, 0.2)
@@ -39,28 +42,47 @@ class Meter:
         self._is_one = np.array([k == 0 for _, k in self.states])
         self._four = np.array([b == 4 for b, _ in self.states])
         self.posterior = np.array([(PRIOR_FOUR if b == 4 else 1 - PRIOR_FOUR) / b for b, _ in self.states])
+        self._index = {s: i for i, s in enumerate(self.states)}
+        self._published: int | None = None  # the state the bar is counted from (index in states)
 
     def observe(self, downbeatness: float) -> None:
         """One beat passed; `downbeatness` (0..1) says how much it sounded like a bar's first beat."""
         d = float(np.clip(downbeatness, 0.01, 0.99))
         p = (self.posterior @ self.transition) * np.where(self._is_one, d, 1 - d)
         self.posterior = p / p.sum()
+        if self._published is not None:  # the held state moves on by one beat
+            b, k = self.states[self._published]
+            self._published = self._index[(b, (k + 1) % b)]
+        best = int(np.argmax(self.posterior))
+        if self._published is None or self.posterior[best] >= MOVE_RATIO * self.posterior[self._published]:
+            self._published = best
 
     def force_one(self) -> None:
         """The last beat observed is the one (the VJ said so): keep the meter's odds, move k to 0."""
         four = float(self.posterior[self._four].sum())
         self.posterior = np.where(self._is_one, np.where(self._four, four, 1 - four), 0.0)
+        self._published = self._index[(4 if four >= 0.5 else 3, 0)]
+
+    def skip(self) -> None:
+        """One beat passed that says nothing of the bar (the VJ's resync counts on from the one)."""
+        self.posterior = self.posterior @ self.transition
+        if self._published is not None:
+            b, k = self.states[self._published]
+            self._published = self._index[(b, (k + 1) % b)]
 
     @property
     def beats_per_bar(self) -> int:
-        return 4 if self.posterior[self._four].sum() >= 0.5 else 3
+        if self._published is None:
+            return 4 if self.posterior[self._four].sum() >= 0.5 else 3
+        return self.states[self._published][0]
 
     @property
     def position(self) -> int:
-        """Beat of the bar (0 = the one) of the last beat observed, in the likelier meter."""
-        mask = self._four if self.beats_per_bar == 4 else ~self._four
-        best = int(np.argmax(np.where(mask, self.posterior, -1.0)))
-        return self.states[best][1]
+        """Beat of the bar (0 = the one) of the last beat observed."""
+        if self._published is None:
+            mask = self._four if self.beats_per_bar == 4 else ~self._four
+            return self.states[int(np.argmax(np.where(mask, self.posterior, -1.0)))][1]
+        return self.states[self._published][1]
 
     @property
     def confidence(self) -> float:
