@@ -1,0 +1,152 @@
+"""Landmarks: spectral peaks of a song, paired and hashed with their time difference (Wang 2003).
+
+The recipe is the one dejavu and audfprint use, in plain numpy so it runs on any window of live audio
+within a hop's budget:
+
+1. STFT of mono float32 at AUDIO_RATE (22050 Hz): 2048-sample Hann window, 512 hop (23.2 ms frames,
+   10.8 Hz bins), power in dB. The 75 % overlap matters: a window of live audio starts anywhere between
+   two frames of the stored analysis, and with 1024-sample windows only 20-60 % of a query's hashes
+   were reproduced depending on that phase; with 2048, 48-73 %.
+2. Peaks: a bin is a peak where it is the maximum of its neighbourhood (+-PEAK_DT frames, +-PEAK_DF bins),
+   stands PEAK_MIN_DB over its frame's median, and is among the PEAKS_PER_FRAME strongest of its frame.
+   Every test is local, so a 5 s window finds the same peaks as the whole song does there. Peak
+   positions are refined to a fraction of a frame and a bin (parabola through the neighbours), which
+   is what lets the matcher rescale a query's peaks for a changed playback speed (match.py).
+3. Pairs: each peak (the anchor) pairs with the FANOUT next peaks in its target zone:
+   1 <= dt <= 63 frames (1.46 s) later, |df| <= 127 bins (1.37 kHz), anchor below 512 bins (5.5 kHz).
+4. Hash (23 bits in a uint32): anchor bin (9 bits) << 14 | (df + 128) (8 bits) << 6 | dt (6 bits).
+   The hash is stored with the anchor's frame: matching votes on (reference frame - query frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from livejpp.media.decode import AUDIO_RATE
+
+FFT = 2048
+HOP = 512
+FRAME_SECONDS = HOP / AUDIO_RATE
+# peaks are searched up to 600 bins (6.5 kHz): a query played 8 % slow still has its anchors below 512 bins
+MAX_BIN = 600
+PEAK_DT = 4  # frames either side (+-93 ms)
+PEAK_DF = 16  # bins either side (+-172 Hz)
+PEAK_MIN_DB = 10.0
+PEAKS_PER_FRAME = 3
+FANOUT = 3
+LOOKAHEAD = 24  # later peaks looked at for each anchor's FANOUT partners
+MAX_DT = 63
+MAX_DF = 127
+ANCHOR_BINS = 512
+HASH_BITS = 23
+
+_WINDOW = np.hanning(FFT).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Spectral peaks, sorted by time: frame and bin as floats (refined between grid points)."""
+
+    t: np.ndarray  # float64 frames from the start of the audio
+    f: np.ndarray  # float64 FFT bins
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Hashed peak pairs: hash[i] was seen with its anchor at frame t[i]."""
+
+    hashes: np.ndarray  # uint32
+    t: np.ndarray  # float64 frames (reference frames when a query was rescaled)
+    pair: np.ndarray  # int64: which two peaks made the hash, the same at every rescaling of one query
+
+
+def spectrogram_db(samples: np.ndarray) -> np.ndarray:
+    """Power in dB, frames x bins (bins 0..MAX_BIN-1); frame i starts at sample i * HOP."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if len(samples) < FFT:
+        return np.zeros((0, MAX_BIN), dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(samples, FFT)[::HOP]
+    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)[:, :MAX_BIN]
+    power = spectrum.real**2 + spectrum.imag**2
+    return (10.0 * np.log10(power + 1e-10)).astype(np.float32)
+
+
+def _running_max(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Maximum over +-radius along one axis (edges see a shorter neighbourhood): 2*radius np.maximum calls."""
+    out = a.copy()
+    n = a.shape[axis]
+    for shift in range(1, radius + 1):
+        if shift >= n:
+            break
+        lo = [slice(None)] * a.ndim
+        hi = [slice(None)] * a.ndim
+        lo[axis], hi[axis] = slice(0, n - shift), slice(shift, n)
+        np.maximum(out[tuple(lo)], a[tuple(hi)], out=out[tuple(lo)])
+        np.maximum(out[tuple(hi)], a[tuple(lo)], out=out[tuple(hi)])
+    return out
+
+
+def _refine(db: np.ndarray, ti: np.ndarray, fi: np.ndarray, axis: int) -> np.ndarray:
+    """Sub-grid peak position along one axis: the vertex of the parabola through the peak and its neighbours."""
+    n = db.shape[axis]
+    idx = ti if axis == 0 else fi
+    inner = (idx > 0) & (idx < n - 1)
+    offset = np.zeros(len(idx))
+    i, j = ti[inner], fi[inner]
+    centre = db[i, j].astype(np.float64)
+    if axis == 0:
+        before, after = db[i - 1, j], db[i + 1, j]
+    else:
+        before, after = db[i, j - 1], db[i, j + 1]
+    curvature = before - 2.0 * centre + after
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(curvature < 0, 0.5 * (before - after) / curvature, 0.0)
+    offset[inner] = np.clip(step, -0.5, 0.5)
+    return idx + offset
+
+
+def peaks(samples: np.ndarray) -> Peaks:
+    """The spectral peaks of mono float32 audio at AUDIO_RATE."""
+    db = spectrogram_db(samples)
+    if len(db) == 0:
+        empty = np.zeros(0)
+        return Peaks(empty, empty)
+    local = _running_max(_running_max(db, PEAK_DF, axis=1), PEAK_DT, axis=0)
+    floor = np.median(db, axis=1, keepdims=True) + PEAK_MIN_DB
+    candidate = (db == local) & (db > floor)
+    candidate[:, :2] = False  # DC and the lowest bin: rumble, not music
+    # at most PEAKS_PER_FRAME per frame: the strongest
+    strength = np.where(candidate, db, -np.inf)
+    if PEAKS_PER_FRAME < db.shape[1]:
+        kth = np.partition(strength, -PEAKS_PER_FRAME, axis=1)[:, -PEAKS_PER_FRAME][:, None]
+        candidate &= strength >= kth
+    ti, fi = np.nonzero(candidate)  # row-major: sorted by frame
+    return Peaks(_refine(db, ti, fi, axis=0), _refine(db, ti, fi, axis=1))
+
+
+def pair_hashes(t: np.ndarray, f: np.ndarray) -> Landmarks:
+    """Hash each peak with its FANOUT next peaks in the target zone. t, f: peaks sorted by t (any scale)."""
+    n = len(t)
+    if n < 2:
+        return Landmarks(np.zeros(0, np.uint32), np.zeros(0), np.zeros(0, np.int64))
+    order = np.argsort(t, kind="stable")
+    t, f = t[order], f[order]
+    later = np.arange(n)[:, None] + np.arange(1, LOOKAHEAD + 1)[None, :]
+    exists = later < n
+    later = np.minimum(later, n - 1)
+    dt = np.rint(t[later] - t[:, None]).astype(np.int64)
+    df = np.rint(f[later] - f[:, None]).astype(np.int64)
+    anchor = np.rint(f).astype(np.int64)[:, None]
+    ok = exists & (dt >= 1) & (dt <= MAX_DT) & (np.abs(df) <= MAX_DF) & (anchor >= 0) & (anchor < ANCHOR_BINS)
+    ok &= np.cumsum(ok, axis=1) <= FANOUT
+    rows, cols = np.nonzero(ok)
+    hashes = (anchor[rows, 0] << 14) | ((df[rows, cols] + 128) << 6) | dt[rows, cols]
+    return Landmarks(hashes.astype(np.uint32), t[rows], rows * LOOKAHEAD + cols)
+
+
+def fingerprint(samples: np.ndarray) -> Landmarks:
+    """A song's landmarks, as stored in the library: hashes with their anchor frames."""
+    p = peaks(samples)
+    return pair_hashes(p.t, p.f)

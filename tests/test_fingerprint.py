@@ -1,0 +1,140 @@
+"""Known-track identification (issue 12): the bundled soundtracks are found from 5 s of degraded audio,
+at the right place, and songs that are not in the store never lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import degrade
+import numpy as np
+import pytest
+
+from livejpp.fingerprint import Matcher, MemoryHashStore, fingerprint
+from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+MEDIA = Path(__file__).parent / "media"
+SONGS = sorted((MEDIA / "av").iterdir()) + sorted((MEDIA / "music").iterdir())
+# same soundtrack twice: the 5 s Big Buck Bunny is the start of the 30 s one; the Sintel clip is 10 s of the trailer
+SAME_CONTENT = [{"big_buck_bunny_0_30.webm", "bigbuckbunny_5s.mp4"}, {"sintel_clip.mp4", "sintel_trailer_audio.ogg"}]
+EXCERPT = 5.0
+TOLERANCE = 0.05  # seconds
+
+
+def shares_content(a: str, b: str) -> bool:
+    return a == b or any({a, b} <= group for group in SAME_CONTENT)
+
+
+@pytest.fixture(scope="module")
+def audio() -> dict[str, np.ndarray]:
+    return {path.name: read_audio_file(path) for path in SONGS}
+
+
+def make_store(audio: dict[str, np.ndarray], names: list[str]) -> tuple[Matcher, list[str]]:
+    store = MemoryHashStore()
+    for video, name in enumerate(names):
+        landmarks = fingerprint(audio[name])
+        store.add(video, landmarks.hashes, landmarks.t)
+    return Matcher(store), names
+
+
+def excerpt_starts(seconds: float) -> list[float]:
+    """Three 5 s excerpts spread over a song. The first starts at 2.5 s: the Sintel trailer fades in from
+    silence over its first 2 s, which 10 dB of room noise buries (3 votes from its first 5 s)."""
+    last = seconds - EXCERPT * 1.1 - 0.1
+    return [float(s) for s in np.linspace(2.5, last, 3)]
+
+
+def same_audio(song: np.ndarray, found: float, start: float) -> bool:
+    """Whether the song sounds the same from `found` as from `start` over the part of the excerpt that both
+    cover (found may be before the song's start), at least 2 s of it. lmms_CapDan-ReggaeTry is a loop-based
+    render whose bars repeat every 1.333 s (waveform correlation 0.6-0.8 a whole bar apart, 0.3-0.45 a
+    few ms off): there, a position whole bars away is the same music and accepted."""
+    skip = max(0.0, -found)
+    x = song[int((found + skip) * AUDIO_RATE) :][: int((EXCERPT - skip) * AUDIO_RATE)]
+    y = song[int((start + skip) * AUDIO_RATE) :][: len(x)]
+    if len(x) < 2 * AUDIO_RATE or len(y) != len(x):
+        return False
+    return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)) > 0.6
+
+
+CONDITIONS = {
+    "clean": lambda x: x,
+    "room noise 10 dB SNR": lambda x: degrade.room_noise(x, 10.0),
+    "mp3 128 kb/s": lambda x: degrade.codec_pass(x, "mp3"),
+    "aac 128 kb/s": lambda x: degrade.codec_pass(x, "aac"),
+    "EQ tilt -4 dB/octave": lambda x: degrade.eq_tilt(x, -4.0),
+    "EQ tilt +4 dB/octave": lambda x: degrade.eq_tilt(x, 4.0),
+}
+
+
+@pytest.fixture(scope="module")
+def full_store(audio) -> tuple[Matcher, list[str]]:
+    return make_store(audio, [path.name for path in SONGS])
+
+
+def check_found(matcher, names, audio, name, start, query, speed=1.0) -> None:
+    match = matcher.identify(query)
+    where = f"{name} from {start:.2f} s"
+    assert match is not None and match.confident, f"{where}: no confident match ({match})"
+    found = names[match.video]
+    assert shares_content(found, name), f"{where}: identified as {found}"
+    if found == name:
+        right = abs(match.position - start) <= TOLERANCE or any(
+            same_audio(audio[name], match.position + d, start) for d in np.arange(-TOLERANCE, TOLERANCE, 0.0005)
+        )
+        assert right, f"{where}: found at {match.position:.3f} s"
+    assert abs(match.speed - speed) <= 0.0101, f"{where}: speed {match.speed:.4f}, played at {speed}"
+
+
+@pytest.mark.parametrize("condition", list(CONDITIONS))
+def test_every_song_is_found_at_its_position(audio, full_store, condition):
+    matcher, names = full_store
+    degrade_fn = CONDITIONS[condition]
+    checked = 0
+    for name in names:
+        song = audio[name]
+        if len(song) < 2 * EXCERPT * AUDIO_RATE:  # too short for three excerpts (the amen loop, the 5 s bunny)
+            continue
+        for start in excerpt_starts(len(song) / AUDIO_RATE):
+            query = degrade_fn(song[int(start * AUDIO_RATE) :][: int(EXCERPT * AUDIO_RATE)])
+            check_found(matcher, names, audio, name, start, query)
+            checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.parametrize("factor", [0.95, 0.965, 1.035, 1.05])
+def test_songs_are_found_at_a_changed_speed(audio, full_store, factor):
+    """A pitch fader at +-5 % (and between the matcher's 1 % speed steps): found, with its speed measured."""
+    matcher, names = full_store
+    for name in names:
+        song = audio[name]
+        if len(song) < 2 * EXCERPT * AUDIO_RATE:
+            continue
+        for start in excerpt_starts(len(song) / AUDIO_RATE):
+            original = song[int(start * AUDIO_RATE) :][: int(EXCERPT * factor * AUDIO_RATE)]
+            query = degrade.speed(original, factor)[: int(EXCERPT * AUDIO_RATE)]
+            check_found(matcher, names, audio, name, start, query, speed=factor)
+
+
+HALVES = (
+    ["big_buck_bunny_0_30.webm", "bigbuckbunny_5s.mp4", "Kevin_MacLeod-Vibe_Ace.ogg", "lmms_Skiessi-C64.ogg"],
+    ["sintel_clip.mp4", "sintel_trailer_audio.ogg", "lmms_CapDan-ReggaeTry.ogg", "loop_amen.flac"],
+)
+
+
+@pytest.mark.parametrize("stored", [0, 1])
+def test_songs_not_in_the_store_never_lock(audio, stored):
+    """Every 0.5 s hop of every song that is not in the store, clean and noisy: not one confident match."""
+    matcher, _ = make_store(audio, HALVES[stored])
+    hop, windows, locks = int(0.5 * AUDIO_RATE), 0, []
+    for name in HALVES[1 - stored]:
+        song = audio[name]
+        for noisy in (False, True):
+            signal = degrade.room_noise(song, 10.0, seed=1) if noisy else song
+            for end in range(min(len(song), 2 * AUDIO_RATE), len(song) + 1, hop):
+                match = matcher.identify(signal[max(0, end - int(EXCERPT * AUDIO_RATE)) : end])
+                windows += 1
+                if match is not None and match.confident:
+                    locks.append((name, noisy, end / AUDIO_RATE, match))
+    assert windows > 300
+    assert locks == [], f"{len(locks)} false locks in {windows} windows, first: {locks[0]}"
