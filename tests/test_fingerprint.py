@@ -9,7 +9,7 @@ import degrade
 import numpy as np
 import pytest
 
-from livejpp.fingerprint import Matcher, MemoryHashStore, fingerprint
+from livejpp.fingerprint import Matcher, MemoryHashStore, StreamMatcher, fingerprint
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
 MEDIA = Path(__file__).parent / "media"
@@ -138,3 +138,53 @@ def test_songs_not_in_the_store_never_lock(audio, stored):
                     locks.append((name, noisy, end / AUDIO_RATE, match))
     assert windows > 300
     assert locks == [], f"{len(locks)} false locks in {windows} windows, first: {locks[0]}"
+
+
+HOP = int(0.5 * AUDIO_RATE)
+
+
+def play(matcher: StreamMatcher, signal: np.ndarray, seconds: float):
+    """Feed a stream in 0.5 s hops, as the engine will; yields (stream seconds, match) after each hop."""
+    for start in range(0, min(len(signal), int(seconds * AUDIO_RATE)), HOP):
+        yield matcher.seconds, matcher.push(signal[start : start + HOP])
+
+
+@pytest.mark.parametrize(
+    ("name", "factor", "noisy"),
+    [
+        ("Kevin_MacLeod-Vibe_Ace.ogg", 1.0, True),
+        ("lmms_Skiessi-C64.ogg", 1.05, False),
+        ("big_buck_bunny_0_30.webm", 0.95, True),
+        ("sintel_trailer_audio.ogg", 1.0, False),
+    ],
+)
+def test_a_stream_locks_within_5_s_and_tracks_the_position(audio, full_store, name, factor, noisy):
+    """Live audio from 3.3 s into a song, hop by hop: locked within 5 s of hearing it, and from then on the
+    match's 'now' in the video is the song's position (+-50 ms) at (nearly) every hop."""
+    matcher, names = full_store
+    song, begin = audio[name], 3.3
+    signal = degrade.speed(song[int(begin * AUDIO_RATE) :], factor)
+    signal = degrade.room_noise(signal, 10.0) if noisy else signal
+    stream = StreamMatcher(matcher.store)
+    locked_at, tracked, off = None, 0, []
+    for now, match in play(stream, signal, 20.0):
+        if match is None or not match.confident or not shares_content(names[match.video], name):
+            continue
+        locked_at = now if locked_at is None else locked_at
+        if names[match.video] != name:
+            continue
+        error = match.position_at(now) - (begin + now * factor)
+        tracked += 1
+        if abs(error) > TOLERANCE:
+            off.append((round(now, 2), round(error, 3)))
+    assert locked_at is not None and locked_at <= 5.0, f"{name}: locked at {locked_at}"
+    assert tracked >= 10 and len(off) <= tracked // 10, f"{name}: off at {off} of {tracked} locked hops"
+
+
+def test_a_stream_of_unknown_songs_never_locks(audio):
+    """Four songs that are not in the store, one after the other with room noise: not one confident hop."""
+    matcher, _ = make_store(audio, HALVES[0])
+    signal = np.concatenate([audio[name] for name in HALVES[1]])
+    stream = StreamMatcher(matcher.store)
+    locks = [(now, m) for now, m in play(stream, degrade.room_noise(signal, 10.0, seed=2), 1e9) if m and m.confident]
+    assert locks == []

@@ -74,18 +74,19 @@ def spectrogram_db(samples: np.ndarray) -> np.ndarray:
 
 
 def _running_max(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
-    """Maximum over +-radius along one axis (edges see a shorter neighbourhood): 2*radius np.maximum calls."""
-    out = a.copy()
-    n = a.shape[axis]
-    for shift in range(1, radius + 1):
-        if shift >= n:
-            break
-        lo = [slice(None)] * a.ndim
-        hi = [slice(None)] * a.ndim
-        lo[axis], hi[axis] = slice(0, n - shift), slice(shift, n)
-        np.maximum(out[tuple(lo)], a[tuple(hi)], out=out[tuple(lo)])
-        np.maximum(out[tuple(hi)], a[tuple(lo)], out=out[tuple(hi)])
-    return out
+    """Maximum over +-radius along one axis (edges see a shorter neighbourhood), by doubling: the max over
+    2**k samples from each point takes k np.maximum calls, and two overlapping such spans cover any width."""
+    a = np.moveaxis(a, axis, 0)
+    n, width = a.shape[0], 2 * radius + 1
+    padded = np.concatenate(
+        [np.full((radius, *a.shape[1:]), -np.inf, a.dtype), a, np.full((radius, *a.shape[1:]), -np.inf, a.dtype)]
+    )
+    span, run = 1, padded
+    while span * 2 <= width:
+        run = np.maximum(run[:-span], run[span:])  # run[i] = max(padded[i : i + 2 * span])
+        span *= 2
+    out = np.maximum(run[:n], run[width - span : width - span + n])
+    return np.moveaxis(out, 0, axis)
 
 
 def _refine(db: np.ndarray, ti: np.ndarray, fi: np.ndarray, axis: int) -> np.ndarray:
@@ -110,40 +111,55 @@ def _refine(db: np.ndarray, ti: np.ndarray, fi: np.ndarray, axis: int) -> np.nda
 def peaks(samples: np.ndarray) -> Peaks:
     """The spectral peaks of mono float32 audio at AUDIO_RATE."""
     db = spectrogram_db(samples)
-    if len(db) == 0:
+    return peaks_in(db, 0, len(db))
+
+
+def peaks_in(db: np.ndarray, lo: int, hi: int) -> Peaks:
+    """The peaks of frames lo..hi-1 of a spectrogram, the other frames serving as their neighbourhood
+    (a stream finds a frame's peaks once PEAK_DT later frames exist). t counts from db's first frame."""
+    if hi <= lo:
         empty = np.zeros(0)
         return Peaks(empty, empty)
-    local = _running_max(_running_max(db, PEAK_DF, axis=1), PEAK_DT, axis=0)
-    floor = np.median(db, axis=1, keepdims=True) + PEAK_MIN_DB
-    candidate = (db == local) & (db > floor)
-    candidate[:, :2] = False  # DC and the lowest bin: rumble, not music
-    # at most PEAKS_PER_FRAME per frame: the strongest
-    strength = np.where(candidate, db, -np.inf)
-    if PEAKS_PER_FRAME < db.shape[1]:
-        kth = np.partition(strength, -PEAKS_PER_FRAME, axis=1)[:, -PEAKS_PER_FRAME][:, None]
-        candidate &= strength >= kth
-    ti, fi = np.nonzero(candidate)  # row-major: sorted by frame
+    context = db[max(0, lo - PEAK_DT) : hi + PEAK_DT]
+    local = _running_max(_running_max(context, PEAK_DF, axis=1), PEAK_DT, axis=0)
+    first_row = lo - max(0, lo - PEAK_DT)
+    rows = slice(first_row, first_row + hi - lo)
+    part = context[rows]
+    floor = np.median(part[:, ::4], axis=1, keepdims=True) + PEAK_MIN_DB  # a frame's noise floor (every 4th bin)
+    candidate = (part == local[rows]) & (part > floor)
+    candidate[:, :4] = False  # below 43 Hz: rumble, not music
+    ti, fi = np.nonzero(candidate)
+    # at most PEAKS_PER_FRAME per frame, the strongest: rank the candidates within their frame
+    order = np.lexsort((-part[ti, fi], ti))
+    ti, fi = ti[order] + lo, fi[order]
+    first = np.searchsorted(ti, ti, side="left")
+    keep = np.arange(len(ti)) - first < PEAKS_PER_FRAME
+    ti, fi = ti[keep], fi[keep]
     return Peaks(_refine(db, ti, fi, axis=0), _refine(db, ti, fi, axis=1))
 
 
-def pair_hashes(t: np.ndarray, f: np.ndarray) -> Landmarks:
-    """Hash each peak with its FANOUT next peaks in the target zone. t, f: peaks sorted by t (any scale)."""
+def pair_hashes(t: np.ndarray, f: np.ndarray, anchors: int | None = None, first_index: int = 0) -> Landmarks:
+    """Hash each peak with its FANOUT next peaks in the target zone.
+
+    t, f: peaks in the order peaks() gives (by frame; t and f at any scale). Only the first `anchors` peaks
+    anchor pairs (a stream hashes a peak once LOOKAHEAD later ones exist); first_index numbers the first
+    peak, so a pair has one id (pair) however the query was rescaled and whenever it was hashed."""
     n = len(t)
-    if n < 2:
+    anchors = n if anchors is None else min(anchors, n)
+    if n < 2 or anchors <= 0:
         return Landmarks(np.zeros(0, np.uint32), np.zeros(0), np.zeros(0, np.int64))
-    order = np.argsort(t, kind="stable")
-    t, f = t[order], f[order]
-    later = np.arange(n)[:, None] + np.arange(1, LOOKAHEAD + 1)[None, :]
+    later = np.arange(anchors)[:, None] + np.arange(1, LOOKAHEAD + 1)[None, :]
     exists = later < n
     later = np.minimum(later, n - 1)
-    dt = np.rint(t[later] - t[:, None]).astype(np.int64)
-    df = np.rint(f[later] - f[:, None]).astype(np.int64)
-    anchor = np.rint(f).astype(np.int64)[:, None]
+    t0, f0 = t[:anchors, None], f[:anchors, None]
+    dt = np.rint(t[later] - t0).astype(np.int64)
+    df = np.rint(f[later] - f0).astype(np.int64)
+    anchor = np.rint(f0).astype(np.int64)
     ok = exists & (dt >= 1) & (dt <= MAX_DT) & (np.abs(df) <= MAX_DF) & (anchor >= 0) & (anchor < ANCHOR_BINS)
     ok &= np.cumsum(ok, axis=1) <= FANOUT
     rows, cols = np.nonzero(ok)
     hashes = (anchor[rows, 0] << 14) | ((df[rows, cols] + 128) << 6) | dt[rows, cols]
-    return Landmarks(hashes.astype(np.uint32), t[rows], rows * LOOKAHEAD + cols)
+    return Landmarks(hashes.astype(np.uint32), t[rows], (rows + first_index) * LOOKAHEAD + cols)
 
 
 def fingerprint(samples: np.ndarray) -> Landmarks:

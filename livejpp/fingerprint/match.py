@@ -77,42 +77,52 @@ class Matcher:
         hits = self.store.lookup(hashes)
         if len(hits.query) == 0:
             return None
-        exact = hits.frame - times[hits.query]  # the window's start in the video, in frames
-        offset = np.rint(exact).astype(np.int64) + _OFFSET_BIAS
-        n_speeds = len(self.speeds)
-        group = hits.video * n_speeds + speed_index[hits.query]
-        keys = (group << 26) | offset
-        unique, votes = _votes(keys)
-        best = int(np.argmax(votes))
-        best_key = int(unique[best])
-        best_group, best_offset = best_key >> 26, best_key & ((1 << 26) - 1)
-        video, speed_i = divmod(best_group, n_speeds)
-        inliers = (group == best_group) & (np.abs(offset - best_offset) <= 1)
-        # the winner's landmarks at its offset, at its speed and the neighbouring ones (a speed between grid steps)
-        near = (hits.video == video) & (np.abs(offset - best_offset) <= 2)
-        near &= np.abs(speed_index[hits.query] - speed_i) <= 1
-        explained = np.isin(pair[hits.query], pair[hits.query[near]])
-        rest = keys[(hits.video != video) & ~explained]
-        runner_up = int(_votes(rest)[1].max()) if len(rest) else 0
-        speed, start = self.speeds[speed_i], float(np.median(exact[inliers]))
-        top = int(votes[best])
-        return Match(
-            video=int(video),
-            position=start * FRAME_SECONDS,
-            speed=speed,
-            votes=top,
-            runner_up=runner_up,
-            confident=top >= MIN_VOTES and top >= MARGIN * runner_up,
-        )
+        query = hits.query
+        return decide(hits.frame - times[query], hits.video, speed_index[query], pair[query], self.speeds)
 
 
-def _votes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (video, speed, offset) keys and their votes, counting the neighbouring offsets too: a peak's
-    position wobbles by up to a frame."""
-    unique, counts = np.unique(keys, return_counts=True)
-    votes = counts.copy()
-    for step in (-1, 1):
-        at = np.searchsorted(unique, unique + step)
-        found = (at < len(unique)) & (unique[np.minimum(at, len(unique) - 1)] == unique + step)
-        votes[found] += counts[at[found]]
-    return unique, votes
+def decide(exact: np.ndarray, video: np.ndarray, speed_index: np.ndarray, pair: np.ndarray, speeds) -> Match:
+    """The vote over hits: per hit, the query's start in the video (frames, `exact`), the video, the speed
+    index and the query pair that hit. Shared by one-shot (Matcher) and streaming (stream.py) lookups."""
+    offset = np.rint(exact).astype(np.int64) + _OFFSET_BIAS
+    n_speeds = len(speeds)
+    group = video * n_speeds + speed_index
+    keys = (group << 26) | offset
+    best_key, top = _best(keys)
+    best_group, best_offset = best_key >> 26, best_key & ((1 << 26) - 1)
+    winner, speed_i = divmod(best_group, n_speeds)
+    inliers = (group == best_group) & (np.abs(offset - best_offset) <= 1)
+    # the winner's landmarks at its offset, at its speed and the neighbouring ones (a speed between grid steps)
+    near = (video == winner) & (np.abs(offset - best_offset) <= 2) & (np.abs(speed_index - speed_i) <= 1)
+    lowest = int(pair.min())
+    winner_pairs = np.zeros(int(pair.max()) - lowest + 1, bool)
+    winner_pairs[pair[near] - lowest] = True
+    explained = winner_pairs[pair - lowest]
+    rest = keys[(video != winner) & ~explained]
+    runner_up = _best(rest)[1] if len(rest) else 0
+    return Match(
+        video=int(winner),
+        position=float(np.median(exact[inliers])) * FRAME_SECONDS,
+        speed=speeds[speed_i],
+        votes=top,
+        runner_up=runner_up,
+        confident=top >= MIN_VOTES and top >= MARGIN * runner_up,
+    )
+
+
+def _best(keys: np.ndarray) -> tuple[int, int]:
+    """The (video, speed, offset) key with the most votes, counting its neighbouring offsets too (a peak's
+    position wobbles by up to a frame), and its votes.
+
+    No sort: the keys are hashed into a table ~4x their number and counted with bincount, which is linear
+    in the hits of a 10,000-song library; the winner's votes are then counted exactly."""
+    bits = max(16, int(len(keys) * 4).bit_length())
+    counts = np.bincount(_slot(keys, bits), minlength=1 << bits)
+    score = counts[_slot(keys - 1, bits)] + counts[_slot(keys, bits)] + counts[_slot(keys + 1, bits)]
+    best = int(keys[int(np.argmax(score))])
+    return best, int(np.count_nonzero(np.abs(keys - best) <= 1))
+
+
+def _slot(keys: np.ndarray, bits: int) -> np.ndarray:
+    """Fibonacci hashing of int64 keys to `bits` bits."""
+    return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.intp)
