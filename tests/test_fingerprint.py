@@ -9,7 +9,7 @@ import degrade
 import numpy as np
 import pytest
 
-from livejpp.fingerprint import Matcher, MemoryHashStore, StreamMatcher, fingerprint
+from livejpp.fingerprint import Matcher, MemoryHashStore, StreamMatcher, fingerprint, fingerprint_blocks
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
 MEDIA = Path(__file__).parent / "media"
@@ -27,6 +27,18 @@ def shares_content(a: str, b: str) -> bool:
 @pytest.fixture(scope="module")
 def audio() -> dict[str, np.ndarray]:
     return {path.name: read_audio_file(path) for path in SONGS}
+
+
+@pytest.mark.parametrize("block", [0.5, 7.3])
+def test_a_soundtrack_read_in_blocks_has_the_same_fingerprint_as_read_whole(audio, block):
+    """The library build reads a video's soundtrack piece by piece: its hashes must be the ones a query of
+    the same audio makes, block size whatever."""
+    song = audio["Kevin_MacLeod-Vibe_Ace.ogg"]
+    whole = fingerprint(song)
+    n = int(block * AUDIO_RATE)
+    blocks = fingerprint_blocks(song[i : i + n] for i in range(0, len(song), n))
+    assert len(whole.hashes) > 3000
+    assert np.array_equal(blocks.hashes, whole.hashes) and np.allclose(blocks.t, whole.t)
 
 
 def make_store(audio: dict[str, np.ndarray], names: list[str]) -> tuple[Matcher, list[str]]:

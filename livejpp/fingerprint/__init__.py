@@ -9,6 +9,15 @@ live audio arriving hop by hop, analysing each hop's audio once.
 from livejpp.fingerprint.landmarks import Landmarks, fingerprint, peaks
 from livejpp.fingerprint.match import Match, Matcher
 from livejpp.fingerprint.store import MemoryHashStore
-from livejpp.fingerprint.stream import StreamMatcher
+from livejpp.fingerprint.stream import StreamMatcher, fingerprint_blocks
 
-__all__ = ["Landmarks", "Match", "Matcher", "MemoryHashStore", "StreamMatcher", "fingerprint", "peaks"]
+__all__ = [
+    "Landmarks",
+    "Match",
+    "Matcher",
+    "MemoryHashStore",
+    "StreamMatcher",
+    "fingerprint",
+    "fingerprint_blocks",
+    "peaks",
+]
