@@ -93,14 +93,17 @@ def identification(audio, quick: bool) -> None:
 
 
 def false_locks(audio, quick: bool) -> None:
-    print("\n== false locks on songs NOT in the store (each half of the bundled songs stored, the other played)")
+    print("\n== false locks on music NOT in the store: each half of the bundled songs stored; played: the other")
+    print("   half, forwards and time-reversed, clean and at 10 dB noise. (A stored song's own reversal is no")
+    print("   'unknown music': it locks to the song, probably through rhythm patterns that read the same backwards.)")
     windows = locks = 0
     stream_hops = stream_locks = 0
     for stored in (0, 1):
         store = store_of(audio, HALVES[stored])
         matcher = Matcher(store)
+        unknown = [audio[n] for n in HALVES[1 - stored]] + [audio[n][::-1].copy() for n in HALVES[1 - stored]]
         for noisy in (False, True):
-            signal = np.concatenate([audio[n] for n in HALVES[1 - stored]])
+            signal = np.concatenate(unknown)
             signal = degrade.room_noise(signal, 10.0, seed=3) if noisy else signal
             for length in (2.0, 5.0):
                 for end in range(int(length * AUDIO_RATE), len(signal), AUDIO_RATE // 2 * (4 if quick else 1)):
@@ -112,12 +115,10 @@ def false_locks(audio, quick: bool) -> None:
                 m = stream.push(signal[start : start + AUDIO_RATE // 2])
                 stream_hops += 1
                 stream_locks += bool(m and m.confident)
-    print(
-        f"one-shot 2 s and 5 s windows: {locks} false locks in {windows} windows ({windows * 0.5 / 3600:.2f} h of hops)"
-    )
-    print(
-        f"live stream, 5 s window: {stream_locks} false locks in {stream_hops} hops ({stream_hops * 0.5 / 3600:.2f} h)"
-    )
+    hours = windows * 0.5 / 3600
+    print(f"one-shot 2 s and 5 s windows: {locks} false locks in {windows} windows ({hours:.2f} h of hops)")
+    hours = stream_hops * 0.5 / 3600
+    print(f"live stream, 5 s window: {stream_locks} false locks in {stream_hops} hops ({hours:.2f} h)")
 
 
 def streaming(audio) -> None:
