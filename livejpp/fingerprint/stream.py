@@ -4,7 +4,7 @@ block, so an hour-long soundtrack never sits in memory, with exactly the hashes 
 
 A one-shot lookup of a 5 s window every 0.5 s would redo ten times the same STFT, peaks and lookups.
 Here a hop computes only its new frames; a frame's peaks are final once PEAK_DT later frames exist
-(93 ms), a peak's pairs once LOOKAHEAD later peaks exist or MAX_DT frames have passed (~0.7 s in
+(93 ms), a peak's pairs once LOOKAHEAD later peaks exist or MAX_DT frames have passed (~0.35 s in
 music), and only the new pairs are hashed (at every speed) and looked up. Their hits are kept, with
 the stream time of their anchor, until they leave the window; the vote is match.decide over them.
 """
