@@ -58,6 +58,7 @@ class Source:
     """Something that delivers mono float32 audio at AUDIO_RATE, in blocks, with their arrival time."""
 
     problem: str = ""  # why it delivers nothing (no device, device "X" not found, file unreadable); "" if it can
+    latency: float = 0.0  # seconds from the sound in the room to its arrival, as the device reports it
 
     def start(self) -> None: ...
 
@@ -165,6 +166,15 @@ class DeviceSource(Source):
         self._stream.start()
         self.problem = ""
         log.info("capturing from %s at %d Hz", self._stream.device, self.rate)
+
+    @property
+    def latency(self) -> float:
+        """The capture stream's input latency as PortAudio reports it (0 while no device is open)."""
+        stream = self._stream
+        try:
+            return float(stream.latency) if stream is not None else 0.0
+        except Exception:  # noqa: BLE001 - a stream closing under us reports nothing
+            return 0.0
 
     def _why_not(self, exc: Exception) -> str:
         """What the VJ should know about a failed open, in a few words."""

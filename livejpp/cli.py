@@ -283,6 +283,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="an effect over the pictures; key e cycles, , and . set its amount (default: none)",
     )
     _add_selector_options(live)
+    sync = live.add_argument_group("sync (the picture meets the sound in the room; Ableton Link)")
+    sync.add_argument(
+        "--output-latency",
+        type=float,
+        metavar="MS",
+        help="how long a drawn picture takes to be seen (default: one frame at --fps: the flip waits for the "
+        "display's next refresh; a projector adds its own, measure it with --calibrate)",
+    )
+    sync.add_argument(
+        "--av-offset", type=float, default=0.0, metavar="MS", help="move the pictures later (negative: earlier)"
+    )
+    sync.add_argument(
+        "--calibrate",
+        nargs="?",
+        const="tap",
+        choices=("tap", "loop"),
+        help="tap: tap t on the beat you hear, 8 times: the A/V offset is measured, set and printed; loop: flash "
+        "and click on each beat at 120 BPM, to film (or --record through a microphone) for `livejpp calibrate`",
+    )
+    sync.add_argument(
+        "--calibrate-save",
+        metavar="PRESET.toml",
+        help="with --calibrate: keep the offset found as av_offset in this show preset (made if missing)",
+    )
+    sync.add_argument(
+        "--clock",
+        choices=("music", "link"),
+        default="music",
+        help="what drives the beat: the music heard, or an Ableton Link session (needs livejpp[link])",
+    )
+    sync.add_argument(
+        "--link", action="store_true", help="join Ableton Link and publish the tempo and bar the show hears"
+    )
     control = live.add_argument_group("control (OSC, MIDI, presets: `livejpp commands` lists what they can do)")
     control.add_argument(
         "--osc-port", type=int, default=9000, metavar="PORT", help="OSC UDP port (default: %(default)s)"
@@ -318,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--presets", metavar="DIR", help="a folder of your own presets, searched first")
     live.set_defaults(func=_cmd_live)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure the A/V offset from a film of the flashes and clicks of `live --calibrate loop`",
+        description="Finds the white flashes in FILM's picture and the clicks in its sound, and prints how long "
+        "after its click each flash is seen (the median): move the pictures by minus that (av_offset). Film the "
+        "screen and the speaker together (a phone's camera and microphone are in step), or give the --record file "
+        "of a show that heard its clicks through a microphone. Good to half a frame of the film.",
+    )
+    calibrate.add_argument("film", metavar="FILM", help="a video: the flashes in its picture, the clicks in its sound")
+    calibrate.add_argument(
+        "--recorded",
+        action="store_true",
+        help="FILM is the --record file of the loop, its sound the clicks as the show's input heard them",
+    )
+    calibrate.set_defaults(func=_cmd_calibrate)
+
     commands_help = commands.add_parser(
         "commands",
         help="what keys, OSC and MIDI can do in a live show",
@@ -334,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--midi-api", choices=("alsa", "jack"), help="MIDI system (default: $LIVEJPP_MIDI_API)")
     devices.set_defaults(func=_cmd_devices)
     return parser
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from livejpp.engine.calibrate import flash_click_offset
+
+    offset, spread, pairs = flash_click_offset(args.film)
+    ms = offset * 1000
+    move = ms if args.recorded else -ms  # a recording's flashes and clicks mean the other way (engine/calibrate.py)
+    print(
+        f"flashes {abs(ms):.0f} ms {'after' if ms >= 0 else 'before'} their clicks ({pairs} flashes, within "
+        f'{spread * 1000:.0f} ms): move the pictures by {move:+.0f} ms (/livejpp/av_offset "{move:+.0f}", keys ; \')'
+    )
+    return 0
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -374,25 +436,50 @@ def _cmd_commands(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from livejpp.audio_io import DeviceSource, FileSource
     from livejpp.control.inputs import ControlOptions, Controls
-    from livejpp.engine.engine import EngineSettings
     from livejpp.engine.live import LiveShow
     from livejpp.render import window
 
+    link = None
+    if args.clock == "link" or args.link:  # first: a missing extra is said before the library loads
+        from livejpp.control.link import LinkClock
+
+        link = LinkClock(follow=args.clock == "link")
     if args.play:
         source = FileSource(args.play, play=not args.silent)
     else:
         device = int(args.input) if args.input and args.input.isdigit() else args.input
         source = DeviceSource(device)
-    show = LiveShow(
-        args.library, source, args.model, EngineSettings(selector=_selector_settings(args)), _size(args.size), args.fps
-    )
+    # pictures drawn ahead by the output latency need their cuts decided as much earlier
+    output = (1000.0 / args.fps if args.output_latency is None else args.output_latency) / 1000.0
+    settings = _engine_settings(args)
+    settings = replace(settings, lead=settings.lead + max(0.0, output))
+    show = LiveShow(args.library, source, args.model, settings, _size(args.size), args.fps)
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
+    show.latency.output = output
+    show.set_av_offset(args.av_offset / 1000.0)
+    show.link = link
+    if args.calibrate == "tap":
+        show.calibrate()
+    elif args.calibrate == "loop":
+        show.calibrate_loop()
+    if args.calibrate_save:
+        from livejpp.control.mapping import save_show_setting
+
+        def save(offset: float) -> None:
+            try:
+                path = save_show_setting(args.calibrate_save, "av_offset", round(offset * 1000, 1))
+                log.info("A/V offset kept in %s (--presets %s --preset %s)", path, path.parent, path.stem)
+            except (LivejppError, OSError) as exc:  # the show goes on; the offset is set, only not kept
+                log.warning("A/V offset not kept: %s", exc)
+
+        show.on_calibrated = save
     controls = Controls(
         show,
         ControlOptions(
@@ -425,6 +512,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         f"{summary['frames_dropped']} dropped, {len(summary['cuts'])} cuts, "
         f"analysis p99 {summary['analysis_latency_ms']['p99']} ms"
     )
+    if summary["latency"]["calibration"]:
+        print(summary["latency"]["calibration"])
     return 0
 
 
@@ -448,6 +537,20 @@ def _add_selector_options(p: argparse.ArgumentParser) -> None:
         help="prefer clips of the video on screen by W in distance (default: 0, off)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the choices among the best clips (default: 0)")
+    p.add_argument(
+        "--phrase",
+        type=int,
+        choices=(0, 4, 8, 16),
+        default=0,
+        metavar="N",
+        help="also cut at every phrase start, a phrase being N bars: 4, 8 or 16 (default: 0, off)",
+    )
+    p.add_argument(
+        "--beat-tracker",
+        choices=("today", "bar", "beatnet"),
+        default="today",
+        help="what follows the beat and the bar in the music (default: %(default)s)",
+    )
 
 
 def _selector_settings(args: argparse.Namespace):
@@ -461,7 +564,14 @@ def _selector_settings(args: argparse.Namespace):
         crossfade_beats=args.crossfade,
         stay_with_video=args.stay_with_video,
         seed=args.seed,
+        phrase_bars=args.phrase,
     )
+
+
+def _engine_settings(args: argparse.Namespace):
+    from livejpp.engine.engine import EngineSettings
+
+    return EngineSettings(selector=_selector_settings(args), beat_tracker=args.beat_tracker)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -471,7 +581,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from livejpp.engine.engine import EngineSettings
     from livejpp.engine.render import render
 
     result = render(
@@ -481,7 +590,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         args.model,
         _size(args.size),
         args.fps,
-        EngineSettings(selector=_selector_settings(args)),
+        _engine_settings(args),
         progress=not args.quiet,
         transition=args.transition,
     )

@@ -115,5 +115,17 @@ def test_streamed_audio_gives_the_rows_of_the_whole(media):
     live.finish()
     # the last 8 s: their rows, tempo history included, lie inside the 12 s kept
     assert np.allclose(live.rows(16.0, 8), whole[16:24], atol=1e-4)
+    # so are the per-frame onsets the beat trackers read (the low band too), and the raw samples
+    file = audio.AudioAnalyser(keep_seconds=None)
+    file.push(music)
+    file.finish()
+    for name in ("onset", "onset_low"):
+        first, values = live.frames_since(name, 0)  # asked from the start: what is kept, and where it begins
+        assert first == len(file.frames_since(name, 0)[1]) - len(values) > 0
+        assert np.allclose(values, file.frames_since(name, first)[1], atol=1e-4)
+    assert np.array_equal(live.samples(20 * 22050, 21 * 22050), music[20 * 22050 : 21 * 22050])
+    assert np.array_equal(file.samples(-100, 50), np.concatenate([np.zeros(100, np.float32), music[:50]]))
     with pytest.raises(ValueError, match="no analysed audio"):
         live.row(0.0, 1.0)  # forgotten: more than 12 s ago
+    with pytest.raises(ValueError, match="not kept"):
+        live.samples(0, 100)

@@ -21,7 +21,8 @@ import pytest
 from synth import write_audio, write_song_with_cover, write_still
 
 from livejpp.library.build import build_library
-from livejpp.media.decode import AUDIO_RATE, read_audio_file
+from livejpp.media.decode import AUDIO_RATE, iter_video_frames, read_audio_file
+from livejpp.render.player import ClipFrames
 from livejpp.render.standby import standby_picture
 
 
@@ -296,6 +297,31 @@ def test_a_damaged_mp3_decodes_past_its_bad_packets(mp3, tmp_path):
     late = samples[int(0.8 * len(samples)) :][: 2 * AUDIO_RATE]
     lag = int(np.argmax(np.correlate(good[int(0.7 * len(good)) :], late, "valid"))) + int(0.7 * len(good))
     assert np.corrcoef(late, good[lag : lag + len(late)])[0, 1] > 0.99  # the song itself after the damage
+
+
+def test_a_damaged_video_decodes_past_its_bad_packets(media, tmp_path, caplog):
+    good = media / "av" / "bigbuckbunny_5s.mp4"
+    data = bytearray(good.read_bytes())
+    for at in (0.3, 0.6):  # two stretches of 4 KB zeroed: a bad copy, a disk error
+        i = int(len(data) * at)
+        data[i : i + 4096] = bytes(4096)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="livejpp"):
+        times = [t for t, _ in iter_video_frames(str(damaged))]
+    ends = [t for t, _ in iter_video_frames(str(good))][-1]
+    assert times[-1] > ends - 0.1  # the pictures go on to the end (they stopped at 1.2 s of 5.3)
+    assert len(times) > 0.9 * 132  # only what the damage took is lost
+    assert [r.getMessage() for r in caplog.records if "damaged video packets" in r.getMessage()] == [
+        f"{damaged}: skipped 2 damaged video packets"
+    ]
+    # a clip played live goes on past the damage: its pictures are the video's own (up to the
+    # decoder's concealment until the next keyframe), not the last one before the damage, held
+    played, original = ClipFrames(str(damaged), (160, 90)), ClipFrames(str(good), (160, 90))
+    held = ClipFrames(str(good), (160, 90)).frame_at(1.1).astype(int)
+    for t in (3.0, 5.0):
+        expected = original.frame_at(t).astype(int)
+        assert np.abs(played.frame_at(t) - expected).mean() < 10 < np.abs(held - expected).mean()
 
 
 def test_a_truncated_mp3_is_as_long_as_its_audio(mp3, tmp_path, render_library):

@@ -188,7 +188,7 @@ def script(win):
     at(11.3, lambda: log.update(blackout=show.blackout))
     at(11.42, lambda: press(key.P))
     at(11.47, lambda: log.update(bars_after_p=show.bars, crossfade_after_p=show.crossfade_beats))
-    at(11.5, lambda: press(key.Q))
+    at(11.5, lambda: (log.update(q_at=show.show_time()), press(key.Q)))
 summary = window.run(show, duration=30, headless=True, record=out + "/keys.mp4", on_start=script)
 log["seconds"] = summary["seconds"]
 log["times"] = summary["record"]["frame_show_times"]
@@ -209,17 +209,30 @@ def test_keys_drive_the_show(lib, media, tmp_path):
     assert log["held"] and log["cuts_after_hold"] == log["cuts_at_hold"]  # h: no cut for 5.4 s of 2-bar cuts
     # taps meant 0.4 s apart: the tempo is the one they were pressed at (a busy machine delays a key a little)
     pressed = 60 / float(np.median(np.diff(log["taps"])))
-    assert log["tapped"] and abs(log["bpm"] - pressed) < 1 and abs(pressed - 150) < 15
+    assert log["tapped"] and abs(log["bpm"] - pressed) < 1 and 60 < pressed < 300  # taps a frame apart would not do
     assert log["crossfade"] == 1.5
     assert log["blackout"]
     assert (log["bars_after_p"], log["crossfade_after_p"]) == (4, 4.0)  # p: the first show preset, chill
-    assert log["seconds"] < 14  # q quit before the 30 s duration
+    assert log["seconds"] - log["q_at"] < 5 and log["seconds"] < 29  # q quit the show, long before its 30 s
     frames = recorded(tmp_path / "keys.mp4")
     times = np.array(log["times"][: len(frames)])
     black = [f for f, t in zip(frames, times, strict=True) if 11.0 < t < 11.4]
     lit = [f for f, t in zip(frames, times, strict=True) if 10.0 < t < 10.7]
     assert black and max(f.max() for f in black) <= 2
     assert lit and min(f.mean() for f in lit) > 10
+
+
+def best_correlation(played: np.ndarray, heard: np.ndarray, max_lag: int) -> float:
+    """The correlation of `played` with `heard` at the lag where they line up best, to the sample: a
+    coarse search every 8 samples, refined around its best lags (a lag 4 samples off costs a few
+    hundredths of correlation on bright music, enough to fail a good capture)."""
+    window = len(played)
+
+    def at(lag: int) -> float:
+        return float(np.corrcoef(played, heard[lag : lag + window])[0, 1])
+
+    coarse = sorted((at(lag), lag) for lag in range(0, max_lag, 8))[-3:]
+    return max(at(lag) for _, near in coarse for lag in range(max(0, near - 8), near + 9))
 
 
 @pytest.fixture
@@ -248,15 +261,15 @@ def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["audio"]["device_opens"] >= 1 and stats["audio"]["seconds_analysed"] > 11
     assert len(stats["cuts"]) >= 3
+    # the latency budget: the device's input latency as PortAudio reports it, the arrival as measured
+    assert stats["latency"]["input_ms"] > 0 and stats["latency"]["arrival_ms"] > 0, stats["latency"]
     frames = recorded(tmp_path / "show.mp4")
     # the clips' pictures; crossfade weights are checked on the played song, where capture and a
     # second sound server do not compete with the decoder for the two cores
     check_pictures(lib, stats, frames, crossfades=False)
     heard = read_audio_file(tmp_path / "show.mp4")
     played = read_audio_file(song, 0, 8)
-    window = len(played) // 2
-    best = max(np.corrcoef(played[:window], heard[lag : lag + window])[0, 1] for lag in range(0, 5 * 22050, 8))
-    assert best > 0.9  # the captured audio is the song played into the sink
+    assert best_correlation(played[: len(played) // 2], heard, max_lag=5 * 22050) > 0.9  # the song played into the sink
 
 
 def test_the_show_survives_a_vanished_device_and_missing_clips(lib, media, tmp_path, pulse):

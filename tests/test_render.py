@@ -76,8 +76,9 @@ def test_each_frame_shows_its_cut_and_crossfades_mix(rendered):
                 outgoing = prev.frame_at((before["offset"] + t - before["time"]) % 10.0)
                 blended = mix(outgoing, expected.astype(np.uint8), w).astype(int)
                 assert np.abs(picture - blended).mean() < 6
-                assert np.abs(picture - expected).mean() > 2 * np.abs(picture - blended).mean()
-                checked_mix += 1
+                if np.abs(outgoing.astype(int) - expected).mean() > 12:  # two pictures alike show no mix
+                    assert np.abs(picture - expected).mean() > 2 * np.abs(picture - blended).mean()
+                    checked_mix += 1
     assert checked_plain >= 20 and checked_mix >= 2
 
 

@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from test_control import Feedback, free_port
 from test_live import check_pictures, live, live_command, playback, recorded
+from waiting import Watched, wait_until
 
 from livejpp.audio_io import DeviceSource
 from livejpp.engine.live import LiveShow
@@ -56,25 +55,19 @@ class Show:
             f"127.0.0.1:{self.feedback.port}",
             *args,
         )
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        self.watched = Watched(
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        )
+        self.process = self.watched.proc
 
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
+    @property
+    def lines(self) -> list[str]:
+        return [line.rstrip("\n") for line in self.watched.err]
 
     def wait_line(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [line for line in self.lines if text in line]
-            if found:
-                return found[0]
-            if self.process.poll() is not None and not self.reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no line with {text!r} in:\n" + "\n".join(self.lines))
+        """The first log line holding `text`, once it has come."""
+        seen = self.watched.wait_for(text, timeout=timeout)
+        return self.lines[seen - 1]
 
     def send(self, address: str, *args) -> None:
         builder = OscMessageBuilder(address)
@@ -89,10 +82,8 @@ class Show:
         """Quit (over OSC) or let it run its --duration; the stats, after checking it ended cleanly."""
         if quit and self.process.poll() is None:
             self.send("/livejpp/quit")
-        self.process.wait(timeout=60)
-        self.reader.join(timeout=10)
+        _, err = self.watched.communicate(timeout=60)
         self.feedback.close()
-        err = "\n".join(self.lines)
         assert self.process.returncode == 0, err
         assert "Traceback" not in err
         return json.loads((self.tmp_path / "stats.json").read_text())
@@ -291,9 +282,7 @@ def test_the_hud_says_what_is_wrong(lib):
     show = LiveShow(lib, DeviceSource("no such device"), size=SIZE)
     show.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (show.hearing and show.standby):
-            time.sleep(0.02)
+        wait_until(lambda: show.hearing and show.standby, 20, "the show says it hears nothing and stands by")
         hud = _hud_text(show)
     finally:
         show.stop()

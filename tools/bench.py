@@ -17,6 +17,9 @@ model: every preset under the three protocols (eval --table) on the project's re
     python tools/bench.py live [--seconds 300] [--xvfb] [--record] [--baseline REV]   a live show: frames,
         drops, latencies, memory (--baseline: the same show with the code of git REV beside it)
     python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
+    python tools/bench.py beats [--set DIR] [--trackers today bar beatnet]   cuts against true beats, per
+        song and overall, each beat tracker side by side (default: the bundled truth songs and synthetic cases;
+        --set: a set built by tools/beats_data.py)
 """
 
 from __future__ import annotations
@@ -617,6 +620,14 @@ def bench_control(args: argparse.Namespace) -> None:
     print(table(["input", "paced rate / s", "sent", "applied", "lost"], rows))
 
 
+def bench_beats(args: argparse.Namespace) -> None:
+    """Beat-scheduled cuts against true beats, each tracker side by side (tools/beats_bench.py)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import beats_bench
+
+    beats_bench.run(args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -646,6 +657,12 @@ def main() -> None:
     ctl.add_argument("--osc-rates", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
     ctl.add_argument("--midi-rates", type=int, nargs="+", default=[500, 1000, 2000, 5000])
     ctl.set_defaults(func=bench_control)
+    bt = sub.add_parser("beats", help="beat-scheduled cuts against true beats: each tracker, per song and overall")
+    bt.add_argument("--set", type=Path, help="a folder built by tools/beats_data.py (default: the bundled truth)")
+    bt.add_argument("--trackers", nargs="+", default=["today", "bar", "beatnet"])
+    bt.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic stress cases")
+    bt.add_argument("--library", type=Path, help="a built, embedded library to reuse (default: built from the footage)")
+    bt.set_defaults(func=bench_beats)
     args = parser.parse_args()
     args.func(args)
 

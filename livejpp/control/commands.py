@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livejpp.engine.trackers import NAMES as TRACKER_NAMES
+from livejpp.engine.trackers import TRACKERS
 from livejpp.errors import LivejppError
 from livejpp.render.compose import EFFECTS, TRANSITIONS
 
@@ -45,6 +47,8 @@ class Command:
     step: float = 0.1  # one key press or encoder detent
     integer: bool = False
     choices: tuple[str, ...] = ()
+    relative: bool = False  # a number: text with a sign ("+5", "-5") changes it by that much
+    check: Callable[[Any], None] | None = None  # raises CommandError for a choice this show cannot take
 
     def usage(self) -> str:
         """What the command takes, for the help table."""
@@ -54,14 +58,28 @@ class Command:
             return "0/1 (none: toggle)"
         if self.kind == NUMBER:
             kind = "whole number" if self.integer else "number"
-            return f"{kind} {self.low:g}..{self.high:g}"
+            return f"{kind} {self.low:g}..{self.high:g}" + (" (text +N / -N: by N)" if self.relative else "")
         if self.kind == CHOICE:
             return ", ".join(self.choices) + " (or index, next, prev)"
         return "text (empty: let go)" if self.name in ("video", "tag", "learn") else "name or path"
 
 
+@dataclass(frozen=True)
+class Relative:
+    """A change to a number command's value (text "+5", "-5"), applied to its value at the time."""
+
+    delta: float
+
+
 def _set_flag(attr: str) -> Callable[[Any, Any], None]:
     return lambda show, on: setattr(show, attr, bool(on))
+
+
+def _tracker_here(index: int) -> None:
+    """A tracker the command line names but this build lacks is refused before a preset applies anything."""
+    if TRACKER_NAMES[index] not in TRACKERS:
+        known = ", ".join(TRACKERS)
+        raise CommandError(f"beat tracker {TRACKER_NAMES[index]!r} is not available in this build (available: {known})")
 
 
 COMMANDS: dict[str, Command] = {
@@ -145,6 +163,37 @@ COMMANDS: dict[str, Command] = {
             integer=True,
         ),
         Command(
+            "av_offset",
+            NUMBER,
+            "move the pictures later (ms; negative: earlier) against the sound in the room",
+            lambda show, ms: show.set_av_offset(ms / 1000.0),
+            lambda show: round(show.engine.clock.av_offset * 1000.0, 3),
+            low=-1000.0,
+            high=1000.0,
+            step=5.0,
+            relative=True,
+        ),
+        Command(
+            "phrase",
+            NUMBER,
+            "also cut at every phrase start, a phrase being N bars (0: off)",
+            lambda show, n: show.set_phrase(n),
+            lambda show: show.phrase,
+            low=0,
+            high=16,
+            step=4,
+            integer=True,
+        ),
+        Command(
+            "beat_tracker",
+            CHOICE,
+            "what follows the beat and the bar in the music",
+            lambda show, i: show.set_beat_tracker(TRACKER_NAMES[i]),
+            lambda show: TRACKER_NAMES.index(show.beat_tracker),
+            choices=TRACKER_NAMES,
+            check=_tracker_here,
+        ),
+        Command(
             "library",
             TEXT,
             "switch to another library (a folder); the clips on screen play on",
@@ -192,18 +241,18 @@ def parse(command: Command, value: Any) -> Any:
             raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
         return _number(command, value) >= 0.5
     if command.kind == NUMBER:
+        if command.relative and isinstance(value, str) and value.strip()[:1] in ("+", "-"):
+            return Relative(_number(command, value))
         number = _number(command, value)
         number = min(command.high, max(command.low, number))
         return int(round(number)) if command.integer else number
     if command.kind == CHOICE:
         if isinstance(value, str):
             word = value.strip().lower()
-            if word in command.choices:
-                return command.choices.index(word)
             if word in ("next", "prev"):
                 return word
             try:
-                value = float(word)
+                value = command.choices.index(word) if word in command.choices else float(word)
             except ValueError:
                 raise CommandError(
                     f"{command.name}: expects one of {', '.join(command.choices)}, got {value!r}"
@@ -211,6 +260,8 @@ def parse(command: Command, value: Any) -> Any:
         index = _number(command, value)
         if index != int(index) or not 0 <= index < len(command.choices):
             raise CommandError(f"{command.name}: index {index:g} is not 0..{len(command.choices) - 1}")
+        if command.check is not None:
+            command.check(int(index))
         return int(index)
     if value is None:
         return ""
@@ -345,6 +396,8 @@ class CommandBus:
             value = not command.read(show)
         elif command.kind == CHOICE and value in ("next", "prev"):
             value = (command.read(show) + (1 if value == "next" else -1)) % len(command.choices)
+        elif isinstance(value, Relative):
+            value = parse(command, command.read(show) + value.delta)
         event.value = value
         if command.name == "preset":
             self._preset(value, event)

@@ -46,6 +46,8 @@ KEYS: tuple[Key, ...] = (
     Key(("PERIOD",), ".", "intensity", steps=1),
     Key(("MINUS",), "-", "brightness", steps=-1),
     Key(("EQUAL",), "=", "brightness", steps=1),
+    Key(("SEMICOLON",), ";", "av_offset", steps=-1),
+    Key(("APOSTROPHE",), "'", "av_offset", steps=1),
     Key(("DOWN",), "down", "bars", steps=-1),
     Key(("UP",), "up", "bars", steps=1),
     Key(("V",), "v", "video", cycle=True),

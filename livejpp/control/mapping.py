@@ -172,6 +172,27 @@ class MidiMap:
         return path
 
 
+def save_show_setting(path: str | os.PathLike, key: str, value: Any) -> Path:
+    """Set one [show] setting in a preset file (made if missing; its other settings and bindings kept),
+    written beside and then renamed in. A file that is not a readable preset is left as it is."""
+    path = Path(path)
+    data: dict[str, Any] = {"name": path.stem}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise PresetError(f"{path}: not a readable preset ({exc}); not changed") from exc
+    show = data.setdefault("show", {})
+    if not isinstance(show, dict):
+        raise PresetError(f"{path}: its show settings are not a table; not changed")
+    show[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(tomli_w.dumps(data).encode())
+    os.replace(tmp, path)
+    return path
+
+
 def translate(b: Binding, kind: str, value: int) -> tuple[str, str, Any] | None:
     command = COMMANDS[b.command]
     pressed = value >= 64 if kind == "cc" else kind == "note_on" and value > 0

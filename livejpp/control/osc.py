@@ -247,6 +247,10 @@ class OscFeedback:
                 "source": layer.record.source.rsplit("/", 1)[-1] if layer else "",
                 "bpm": round(engine.clock.bpm, 2),
                 "beat": engine.beat_count,
+                "bar_beat": engine.clock.bar_position(show.show_time()) + 1,  # 1 is the one
+                "beats_per_bar": engine.clock.beats_per_bar,
+                "confidence": round(engine.clock.confidence, 2),
+                "clock_source": engine.clock.source,
                 "tempo_source": engine.clock.source,
                 "hearing": show.hearing,  # why the show hears nothing ("" while it hears)
                 "standby": show.standby,  # why the standby picture shows ("" while clips play)

@@ -3,12 +3,15 @@
 Every hop (0.5 s) it summarises the newest audio into the rolling window's per-second rows (only
 the new audio is analysed), embeds the window, asks the index for the nearest clips, updates the
 beat clock and lets the selector decide the cuts that fall on the beats of the coming hop
-(`lead` seconds ahead, so a live show has time to get the picture ready).
+(`lead` seconds ahead, so a live show has time to get the picture ready). Beats are counted bar by
+bar, so cuts fall on the bar's one; a section change (a drop) is cut to at once, with clips chosen
+for the new section's audio only.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from livejpp import index as clip_index
-from livejpp.engine.beat import HISTORY_SECONDS, BeatClock
+from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, LOCK_BARS, BeatClock
+from livejpp.engine.sections import RECENT_SECONDS, SectionDetector
 from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
 from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
@@ -42,6 +46,7 @@ class EngineSettings:
     # audio reaches the analysis a little late, and the incoming clip's first picture needs decoding
     lead: float = 0.25
     selector: SelectorSettings = field(default_factory=SelectorSettings)
+    beat_tracker: str = "today"  # what the clock follows the music with (livejpp.engine.trackers.TRACKERS)
 
 
 @dataclass
@@ -73,7 +78,11 @@ class Engine:
         self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in self.records.values()}
         self.window = self.embedder.seconds
         self.analyser = AudioAnalyser(keep_seconds=self.window + HISTORY_SECONDS + 2)
-        self.clock = BeatClock()
+        self.clock = BeatClock(tracker=self.settings.beat_tracker)
+        self.sections: list[float] = []  # times of the section changes heard (drops), for measurement
+        self._sections = SectionDetector()
+        self._drop: float | None = None  # a section change heard and not cut to yet
+        self._drop_at: float | None = None  # the beat its cut falls on, on the newest grid
         self.selector = Selector(self.clips, self.settings.selector)
         self.neighbours: list[tuple[int, float]] = []
         self.next_hop = self.settings.hop
@@ -105,16 +114,17 @@ class Engine:
     def resync(self, now: float) -> None:
         """Now is the one: a beat falls here (the clock's phase shifts to it), and the bars that
         decide the cuts count from it, the beats already decided ahead of now included."""
-        self.clock.resync(now)
         s = self.selector.settings
-        per_cut = s.bars_per_cut * s.beats_per_bar
-        ahead = round((self.last_beat - now) / self.clock.period) if self.beats else -1
-        self.beat_count = (self.beat_count // per_cut + 1) * per_cut + ahead
+        bars = math.lcm(s.bars_per_cut, s.phrase_bars or 1)  # now starts a bar, a cut's bars and a phrase
+        self.clock.resync(now, bars * self.clock.beats_per_bar)
+        # the beats already decided ahead of now keep their place in the new count
+        self.beat_count = self.clock.beat_index(self.last_beat) if self.beats else self.clock.beat_index(now) - 1
 
     def carry_over(self, other: Engine) -> None:
         """Take the listening state of the engine this one replaces (a library or model switch): the
         audio heard so far, the beat clock and the beat count, so the show keeps its time and tempo."""
         self.analyser, self.clock = other.analyser, other.clock
+        self.sections, self._sections, self._drop = other.sections, other._sections, other._drop
         self.next_hop, self.last_beat, self.beat_count = other.next_hop, other.last_beat, other.beat_count
         self.beats, self.dropped_hops = other.beats, other.dropped_hops
 
@@ -131,6 +141,7 @@ class Engine:
             room = int(round(self.next_hop * AUDIO_RATE)) - self.analyser.samples_in
             take, samples = samples[: max(room, 0)], samples[max(room, 0) :]
             self.analyser.push(take)
+            self.clock.advance(self.analyser)
             if self.analyser.samples_in >= int(round(self.next_hop * AUDIO_RATE)):
                 if latest_only and self.next_hop < last_due - 1e-9:
                     self.dropped_hops += 1
@@ -142,30 +153,72 @@ class Engine:
     def _hop(self, now: float) -> list[Cut]:
         started = time.perf_counter()
         seconds = min(self.window, int(now))
-        level = -np.inf
+        level, hearing, change = -np.inf, False, None
         if seconds >= 1:
             rows = self.analyser.rows(now - seconds, seconds)
             level = float(rows[:, LOUDNESS].max())
+            hearing = bool(rows[-1, LOUDNESS] > SILENCE_DBFS)
+            change = self._sections.update(self.analyser, rows, now)
+            if change is not None:
+                self.sections.append(change)
+                self._drop = change
             if level > SILENCE_DBFS:  # silence keeps what plays: it matches nothing
-                self._embedding = self.embedder.audio([rows])
+                self._embedding = self.embedder.audio([self._section(rows, now)])
                 self._search(self._embedding)
-        self.clock.update(self.analyser, now)
+        clock, s = self.clock, self.selector.settings
+        clock.lock_bars = math.lcm(LOCK_BARS, s.bars_per_cut, s.phrase_bars or 1)  # all count from a lock
+        clock.update(self.analyser, now)
         cuts: list[Cut] = []
         if self.neighbours:
-            period = self.clock.period
+            period, per_bar = clock.period, clock.beats_per_bar
+            # beats of a grid the clock only holds (unsure, or silence) are no reason to cut: max-clip only;
+            # a tempo from outside (taps, MIDI clock, Link) is the room's beat, heard or not
+            grid = clock.tapped or (clock.confidence >= HOLD_BELOW and hearing)
             if self.selector.current is None:
                 cuts.append(self.selector.on_beat(now, 0, period, self.neighbours))
             ahead = now + self.settings.lead
-            beat = self.clock.next_beat(max(ahead, self.last_beat + 0.5 * period))
+            beat = clock.next_beat(max(ahead, self.last_beat + 0.5 * period))
+            # placed again at every hop: the grid may have moved since the change was heard
+            self._drop_at = None if self._drop is None else self._drop_beat(beat, self._drop)
             while beat < ahead + self.settings.hop:
-                self.beat_count += 1
+                counted = clock.beat_index(beat)
+                following = self.beat_count + 1
+                self.beat_count = counted if counted >= following else following + (counted - following) % per_bar
                 self.last_beat = beat
                 self.beats.append(beat)
-                cut = self.selector.on_beat(beat, self.beat_count, period, self.neighbours)
+                cut = self._on_beat(beat, period, per_bar, grid)
                 if cut is not None:
                     cuts.append(cut)
-                beat = self.clock.next_beat(beat + 0.5 * period)
+                beat = clock.next_beat(beat + 0.5 * period)
         cuts = [c for c in cuts if c is not None]
         self.cuts += cuts
         self.hops.append(Hop(now, level, self.clock.bpm, self.neighbours[:5], time.perf_counter() - started))
         return cuts
+
+    def _section(self, rows: np.ndarray, now: float) -> np.ndarray:
+        """The window's rows of the current section only (at least RECENT_SECONDS): after a drop the
+        clips are chosen for what plays now, not for the breakdown still in the window. The embedder
+        pads a short window (it repeats the last second)."""
+        keep = max(RECENT_SECONDS, math.ceil(now - self._sections.start - 1e-9))
+        return rows[-keep:] if keep < len(rows) else rows
+
+    def _drop_beat(self, beat: float, change: float) -> float:
+        """Where a drop heard at `change` is cut: the next downbeat if it comes within a bar of the
+        change (drops land on the one), else the first beat not yet decided."""
+        clock = self.clock
+        downbeat = clock.next_downbeat(beat)
+        bar = clock.period * clock.beats_per_bar
+        return downbeat if downbeat - change <= bar + 1e-6 else beat
+
+    def _on_beat(self, beat: float, period: float, per_bar: int, grid: bool) -> Cut | None:
+        selector = self.selector
+        if self._drop_at is not None and beat >= self._drop_at - 1e-6:
+            self._drop = self._drop_at = None
+            if not selector.held:
+                return selector.on_beat(
+                    beat, self.beat_count, period, self.neighbours, force=True, why="drop", beats_per_bar=per_bar
+                )
+        cut = selector.on_beat(beat, self.beat_count, period, self.neighbours, beats_per_bar=per_bar, grid=grid)
+        if cut is not None and self._drop is not None and beat >= self._drop:
+            cut.reason, self._drop, self._drop_at = "drop", None, None  # a cut due anyway serves the drop
+        return cut

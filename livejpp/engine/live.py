@@ -26,11 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.audio_io import Source
+from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, MAX_TAP_SPREAD, ClickTrack, tap_offset
 from livejpp.engine.engine import Engine, EngineSettings
+from livejpp.engine.latency import Latency
 from livejpp.engine.selector import Cut
+from livejpp.engine.trackers import TrackerError
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
-from livejpp.media.decode import MediaError
+from livejpp.media.decode import AUDIO_RATE, MediaError
 from livejpp.render.compose import crossfade_weight
 from livejpp.render.player import FramePool
 from livejpp.render.standby import standby_picture
@@ -139,6 +142,14 @@ class LiveShow:
         self.size = size
         self.fps = fps
         self.stats = ShowStats()
+        self.latency = Latency(output=1.0 / fps)  # one frame: the flip waits for the next refresh (--output-latency)
+        self.link = None  # control.link.LinkClock: --clock link follows a session, --link publishes to it
+        self.calibration: list[float] | None = None  # show times of the taps while calibrating
+        self.calibrated = ""  # what the last calibration found, said in the HUD
+        self.on_calibrated = None  # called with the offset (s) a calibration found (--calibrate-save)
+        self.loop = False  # flash and click on a fixed grid (--calibrate loop)
+        self._clicks: ClickTrack | None = None
+        self._flash_pictures: dict[bool, np.ndarray] = {}
         self.lock = threading.Lock()  # layers, pending cuts
         self.engine_lock = threading.RLock()  # the engine: analysis at each hop, controls that steer it
         self.layers: list[Layer] = []  # [outgoing, incoming] at most
@@ -176,6 +187,15 @@ class LiveShow:
         """Seconds since the show started: the audio clock's time base."""
         return time.monotonic() - self._t0
 
+    def picture_time(self) -> float:
+        """The audio time whose pictures the frame drawn now shows: ahead of the show clock by the
+        latencies, so the picture is seen when its beat sounds in the room (engine/latency.py)."""
+        return self.show_time() - self.latency.shift(self.engine.clock.av_offset)
+
+    def heard_time(self) -> float:
+        """The audio time of what the room hears now (the VJ taps on the beat they hear)."""
+        return self.latency.heard(self.show_time())
+
     # --- threads -------------------------------------------------------------------------------
     def start(self) -> None:
         self._pool = FramePool(self.size, keep=10)
@@ -183,6 +203,11 @@ class LiveShow:
         self._open_with_a_clip()
         self._t0 = self._heard_at = self._loud_at = time.monotonic()  # ... but the show starts with its audio
         self.source.start()
+        if self.loop:
+            try:
+                self._clicks = ClickTrack(self.room_beats, self._t0)
+            except Exception as exc:  # noqa: BLE001 - no output device: the flashes go on without clicks
+                log.warning("no audio output for the clicks (%s): flashing only", exc)
         for target, name in ((self._analyse, "analysis"), (self._decode, "decoder")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -193,6 +218,24 @@ class LiveShow:
         for thread in self._threads:
             thread.join(timeout=2.0)
         self.source.stop()
+        if self._clicks is not None:
+            self._clicks.stop()
+        if self.link is not None:
+            self.link.close()
+
+    def sync_line(self) -> str:
+        """The HUD's line on the room's sync: the A/V offset when one is set, the Link session."""
+        parts = []
+        offset = self.engine.clock.av_offset
+        if self.calibration is not None:
+            parts.append(f"CALIBRATING: tap on the beat you hear ({len(self.calibration)}/{CALIBRATION_TAPS})")
+        elif self.calibrated:
+            parts.append(self.calibrated)
+        elif offset:
+            parts.append(f"A/V offset {offset * 1000:+.0f} ms")
+        if self.link is not None:
+            parts.append(self.link.status)
+        return "   ".join(parts)
 
     def _keep_going(self, name: str, step, interval: float) -> None:
         """Run `step` every `interval` seconds until the show stops. An unexpected error is said in one
@@ -213,6 +256,9 @@ class LiveShow:
         self._keep_going("analysis", self._analyse_once, min(hop / 4, 0.02))  # audio reaches the engine in 20 ms
 
     def _analyse_once(self) -> None:
+        if self.link is not None:
+            with self.engine_lock:
+                self.link.step(self.engine.clock, self.latency, self.show_time())
         samples, arrival = self.source.read()
         self._listen(samples)
         if self.hearing:
@@ -225,6 +271,8 @@ class LiveShow:
             engine = self.engine
             cuts = engine.push(samples, latest_only=True)
         decided = time.monotonic()
+        self.latency.input = getattr(self.source, "latency", 0.0)
+        self.latency.observe(arrival - self._t0, engine.analyser.samples_in / AUDIO_RATE)
         if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
             self.stats.analysis_latency.append(decided - arrival)
             self.audio_seen = engine.hops[-1].time
@@ -265,7 +313,7 @@ class LiveShow:
         with self.lock:
             on_screen = self.layers[-1].cut.time if self.layers and not self.pending else None
         longest = self.engine.selector.settings.max_seconds
-        if on_screen is not None and not self.held and self.show_time() - on_screen >= longest:
+        if on_screen is not None and not self.held and self.picture_time() - on_screen >= longest:
             self.next_clip(reason="no audio")
 
     # --- clips that play, and those that cannot ------------------------------------------------
@@ -325,7 +373,7 @@ class LiveShow:
         broken.replaced = True
         with self.lock:
             pending = broken in self.pending
-        layer = self._playable_layer(broken.cut.time if pending else self.show_time(), "replacement")
+        layer = self._playable_layer(broken.cut.time if pending else self.picture_time(), "replacement")
         with self.lock:  # the render thread may have put the broken one on screen meanwhile
             if broken in self.pending:
                 i = self.pending.index(broken)
@@ -366,7 +414,7 @@ class LiveShow:
 
     def _decode_once(self) -> None:
         pool = self._pool
-        t = self.show_time() + 1.0 / self.fps
+        t = self.picture_time() + 1.0 / self.fps
         with self.lock:
             wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
             due = set(map(id, self.layers[-1:] + self.pending[:2]))  # the outgoing clip may fail: it goes
@@ -410,7 +458,9 @@ class LiveShow:
     # --- what the window asks each frame -------------------------------------------------------
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
-        now = self.show_time()
+        now = self.picture_time()
+        if self.loop:
+            return None, self._flash(now), 1.0, []
         newly = []
         with self.lock:
             while self.pending and self.pending[0].cut.time <= now:
@@ -476,6 +526,7 @@ class LiveShow:
                     "reason": layer.cut.reason,
                     "beat_offset": round(float(np.min(np.abs(beats - layer.cut.time))), 4),
                     "shown_late": round(layer.late, 4),
+                    "drawn_at": round(now - self._t0, 4),  # show clock: its audio time shifted by the latencies
                     "first_frame": layer.first_frame,
                     "picture_ready": has_picture,
                 }
@@ -487,7 +538,7 @@ class LiveShow:
         follow until it shows."""
         with self.engine_lock:
             engine = self.engine
-            cut = self._forced_cut(engine, self.show_time())
+            cut = self._forced_cut(engine, self.picture_time())
             if cut is None:
                 return None
             cut.reason = reason
@@ -504,7 +555,71 @@ class LiveShow:
         self.engine.selector.held = held
 
     def tap(self) -> None:
-        self.engine.clock.tap(self.show_time())
+        if self.calibration is not None:
+            self._calibration_tap(self.show_time())
+        else:
+            self.engine.clock.tap(self.heard_time())
+
+    def calibrate(self) -> None:
+        """Tap along: the next CALIBRATION_TAPS taps, on the beats the VJ hears in the room, measure
+        the A/V offset (instead of setting a tempo). The taps fall where the beat sounds; the pictures
+        are seen where the latencies put it (engine/latency.py); the median difference is the offset."""
+        self.calibration = []
+        log.info("calibrating: tap (t or space) on the beat you hear, %d times", CALIBRATION_TAPS)
+
+    def calibrate_loop(self) -> None:
+        """Flash white and click on each beat of a fixed grid, both timed to meet in the room; film
+        them (or --record them heard through a microphone) and `livejpp calibrate FILM` measures."""
+        self.loop = True
+        self.engine.clock.external(60.0 / LOOP_BPM, 0.0, source="tap")
+        log.info("calibration loop: flashes and clicks at %.0f BPM; film them, then: livejpp calibrate FILM", LOOP_BPM)
+
+    def room_beats(self, start: float, end: float) -> list[float]:
+        """The room times (show clock) of the clock's beats in [start, end)."""
+        clock, out = self.engine.clock, []
+        beat = clock.next_beat(self.latency.heard(start))
+        while (room := self.latency.room(beat)) < end:
+            out.append(room)
+            beat += clock.period
+        return out
+
+    def _flash(self, now: float) -> np.ndarray:
+        """The loop's picture: white for FLASH_SECONDS from each beat, black between."""
+        clock = self.engine.clock
+        beat = clock.next_beat(now)
+        last = beat if beat <= now + 1e-9 else beat - clock.period
+        white = now - last < FLASH_SECONDS
+        if white not in self._flash_pictures:
+            self._flash_pictures[white] = np.full((self.size[1], self.size[0], 3), 255 if white else 0, np.uint8)
+        return self._flash_pictures[white]
+
+    def _calibration_tap(self, at: float) -> None:
+        taps = self.calibration
+        taps.append(at)
+        if len(taps) < CALIBRATION_TAPS:
+            return
+        with self.engine_lock:
+            clock, beats = self.engine.clock, list(self.engine.beats)
+            heard = [self.latency.room(b) for b in beats]
+            try:
+                offset, spread = tap_offset(taps, heard, clock.period)
+            except ValueError as exc:
+                self.calibrated = f"calibration: {exc}"
+                log.warning("%s; tap again", self.calibrated)
+                self.calibration = []
+                return
+            if spread > MAX_TAP_SPREAD * clock.period:
+                self.calibrated = f"calibration: the taps were {spread * 1000:.0f} ms apart from their beats"
+                log.warning("%s, too scattered to measure: tap again", self.calibrated)
+                self.calibration = []
+                return
+            self.calibration = None
+            self.set_av_offset(offset)
+        self.calibrated = f"calibrated: A/V offset {offset * 1000:+.0f} ms (taps within {spread * 1000:.0f} ms)"
+        ms = offset * 1000
+        log.info("%s: keep it with --av-offset %.0f, or av_offset = %.0f in a show preset", self.calibrated, ms, ms)
+        if self.on_calibrated is not None:
+            self.on_calibrated(offset)
 
     @property
     def start_time(self) -> float:
@@ -512,16 +627,21 @@ class LiveShow:
         return self._t0
 
     def clock_sync(self, period: float, beat_at: float) -> None:
-        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock)."""
-        self.engine.clock.external(period, beat_at)
+        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock: a beat in the room, as
+        the sending app plays it; on the audio clock it falls where the room's sound is heard)."""
+        self.engine.clock.external(period, self.latency.heard(beat_at))
 
     def follow(self) -> None:
         self.engine.clock.follow()
 
+    def set_av_offset(self, seconds: float) -> None:
+        """The VJ's A/V offset (positive: pictures later); the cuts already decided move with it."""
+        self.engine.clock.av_offset = seconds
+
     def resync(self) -> None:
         """Now is the one: a beat falls here, and bars count from it."""
         with self.engine_lock:
-            self.engine.resync(self.show_time())
+            self.engine.resync(self.heard_time())
 
     def _set_selector(self, **changes) -> None:
         from dataclasses import replace
@@ -543,6 +663,25 @@ class LiveShow:
 
     def set_bars(self, bars: int) -> None:
         self._set_selector(bars_per_cut=max(1, int(bars)))
+
+    @property
+    def phrase(self) -> int:
+        return self.engine.selector.settings.phrase_bars
+
+    def set_phrase(self, bars: int) -> None:
+        self._set_selector(phrase_bars=max(0, int(bars)))
+
+    @property
+    def beat_tracker(self) -> str:
+        return self.engine.clock.tracker
+
+    def set_beat_tracker(self, name: str) -> None:
+        """Follow the music with another tracker; one that this build lacks is refused, the clock stays."""
+        try:
+            with self.engine_lock:
+                self.engine.clock.set_tracker(name)
+        except TrackerError as exc:
+            raise ValueError(str(exc)) from None
 
     def force(self, kind: str, pattern: str) -> Layer | None:
         """Play only clips of the videos named like `pattern` (kind "video") or in folders named
@@ -615,6 +754,8 @@ class LiveShow:
             },
             "cuts": s.cuts,
             "bpm": round(self.engine.clock.bpm, 2),
+            "latency": self.latency.budget(self.engine.clock.av_offset) | {"calibration": self.calibrated},
+            "link": self.link.summary() if self.link is not None else None,
             "missing_pictures": s.missing_pictures,
             "audio": {
                 "device_opens": getattr(self.source, "opens", None),

@@ -23,9 +23,10 @@ import numpy as np
 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
+from livejpp.engine.trackers import make_tracker
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
-from livejpp.media.decode import AUDIO_RATE, AudioFrames, Downmixer, MediaError, read_audio_file
+from livejpp.media.decode import AUDIO_RATE, DecodedFrames, Downmixer, MediaError, read_audio_file
 from livejpp.partfiles import part_path, remove_stale_parts
 from livejpp.progress import progress_bar
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
@@ -159,6 +160,7 @@ def render(
     check_encodable(size)
     started = time.monotonic()
     settings = settings or EngineSettings()
+    make_tracker(settings.beat_tracker)  # a tracker this build lacks fails before the work, in one line
     tmp = _start_part(out)
     try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C anywhere below leaves no part file behind
         engine, duration = analyse(song, library, model, settings)
@@ -182,6 +184,8 @@ def render(
         "size": list(size),
         "fps": fps,
         "settings": settings.selector.as_dict(),
+        "beat_tracker": settings.beat_tracker,
+        "sections": [round(t, 3) for t in engine.sections],  # section changes heard (drops)
         "cuts": rows,
     }
     _write_atomically(json_path, json.dumps(meta, indent=2) + "\n")
@@ -268,7 +272,7 @@ def _mux_audio(song, container, stream, duration: float) -> None:
     limit = int(duration * OUTPUT_AUDIO_RATE)
     written = 0
     with source:
-        for frame in AudioFrames(source, source.streams.audio[0]):
+        for frame in DecodedFrames(source, source.streams.audio[0]):
             frame.pts = None
             for samples in downmix.resample(frame):
                 if written >= limit:

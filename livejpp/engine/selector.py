@@ -1,6 +1,7 @@
 """The selector: neighbour lists in, a cut list a VJ would accept out.
 
-Cuts land on beats, every N bars; a clip stays on screen between a minimum and a maximum time;
+Cuts land on the bar's first beat, every N bars (and on every phrase start, if asked); a clip
+stays on screen between a minimum and a maximum time;
 a clip is not shown again within a window; a clip comes back where it left off; optionally the
 show stays with one source video. Random choices come from one seeded generator: the same music
 and seed give the same cuts.
@@ -16,7 +17,8 @@ import numpy as np
 @dataclass(frozen=True)
 class SelectorSettings:
     bars_per_cut: int = 2
-    beats_per_bar: int = 4
+    beats_per_bar: int = 4  # when the clock does not say (it does in the engine)
+    phrase_bars: int = 0  # also cut at every phrase start, a phrase being this many bars (0: off)
     min_seconds: float = 2.0
     max_seconds: float = 16.0
     no_repeat_seconds: float = 45.0
@@ -46,8 +48,8 @@ class Cut:
     offset: float  # where in the clip it starts
     crossfade: float  # seconds
     distance: float
-    beat: int  # beat number since the show started
-    reason: str  # "start", "bars", "max", "forced"
+    beat: int  # beat number, bar-aligned: a multiple of the beats per bar on the one
+    reason: str  # "start", "bars", "phrase", "max", "drop", "forced", ...
     extra: dict = field(default_factory=dict)
 
 
@@ -62,7 +64,7 @@ class Selector:
         self.held = False
         self.broken: set[int] = set()  # clips whose files cannot play (missing, damaged): never chosen
 
-    def _due(self, time: float, beat: int) -> str | None:
+    def _due(self, time: float, beat: int, period: float, per_bar: int, grid: bool) -> str | None:
         s = self.settings
         if self.current is None:
             return "start"
@@ -71,15 +73,31 @@ class Selector:
         on_screen = time - self.current.time
         if on_screen >= s.max_seconds:
             return "max"
-        if beat % (s.bars_per_cut * s.beats_per_bar) == 0 and on_screen >= s.min_seconds:
+        if not grid:
+            return None
+        phrase_start = s.phrase_bars and beat % (s.phrase_bars * per_bar) == 0
+        if phrase_start and on_screen >= min(s.min_seconds, period * per_bar) - 1e-6:  # a bar at least
+            return "phrase"
+        if beat % (s.bars_per_cut * per_bar) == 0 and on_screen >= s.min_seconds:
             return "bars"
         return None
 
     def on_beat(
-        self, time: float, beat: int, period: float, neighbours: list[tuple[int, float]], force: bool = False
+        self,
+        time: float,
+        beat: int,
+        period: float,
+        neighbours: list[tuple[int, float]],
+        force: bool = False,
+        why: str = "forced",
+        beats_per_bar: int | None = None,
+        grid: bool = True,
     ) -> Cut | None:
-        """Called at each beat with the current neighbour list (closest first); returns a cut or None."""
-        reason = "forced" if force else self._due(time, beat)
+        """Called at each beat with the current neighbour list (closest first); returns a cut or None.
+        `force` cuts now (for reason `why`); `grid` False says the beats are only held, not heard: then
+        only the longest time on one clip cuts."""
+        per_bar = beats_per_bar or self.settings.beats_per_bar
+        reason = why if force else self._due(time, beat, period, per_bar, grid)
         if reason is None or not neighbours:
             return None
         choice = self._choose(time, neighbours)

@@ -17,6 +17,8 @@ from livejpp.media.decode import AUDIO_RATE
 N_FFT = 2048
 HOP = 512
 N_MELS = 40
+#: The lowest mel bands (centres 81, 136 and 194 Hz): where kick drum and bass land.
+LOW_MELS = 3
 #: Below this level (dBFS, whole clip) a soundtrack is silence, not music.
 SILENCE_DBFS = -60.0
 #: Onset history used for tempo and pulse clarity (trailing, so a live stream can do the same).
@@ -122,7 +124,7 @@ class AudioAnalyser:
     `keep_seconds` bounds memory on an endless stream (None keeps everything).
     """
 
-    _PER_FRAME = ("mel_db", "chroma", "onset", "flux", "centroid", "bandwidth", "rolloff", "flatness")
+    _PER_FRAME = ("mel_db", "chroma", "onset", "onset_low", "flux", "centroid", "bandwidth", "rolloff", "flatness")
 
     def __init__(self, keep_seconds: float | None = 30.0):
         self.keep = None if keep_seconds is None else int(keep_seconds * AUDIO_RATE)
@@ -140,6 +142,7 @@ class AudioAnalyser:
             "mel_db": (N_MELS,),
             "chroma": (12,),
             "onset": (),
+            "onset_low": (),
             "flux": (),
             "centroid": (),
             "bandwidth": (),
@@ -177,7 +180,9 @@ class AudioAnalyser:
         mel_db = 10.0 * np.log10(power @ mel_filters().T + 1e-10)
         norm_mag = magnitude / (magnitude.sum(axis=1, keepdims=True) + 1e-10)
         prev_mel, prev_norm = self._previous if self._previous is not None else (mel_db[:1], norm_mag[:1])
-        onset = np.maximum(0.0, np.diff(np.concatenate([prev_mel, mel_db]), axis=0)).mean(axis=1)
+        rise = np.maximum(0.0, np.diff(np.concatenate([prev_mel, mel_db]), axis=0))
+        onset = rise.mean(axis=1)
+        onset_low = rise[:, :LOW_MELS].mean(axis=1)  # kick and bass: they mark the beat, hats the off-beat
         flux = np.sqrt((np.maximum(0.0, np.diff(np.concatenate([prev_norm, norm_mag]), axis=0)) ** 2).sum(axis=1))
         self._previous = (mel_db[-1:], norm_mag[-1:])
         total = power.sum(axis=1) + 1e-10
@@ -186,6 +191,7 @@ class AudioAnalyser:
             "mel_db": mel_db,
             "chroma": power @ chroma_filters().T,
             "onset": onset,
+            "onset_low": onset_low,
             "flux": flux,
             "centroid": centroid,
             "bandwidth": np.sqrt((power * (_FREQS - centroid[:, None]) ** 2).sum(axis=1) / total),
@@ -215,6 +221,21 @@ class AudioAnalyser:
         """Onset strength of the frames centred in [start, end) seconds (what the beat clock follows)."""
         a, b = self._frame_span(start, end)
         return self._frames["onset"][a:b]
+
+    def frames_since(self, name: str, index: int) -> tuple[int, np.ndarray]:
+        """(first, values): the per-frame `name` of every kept frame from absolute frame `index` on
+        (frame k is centred at k * HOP samples). `first` is later than `index` where those are forgotten."""
+        first = max(index, self._frame_start)
+        return first, self._frames[name][first - self._frame_start :]
+
+    def samples(self, start_sample: int, end_sample: int) -> np.ndarray:
+        """The raw mono audio in [start_sample, end_sample) (absolute indices; before the stream's
+        start is silence). Raises ValueError for audio not yet pushed or already forgotten."""
+        if end_sample > self.samples_in or max(start_sample, 0) < self._buffer_start:
+            raise ValueError(f"samples [{start_sample}, {end_sample}) not kept (have up to {self.samples_in})")
+        lead = max(0, min(end_sample, 0) - start_sample)  # silence before the stream
+        kept = self._buffer[max(start_sample, 0) - self._buffer_start : max(end_sample, 0) - self._buffer_start]
+        return np.concatenate([np.zeros(lead, np.float32), kept]) if lead else kept.copy()
 
     def _frame_span(self, start: float, end: float) -> tuple[int, int]:
         first = int(np.ceil(start * AUDIO_RATE / HOP - 1e-9))

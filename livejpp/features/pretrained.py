@@ -40,21 +40,21 @@ class ModelMissing(LivejppError):
     """A pretrained model file is not where it should be."""
 
 
-def model_path(folder: str) -> Path:
+def model_path(folder: str, made_by: str = "tools/convert_pretrained.py") -> Path:
     path = MODELS_ROOT / Path(folder).name / "model.onnx"
     if not path.is_file():
-        raise ModelMissing(f"{path}: pretrained model missing (convert it with tools/convert_pretrained.py)")
+        raise ModelMissing(f"{path}: pretrained model missing (convert it with {made_by})")
     return path
 
 
 @lru_cache(maxsize=4)
-def session(folder: str, threads: int = 1):
+def session(folder: str, threads: int = 1, made_by: str = "tools/convert_pretrained.py"):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(model_path(folder)), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path(folder, made_by)), options, providers=["CPUExecutionProvider"])
 
 
 def feature_sets() -> tuple[FeatureSet, ...]:

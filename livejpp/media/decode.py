@@ -163,8 +163,10 @@ def iter_video_frames(
     """Yield (time, frame) from `start` seconds on, with time measured from `origin`.
 
     Seeks to the keyframe before `start` and drops what comes before it, so a resumed build starts
-    where it stopped. A decode error ends the walk early (a truncated file) instead of raising;
-    the caller sees the shorter duration.
+    where it stopped. A damaged packet is skipped (the pictures after it decode again from the next
+    keyframe; decoding stopped at the first one, and a file damaged at 30 % lost the rest); a read
+    error ends the walk early (a truncated file) instead of raising: the caller sees the shorter
+    duration. Skipped packets are said in one line at the end.
     """
     try:
         container = av.open(path)
@@ -184,26 +186,31 @@ def iter_video_frames(
                 container.seek(0, stream=stream)
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         index = 0
+        frames = DecodedFrames(container, stream)
         try:
-            for frame in container.decode(stream):
+            for frame in frames:
                 t = frame.time - origin if frame.time is not None else index / fps
                 index += 1
-                if t < start - 1e-3:
-                    continue
-                yield t, frame
+                if t >= start - 1e-3:
+                    yield t, frame
         except (av.FFmpegError, OSError):
             return
+        finally:
+            if frames.damaged:
+                log.warning("%s: skipped %d damaged video packets", path, frames.damaged)
 
 
-class AudioFrames:
-    """The decoded frames of one audio stream, packet by packet: a damaged packet is skipped and
-    counted, not the end of the song (decoding stopped at the first one: a mostly good MP3 was "silent")."""
+class DecodedFrames:
+    """The decoded frames of one stream (audio or video), packet by packet: a damaged packet is
+    skipped and counted, not the end of the file (decoding stopped at the first one: a mostly good
+    MP3 was "silent", a video damaged at 30 % lost the rest; a video decodes again from its next
+    keyframe)."""
 
-    def __init__(self, container: av.container.InputContainer, stream: av.audio.stream.AudioStream):
+    def __init__(self, container: av.container.InputContainer, stream: av.stream.Stream):
         self.damaged = 0
         self._frames = self._decode(container, stream)
 
-    def _decode(self, container, stream) -> Iterator[av.AudioFrame]:
+    def _decode(self, container, stream) -> Iterator[av.AudioFrame | av.VideoFrame]:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
@@ -212,10 +219,10 @@ class AudioFrames:
                 continue
             yield from frames
 
-    def __iter__(self) -> Iterator[av.AudioFrame]:
+    def __iter__(self) -> Iterator[av.AudioFrame | av.VideoFrame]:
         return self
 
-    def __next__(self) -> av.AudioFrame:
+    def __next__(self) -> av.AudioFrame | av.VideoFrame:
         return next(self._frames)
 
 
@@ -298,12 +305,12 @@ class AudioReader:
         self._length = 0  # samples of _store in use
         self._buffer_start = start  # time of _buffer[0]
         self._next_time: float | None = None  # where the next decoded sample lands
-        self._frames = AudioFrames(self._container, self._stream)
+        self._frames = DecodedFrames(self._container, self._stream)
         self._done = False
         if start > 0:
             try:
                 self._container.seek(int((start + origin) * av.time_base), backward=True)
-                self._frames = AudioFrames(self._container, self._stream)
+                self._frames = DecodedFrames(self._container, self._stream)
             except av.FFmpegError:
                 pass
 

@@ -13,7 +13,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from livejpp.media.decode import MediaError
+from livejpp.media.decode import DecodedFrames, MediaError
 
 
 def cover(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int, int, int]:
@@ -56,7 +56,7 @@ class ClipFrames:
     def _seek(self, t: float) -> None:
         target = int((self.base + t + self._origin) / self._stream.time_base)
         self._container.seek(max(target, 0), stream=self._stream, backward=True)
-        self._frames = self._container.decode(self._stream)
+        self._frames = DecodedFrames(self._container, self._stream)
         self._current, self._next = None, None
 
     def _advance(self) -> bool:

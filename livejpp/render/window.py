@@ -322,7 +322,9 @@ def run(
             weight = 0.0 if incoming is None else weight if outgoing is not None else 1.0
             compositor.draw(weight, show.brightness, show.blackout, (fb_w, fb_h))
         if recorder is not None:
-            recorder.add(compositor.read_bgra_into, show.show_time())
+            # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
+            # the cuts on their beats whatever the room's latencies (engine/latency.py)
+            recorder.add(compositor.read_bgra_into, show.picture_time())
         if show.hud:
             if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
                 hud_label.text = _hud_text(show, controls)
@@ -418,19 +420,25 @@ def _hud_text(show, controls=None) -> str:
     current = show.layers[-1].record if show.layers else None
     latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
     elapsed = max(1e-3, show.show_time())
-    tempo = {"music": "", "tap": " (tap)", "midi": " (MIDI clock)"}[engine.clock.source]
+    clock = engine.clock
+    bar_beat = clock.bar_position(show.picture_time()) + 1  # the beat of the pictures on screen
     forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
     lines = [
         f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
         f"   stale hops {engine.dropped_hops}",
-        f"{engine.clock.bpm:5.1f} BPM{tempo}   beat {engine.beat_count}   every {show.bars} bars"
-        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}",
+        f"{clock.bpm:5.1f} BPM {clock.source}/{clock.tracker}  beat {bar_beat}/{clock.beats_per_bar}"
+        f"  conf {clock.confidence:.0%}   every {show.bars} bars"
+        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}"
+        + (f"   A/V {clock.av_offset * 1000:+.0f} ms" if clock.av_offset else ""),
     ]
     if current is not None:
         lines.append(f"now  {current.uid}  {Path(current.source).name}")
     if engine.neighbours:
         record = engine.records[engine.neighbours[0][0]]
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    sync = show.sync_line()
+    if sync:
+        lines.append(sync)
     if show.hearing:
         lines.append(f"HEARING NOTHING: {show.hearing}")
     if show.standby:
