@@ -41,6 +41,12 @@ MAX_DT = 63
 MAX_DF = 127
 ANCHOR_BINS = 512
 HASH_BITS = 23
+# what a library's stored fingerprints were made with: rows of another version are recomputed by the next
+# `library add`/`build` (bump the leading number when the hash layout changes; the parameters are in it anyway)
+FINGERPRINT_VERSION = (
+    f"pairs1-fft{FFT}-hop{HOP}-peaks{PEAK_DT}x{PEAK_DF}x{PEAK_MIN_DB:g}x{PEAKS_PER_FRAME}-bins{MAX_BIN}"
+    f"-fan{FANOUT}of{LOOKAHEAD}-dt{MAX_DT}-df{MAX_DF}-anchor{ANCHOR_BINS}"
+)
 
 _WINDOW = np.hanning(FFT).astype(np.float32)
 
