@@ -37,7 +37,6 @@ from livejpp.render.sizes import check_encodable
 from livejpp.render.standby import standby_picture
 
 OUTPUT_AUDIO_RATE = 48000
-MATCH_WINDOW = 5.0  # seconds of audio the engine's match is made of: a lock is at most this late
 
 log = logging.getLogger("livejpp.render")
 
@@ -108,10 +107,10 @@ def analyse(
     for start in range(0, len(samples), block):
         hops = len(engine.hops)
         engine.push(samples[start : start + block])
-        for hop in engine.hops[hops:]:  # one per block: the match is the newest hop's
-            event = tracker.update(engine.match, hop.time, hop.time)
+        for _ in engine.hops[hops:]:  # one per block: the match is the newest hop's
+            event = tracker.update(engine.match, engine.match_time, engine.match_time)
             run.events += [event] if event else []
-            run.locks.append((hop.time, tracker.lock))
+            run.locks.append((engine.match_time, tracker.lock))
     return engine, duration, run
 
 
@@ -120,7 +119,7 @@ def _in_sync(engine: Engine, cuts: list[Cut], run: SyncRun, duration: float) -> 
     clips_of: dict[int, list] = {}
     for record in sorted(engine.records.values(), key=lambda r: r.start):
         clips_of.setdefault(record.video_id, []).append(record)
-    spans = sync_spans(run.events, run.locks, engine.beats, MATCH_WINDOW, duration)
+    spans = sync_spans(run.events, run.locks, engine.beats, engine.settings.match_window, duration)
     return with_sync(cuts, spans, clips_of, duration)
 
 

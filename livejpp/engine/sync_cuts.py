@@ -19,7 +19,8 @@ from livejpp.engine.selector import Cut
 from livejpp.engine.sync import SyncEvent, SyncLock
 from livejpp.library.store import ClipRecord
 
-EPSILON = 1e-3  # seconds: a clip boundary reached by adding up floats
+EPSILON = 1e-3  # seconds: the end of a span or a clip reached by adding up floats
+HALF_FRAME = 0.02  # seconds: a position this close to a clip's start is that start (no 2 ms cut before it)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def sync_spans(
         until = events[i + 1].at if i + 1 < len(events) else float("inf")
         final = [lock for t, lock in locks if event.at <= t < until and lock is not None][-1]
         starts_at = final.start - final.position / final.rate  # where the video's first frame falls
-        begin = max(boundary, starts_at, event.at - window, 0.0)
+        begin = max(boundary, starts_at - HALF_FRAME, event.at - window, 0.0)
         if spans and spans[-1].end > begin:
             spans[-1] = replace(spans[-1], end=begin)
         span_end = end
@@ -54,25 +55,27 @@ def sync_spans(
 
 
 def clip_cuts(span: SyncSpan, clips: list[ClipRecord], crossfade: float) -> list[Cut]:
-    """The span as cuts into the locked video's clips (sorted by start), each at the span's rate; a gap in
-    the clips (a tail the build dropped) holds the last picture before it until the next clip starts."""
+    """The span as cuts into the locked video's clips (sorted by start), each at the span's rate. Before the
+    first clip its first picture waits; in a gap (a tail the build dropped) and after the last clip the
+    last picture before it holds, until the next clip starts."""
     lock, cuts, t = span.lock, [], span.begin
-    while t < span.end - EPSILON:
+    starts = [c.start for c in clips]
+    while t < span.end - EPSILON and clips:
         position = lock.position_at(t)
-        i = bisect.bisect_right([c.start for c in clips], position + EPSILON) - 1
+        i = bisect.bisect_right(starts, position + HALF_FRAME) - 1
         extra = {"rate": lock.rate, "video_position": round(position, 4)}
         fade = crossfade if not cuts else 0.0
-        if i >= 0 and position < clips[i].end - EPSILON:
+        if i < 0:
+            cuts.append(Cut(t, clips[0].id, 0.0, fade, 0.0, -1, "sync", {**extra, "rate": 0.0}))
+            t += (clips[0].start - position) / lock.rate
+        elif position < clips[i].end - HALF_FRAME:
             clip = clips[i]
-            cuts.append(Cut(t, clip.id, position - clip.start, fade, 0.0, -1, "sync", extra))
+            cuts.append(Cut(t, clip.id, max(0.0, position - clip.start), fade, 0.0, -1, "sync", extra))
             t += (clip.end - position) / lock.rate
-        elif i >= 0 or clips:  # before the first clip or in a gap: hold the nearest earlier picture
-            clip = clips[max(i, 0)]
-            cuts.append(Cut(t, clip.id, clip.end - clip.start - 1e-3, fade, 0.0, -1, "sync", {**extra, "rate": 0.0}))
-            following = clips[i + 1].start if i + 1 < len(clips) else float("inf")
-            t += (following - position) / lock.rate
         else:
-            break
+            clip, following = clips[i], starts[i + 1] if i + 1 < len(clips) else float("inf")
+            cuts.append(Cut(t, clip.id, clip.end - clip.start - EPSILON, fade, 0.0, -1, "sync", {**extra, "rate": 0.0}))
+            t += (following - position) / lock.rate
     return cuts
 
 
