@@ -7,8 +7,10 @@ import sys
 from fractions import Fraction
 
 import av
+import degrade
 import numpy as np
 import pytest
+from synth import write_audio
 
 from livejpp.engine.engine import EngineSettings
 from livejpp.engine.render import render
@@ -95,6 +97,62 @@ def _length(lib, clip_id) -> float:
 
     with sqlite3.connect(lib / "library.sqlite") as db:
         return db.execute('SELECT "end" - start FROM clips WHERE id = ?', (clip_id,)).fetchone()[0]
+
+
+SPEED = 1.04  # the DJ's pitch fader
+
+
+def test_a_song_whose_video_is_in_the_library_renders_in_sync(real_library, media, tmp_path, rendered):
+    """Big Buck Bunny's soundtrack, through a noisy room (10 dB) at +4 % speed: every rendered picture is
+    the video's own frame at the song's position, within one frame of the 24 fps source. A song that is not
+    in the library (the C64 render) has no sync cut."""
+    lib, _ = real_library
+    song = read_audio_file(media / "av" / "big_buck_bunny_0_30.webm")
+    write_audio(tmp_path / "song.flac", degrade.room_noise(degrade.speed(song, SPEED), 10.0)[None], 22050, "mono")
+    result = render(tmp_path / "song.flac", lib, tmp_path / "sync.mp4", size=SIZE, fps=FPS, progress=False)
+    assert all(c["reason"] != "sync" for c in rendered[1].cuts)
+    synced = [c for c in result.cuts if c["reason"] == "sync"]
+    assert synced and synced[0]["time"] == 0.0, result.cuts[:3]  # offline, the lock reaches back to the start
+    assert all(abs(c["rate"] / SPEED - 1) <= 0.005 for c in synced if c["rate"]), [c["rate"] for c in synced]
+    times = [c["time"] for c in result.cuts]
+    source_frame = 1 / 24
+    readers = {}  # (video, frames off the audio's position) -> sequential reader
+    moving = closest = 0
+    for t, picture in decode_video(result.video):
+        cut = result.cuts[int(np.searchsorted(times, t, side="right")) - 1]
+        truth = t * SPEED
+        if cut["reason"] != "sync" or truth > 29.5:
+            continue
+        shown = cut["source_time"] + (t - cut["time"]) * cut["rate"]
+        assert abs(shown - truth) <= source_frame, f"at {t:.2f} s the cut list shows {shown:.3f} s of the video"
+        near = {}
+        for k in (-1, 0, 1):
+            if (cut["video"], k) not in readers:
+                readers[cut["video"], k] = ClipFrames(cut["video"], SIZE)
+            near[k] = readers[cut["video"], k].frame_at(max(0.0, truth + k * source_frame)).astype(int)
+        off = {k: np.abs(picture - frame).mean() for k, frame in near.items()}
+        assert min(off.values()) < 6, f"at {t:.2f} s the picture is not the video's at {truth:.2f} s +-1 frame"
+        if np.abs(near[-1] - near[1]).mean() > 6:  # the film moves here: a frame early or late would show
+            moving += 1
+            closest += off[0] < min(off[-1], off[1])
+    assert moving >= 20 and closest >= 0.9 * moving, f"closest to the true frame at {closest} of {moving}"
+
+
+def test_a_mix_out_of_a_library_song_goes_back_to_matching_by_content(real_library, media, tmp_path):
+    """Big Buck Bunny's soundtrack for 15 s, then C64 (not in the library): in sync from the start, back to
+    content-matched clips on a beat within one match window (5 s: while it still holds a second of the
+    bunny, the bunny is matched) and a beat after the mix."""
+    lib, _ = real_library
+    bunny = read_audio_file(media / "av" / "big_buck_bunny_0_30.webm", 0, 15)
+    c64 = read_audio_file(media / "music" / "lmms_Skiessi-C64.ogg", 0, 12)
+    write_audio(tmp_path / "mix.flac", np.concatenate([bunny, c64])[None], 22050, "mono")
+    result = render(tmp_path / "mix.flac", lib, tmp_path / "mix.mp4", size=SIZE, fps=5, progress=False)
+    synced = [c for c in result.cuts if c["reason"] == "sync"]
+    back = [c for c in result.cuts if c["reason"] == "sync end"]
+    assert synced and synced[0]["time"] == 0.0 and len(back) == 1, result.cuts
+    assert 15.0 < back[0]["time"] <= 21.0 and np.min(np.abs(np.array(result.beats) - back[0]["time"])) < 1e-3
+    assert all(c["time"] < back[0]["time"] for c in synced)
+    assert all(c["reason"] not in ("sync", "sync end") for c in result.cuts if c["time"] > back[0]["time"])
 
 
 def test_the_cut_list_is_written_for_editors(rendered):

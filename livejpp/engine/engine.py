@@ -10,6 +10,7 @@ for the new section's audio only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from livejpp.engine.trackers import DEFAULT_TRACKER
 from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
 from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
+from livejpp.fingerprint import Match, MemoryHashStore, StreamMatcher
 from livejpp.library.store import LibraryStore
 from livejpp.media.decode import AUDIO_RATE
 from livejpp.model.card import resolve
@@ -48,6 +50,7 @@ class EngineSettings:
     lead: float = 0.25
     selector: SelectorSettings = field(default_factory=SelectorSettings)
     beat_tracker: str = DEFAULT_TRACKER  # what the clock follows the music with (livejpp.engine.trackers.TRACKERS)
+    match_window: float = 5.0  # seconds of audio the known-track match votes over
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Hop:
     bpm: float
     neighbours: list[tuple[int, float]]
     seconds: float  # analysis time of this hop (wall)
+    sync_video: int | None = None  # the library video this hop's audio confidently is (known-track sync)
 
 
 class Engine:
@@ -75,6 +79,9 @@ class Engine:
             log.info("indexed %d clips of %s under model %s", self.index.meta["count"], library, folder.name)
         with LibraryStore(library, readonly=True) as store:
             self.records = {c.id: c for c in store.clips()}
+            self.video_names = {c.video_id: Path(c.source).name for c in self.records.values()}
+            # only videos whose clips may be played: a match must be something the show can put on screen
+            self.fingerprints: MemoryHashStore | None = store.load_fingerprints(set(self.video_names))
         self.index.keep_only(set(self.records))
         self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in self.records.values()}
         self.window = self.embedder.seconds
@@ -97,6 +104,13 @@ class Engine:
         self.allowed: set[int] | None = None  # only these clips (a forced video or tag); None: all
         self._embedding: np.ndarray | None = None  # the newest window's embedding
         self.latency_lead = 0.0  # seconds more lead: a live show draws pictures ahead of their audio (Latency.ahead)
+        # known-track sync: the matcher hears what the analyser hears, buffered until the next decided hop
+        # (one vote per hop, none for stale hops); its stream time 0 is engine time `_matcher_origin`
+        self.matcher = StreamMatcher(self.fingerprints, self.settings.match_window) if self.fingerprints else None
+        self._matcher_origin = 0.0
+        self._unmatched: list[np.ndarray] = []
+        self.match: Match | None = None  # the newest confident match, its position_at(t) at engine time t
+        self.match_time = 0.0  # the engine time its window ends at
 
     def warm_up(self) -> None:
         """One embedding and one search of silence: onnxruntime and hnswlib allocate on their first
@@ -136,6 +150,15 @@ class Engine:
         self.next_hop, self.last_beat, self.beat_count = other.next_hop, other.last_beat, other.beat_count
         self.beats, self.dropped_hops, self.latency_lead = other.beats, other.dropped_hops, other.latency_lead
         self.publish_clock()
+        if self.matcher is not None and other.matcher is not None and self._same_videos(other):
+            self.matcher, self._matcher_origin, self._unmatched = other.matcher, other._matcher_origin, other._unmatched
+            self.match, self.match_time = other.match, other.match_time
+        else:  # another library: its video ids mean other videos; the new matcher starts listening now
+            self._matcher_origin = self.analyser.samples_in / AUDIO_RATE
+
+    def _same_videos(self, other: Engine) -> bool:
+        """Whether a match of `other`'s means the same video here (a model switch on the same library)."""
+        return self.library.resolve() == other.library.resolve() and self.video_names == other.video_names
 
     def push(self, samples: np.ndarray, latest_only: bool = False) -> list[Cut]:
         """Feed audio (mono float32, 22 050 Hz) in blocks of any size; returns the cuts decided by
@@ -150,6 +173,8 @@ class Engine:
             room = int(round(self.next_hop * AUDIO_RATE)) - self.analyser.samples_in
             take, samples = samples[: max(room, 0)], samples[max(room, 0) :]
             self.analyser.push(take)
+            if self.matcher is not None:
+                self._unmatched.append(take)
             self.clock.advance(self.analyser)
             if self.analyser.samples_in >= int(round(self.next_hop * AUDIO_RATE)):
                 if latest_only and self.next_hop < last_due - 1e-9:
@@ -201,9 +226,26 @@ class Engine:
                 beat = clock.next_beat(beat + 0.5 * period)
         cuts = [c for c in cuts if c is not None]
         self.cuts += cuts
-        self.hops.append(Hop(now, level, self.clock.bpm, self.neighbours[:5], time.perf_counter() - started))
+        self._match()  # after the cuts: identification never delays them
+        sync_video = self.match.video if self.match is not None else None
+        self.hops.append(
+            Hop(now, level, self.clock.bpm, self.neighbours[:5], time.perf_counter() - started, sync_video)
+        )
         self.publish_clock()
         return cuts
+
+    def _match(self) -> None:
+        """Which library video the newest `match_window` seconds are, and where: `self.match` (None unless
+        confident), rebased to engine time so that match.position_at(t) is the video's position at time t."""
+        if self.matcher is None:
+            return
+        found = self.matcher.push(np.concatenate(self._unmatched) if self._unmatched else np.zeros(0, np.float32))
+        self._unmatched = []
+        self.match_time = self._matcher_origin + self.matcher.seconds
+        if found is None or not found.confident:
+            self.match = None
+            return
+        self.match = dataclasses.replace(found, position=found.position - self._matcher_origin * found.speed)
 
     def _section(self, rows: np.ndarray, now: float) -> np.ndarray:
         """The window's rows of the current section only (at least RECENT_SECONDS): after a drop the

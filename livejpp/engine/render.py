@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,6 +23,8 @@ import numpy as np
 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.selector import Cut
+from livejpp.engine.sync import SyncEvent, SyncLock, SyncMode, SyncTracker
+from livejpp.engine.sync_cuts import sync_spans, with_sync
 from livejpp.engine.trackers import make_tracker
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
@@ -79,8 +81,19 @@ def _start_part(out: Path) -> Path:
     return tmp
 
 
-def analyse(song: str | Path, library: str | Path, model: str | Path, settings: EngineSettings) -> tuple[Engine, float]:
-    """Run the engine over the song as if it were live; returns the engine (its cuts, beats, hops)."""
+@dataclass
+class SyncRun:
+    """What the sync tracker made of the song: its events and its lock after every hop (hop time, lock)."""
+
+    events: list[SyncEvent]
+    locks: list[tuple[float, SyncLock | None]]
+
+
+def analyse(
+    song: str | Path, library: str | Path, model: str | Path, settings: EngineSettings, sync: SyncMode = "auto"
+) -> tuple[Engine, float, SyncRun]:
+    """Run the engine over the song as if it were live; returns the engine (its cuts, beats, hops) and
+    the sync tracker's run over its per-hop matches."""
     samples = read_audio_file(song)
     duration = len(samples) / AUDIO_RATE
     engine = Engine(library, model, settings)
@@ -90,9 +103,24 @@ def analyse(song: str | Path, library: str | Path, model: str | Path, settings: 
     if is_silent(samples):
         raise RenderError(f"{song}: silent (below -60 dBFS): there is no music to match")
     block = int(settings.hop * AUDIO_RATE)
+    tracker, run = SyncTracker(sync), SyncRun([], [])
     for start in range(0, len(samples), block):
+        hops = len(engine.hops)
         engine.push(samples[start : start + block])
-    return engine, duration
+        for _ in engine.hops[hops:]:  # one per block: the match is the newest hop's
+            event = tracker.update(engine.match, engine.match_time, engine.match_time)
+            run.events += [event] if event else []
+            run.locks.append((engine.match_time, tracker.lock))
+    return engine, duration, run
+
+
+def _in_sync(engine: Engine, cuts: list[Cut], run: SyncRun, duration: float) -> list[Cut]:
+    """Where the song is a library video's soundtrack, that video at the song's position (sync_cuts.py)."""
+    clips_of: dict[int, list] = {}
+    for record in sorted(engine.records.values(), key=lambda r: r.start):
+        clips_of.setdefault(record.video_id, []).append(record)
+    spans = sync_spans(run.events, run.locks, engine.beats, engine.settings.match_window, duration)
+    return with_sync(cuts, spans, clips_of, duration)
 
 
 def _leave_out_missing_clips(engine: Engine) -> None:
@@ -125,6 +153,7 @@ def cut_rows(engine: Engine, cuts: list[Cut]) -> list[dict]:
                 "beat": cut.beat,
                 "crossfade": round(cut.crossfade, 4),
                 "reason": cut.reason,
+                "rate": cut.extra.get("rate", 1.0),  # source seconds per second: a song in sync at its speed
             }
         )
     return rows
@@ -152,6 +181,7 @@ def render(
     crf: int = 21,
     preset: str = "veryfast",
     transition: str = "crossfade",
+    sync: SyncMode = "auto",
 ) -> RenderResult:
     out = Path(out)
     check_writable(out)
@@ -163,11 +193,12 @@ def render(
     make_tracker(settings.beat_tracker)  # a tracker this build lacks fails before the work, in one line
     tmp = _start_part(out)
     try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C anywhere below leaves no part file behind
-        engine, duration = analyse(song, library, model, settings)
+        engine, duration, run = analyse(song, library, model, settings, sync)
         cuts = list(engine.cuts)
         if not cuts:
             raise RenderError(f"{song}: no clip matched (is the library empty?)")
-        cuts[0].time, cuts[0].crossfade = 0.0, 0.0  # a file can show its first clip from the first frame
+        cuts[0] = replace(cuts[0], time=0.0, crossfade=0.0)  # a file can show its first clip from the first frame
+        cuts = _in_sync(engine, cuts, run, duration)
         rows = cut_rows(engine, cuts)
         frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset, transition)
         os.replace(tmp, out)
@@ -226,7 +257,7 @@ def _encode(
             record = engine.records[cut.clip]
             try:
                 path_, base, length = record.pictures(engine.library)
-                clip_t = (cut.offset + (t - cut.time)) % max(length, 1e-3)
+                clip_t = (cut.offset + (t - cut.time) * cut.extra.get("rate", 1.0)) % max(length, 1e-3)
                 held[:] = [pool.get(path_, base, length).frame_at(clip_t)]
                 return held[0]
             except Exception as exc:  # noqa: BLE001 - one damaged clip must not cost the whole render

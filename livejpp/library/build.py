@@ -25,6 +25,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from livejpp.features.sets import feature_sets_for
+from livejpp.fingerprint import Landmarks
+from livejpp.library.fingerprinting import (
+    FingerprintDone,
+    FingerprintJob,
+    fingerprint_video,
+    same_soundtrack,
+    silent,
+    start_of,
+)
 from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_rows, inside_library
 from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
 from livejpp.media.clips import plan_clips
@@ -50,6 +59,8 @@ class BuildReport:
     seconds_added: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    fingerprinted: int = 0  # soundtracks fingerprinted for sync this run (silent ones included)
+    same_soundtrack: list[tuple[str, str]] = field(default_factory=list)  # (video, the other video)
     wall_seconds: float = 0.0
     interrupted: bool = False
     terminated: bool = False  # by SIGTERM, not Ctrl-C
@@ -169,6 +180,10 @@ class _Builder:
         self.bar = None
         self.videos_total = 0
         self.videos_done = 0
+        self.origins: dict[str, float] = {}  # a video's container start time (its fingerprint's frame 0)
+        self.fingerprint_jobs: list[FingerprintJob] = []  # waiting to run
+        self.fingerprint_units: set[str] = set()  # videos whose fingerprint the progress bar counts, not yet done
+        self.new_fingerprints: dict[int, Landmarks] = {}  # video id -> its first seconds' landmarks (duplicate check)
 
     # --- planning ------------------------------------------------------------------------
     def _skip(self, path: str, reason: str) -> None:
@@ -184,6 +199,7 @@ class _Builder:
             self._skip(path, reason)
         jobs: list[VideoJob] = []
         seen: set[str] = set()
+        fingerprinted = self.store.fingerprinted_video_ids()
         many = self.progress and len(files) >= 20
         for path in progress_bar(files, desc="probing", unit="file", enabled=many, leave=False):
             try:
@@ -207,6 +223,10 @@ class _Builder:
             if row is not None and row["status"] == "done":
                 self.report.duplicates.append(str(path))
                 log.info("%s: already in the library", path)
+                if row["audio_codec"] is not None and row["id"] not in fingerprinted:  # built before fingerprints
+                    self.paths[key] = str(path)
+                    self.fingerprint_units.add(key)
+                    self._queue_fingerprint(key, row["id"], info.start, row["duration"])
                 continue
             planned = plan_clips(info.duration, self.settings.clip_seconds, self.settings.hop)
             if not planned:
@@ -223,6 +243,9 @@ class _Builder:
                 self.report.videos_resumed += 1
                 log.info("%s: resuming after %d finished clips", path, len(done))
             self.paths[key] = str(path)
+            self.origins[key] = info.start
+            if info.has_audio:
+                self.fingerprint_units.add(key)
             self.clip_counts[key] = max(1, sum(c.index not in done for c in planned))
             jobs.append(
                 VideoJob(
@@ -334,12 +357,85 @@ class _Builder:
                 self.store.log("info", f"added: {clips} clip{'s' if clips != 1 else ''}", path)
         if clips == 0:
             self._skip(path, done.note or "no clip could be made")
+            self._fingerprint_resolved(done.key)
         else:
             self.report.videos_added += 1
             if done.note:
                 log.warning("%s: %s", path, done.note)
                 self.report.notes.append((path, done.note))
+            if done.key in self.fingerprint_units:
+                self._queue_fingerprint(done.key, video_id, self.origins[done.key], done.duration)
         self._video_finished()
+
+    # --- fingerprints (a job per video with music, after its clips) ----------------------------
+    def _queue_fingerprint(self, key: str, video_id: int, origin: float, duration: float) -> None:
+        """A job for a finished video whose clips have music; a silent row at once for one without."""
+        audio = dict(
+            self.store.db.execute(
+                "SELECT audio, COUNT(*) FROM clips WHERE video_id = ? GROUP BY audio", (video_id,)
+            ).fetchall()
+        )
+        if audio.get("ok"):
+            self.fingerprint_jobs.append(FingerprintJob(key, video_id, self.paths[key], origin, duration))
+        elif audio.get("silent"):
+            self._save_fingerprint(silent(key, video_id, duration))
+        else:
+            self._fingerprint_resolved(key)  # an audio stream that never decoded: nothing to fingerprint
+
+    def _save_fingerprint(self, done: FingerprintDone) -> None:
+        path = self.paths.get(done.key)
+        count = len(done.landmarks.hashes)
+        with self.store.transaction():
+            self.store.save_fingerprint(done.video_id, done.landmarks, done.seconds, done.note)
+            self.store.log("info", f"fingerprint: {done.note or f'{count} hashes'}", path)
+        if count:
+            self.new_fingerprints[done.video_id] = start_of(done.landmarks)
+            self.report.fingerprinted += 1
+        self._fingerprint_resolved(done.key)
+
+    def _fingerprint_failed(self, job: FingerprintJob, reason: str) -> None:
+        """The clips stay; sync will not know this video until a later build fingerprints it."""
+        note = f"no fingerprint for sync ({reason})"
+        log.warning("%s: %s", job.path, note)
+        self.report.notes.append((job.path, note))
+        self._fingerprint_resolved(job.key)
+
+    def _fingerprint_resolved(self, key: str) -> None:
+        if key in self.fingerprint_units:
+            self.fingerprint_units.discard(key)
+            if self.bar is not None:
+                self.bar.update(1)
+
+    def _run_fingerprints_here(self) -> None:
+        while self.fingerprint_jobs:
+            job = self.fingerprint_jobs.pop(0)
+            try:
+                done = fingerprint_video(job)
+            except Exception as exc:  # noqa: BLE001 - one unreadable soundtrack must not stop the build
+                self._fingerprint_failed(job, _describe(exc))
+                continue
+            self._save_fingerprint(done)
+
+    def _report_same_soundtracks(self) -> None:
+        """One line per pair of videos with the same soundtrack (a song in the library twice): sync picks one."""
+        if not self.new_fingerprints:
+            return
+        store = self.store.load_fingerprints()
+        if store is None:
+            return
+        paths = dict(self.store.db.execute("SELECT id, path FROM videos").fetchall())
+        said: set[frozenset[int]] = set()
+        for video_id, start in self.new_fingerprints.items():
+            other = same_soundtrack(store, video_id, start)
+            if other is None or frozenset((video_id, other)) in said:
+                continue
+            said.add(frozenset((video_id, other)))
+            path, other_path = paths[video_id], paths[other]
+            note = f"same soundtrack as {Path(other_path).name} (sync will pick one)"
+            log.info("%s: %s", path, note)
+            self.report.same_soundtrack.append((path, other_path))
+            with self.store.transaction():
+                self.store.log("info", note, path)
 
     def _video_failed(self, key: str, reason: str) -> None:
         path = self.paths[key]
@@ -350,6 +446,7 @@ class _Builder:
                     db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
                     del self.video_ids[key]
         self._skip(path, reason)
+        self._fingerprint_resolved(key)
         self._video_finished()
 
     def _video_finished(self) -> None:
@@ -362,6 +459,8 @@ class _Builder:
             self._commit_clip(message)
         elif isinstance(message, VideoDone):
             self._commit_video(message)
+        elif isinstance(message, FingerprintDone):
+            self._save_fingerprint(message)
 
     # --- running -------------------------------------------------------------------------
     def run(self, inputs: Iterable[str | os.PathLike]) -> BuildReport:
@@ -388,14 +487,16 @@ class _Builder:
         for job in jobs:
             self._ensure_video(job)
         self.videos_total = len(jobs)
-        total_clips = sum(self.clip_counts[j.key] for j in jobs)
-        self.bar = progress_bar(total=total_clips, unit="clip", desc="building", enabled=self.progress and bool(jobs))
+        # a video's fingerprint counts as one more clip: a bar that stood at 100 % while soundtracks are read lies
+        total = sum(self.clip_counts[j.key] for j in jobs) + len(self.fingerprint_units)
+        self.bar = progress_bar(total=total, unit="clip", desc="building", enabled=self.progress and total > 0)
         self.bar.set_postfix_str(f"videos 0/{self.videos_total}")
         try:
-            if self.jobs == 1 or len(jobs) <= 1:
+            if self.jobs == 1 or len(jobs) + len(self.fingerprint_jobs) <= 1:
                 self._run_here(jobs)
             else:
                 self._run_pool(jobs)
+            self._report_same_soundtracks()
         except KeyboardInterrupt as exc:
             self.report.interrupted = True
             self.report.terminated = isinstance(exc, Terminated)
@@ -417,6 +518,7 @@ class _Builder:
         return self.report
 
     def _run_here(self, jobs: list[VideoJob]) -> None:
+        self._run_fingerprints_here()  # videos already in the library, built before fingerprints
         for job in jobs:
             try:
                 process_video(job, self._handle)
@@ -426,6 +528,7 @@ class _Builder:
                 raise  # the manifest, not the video, failed: the build cannot go on
             except Exception as exc:  # noqa: BLE001 - one bad video must not stop the build
                 self._video_failed(job.key, _describe(exc))
+            self._run_fingerprints_here()
 
     def _run_pool(self, jobs: list[VideoJob]) -> None:
         ctx = mp.get_context("spawn")
@@ -433,10 +536,18 @@ class _Builder:
         with cf.ProcessPoolExecutor(
             max_workers=self.jobs, mp_context=ctx, initializer=_init_worker, initargs=(messages, os.getpid())
         ) as pool:
+            fingerprints: dict[cf.Future, FingerprintJob] = {}
+
+            def start_fingerprints() -> None:
+                while self.fingerprint_jobs:
+                    job = self.fingerprint_jobs.pop(0)
+                    fingerprints[pool.submit(_run_fingerprint_job, job)] = job
+
+            start_fingerprints()  # videos already in the library, built before fingerprints
             futures = {pool.submit(_run_job, job): job for job in jobs}
             finished: set[str] = set()
             try:
-                while len(finished) < len(jobs):
+                while len(finished) < len(jobs) or fingerprints:
                     try:
                         message = messages.get(timeout=0.2)
                     except queue.Empty:
@@ -445,7 +556,15 @@ class _Builder:
                         self._handle(message)
                         if isinstance(message, VideoDone):
                             finished.add(message.key)
+                            start_fingerprints()
                         continue
+                    for future in [f for f in fingerprints if f.done()]:
+                        job = fingerprints.pop(future)
+                        result = future.exception() or future.result()
+                        if isinstance(result, FingerprintDone):
+                            self._save_fingerprint(result)
+                        else:
+                            self._fingerprint_failed(job, result if isinstance(result, str) else _describe(result))
                     for future, job in futures.items():
                         if job.key in finished or not future.done():
                             continue
@@ -491,6 +610,14 @@ def _init_worker(messages, parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _run_fingerprint_job(job: FingerprintJob) -> FingerprintDone | str:
+    """Worker entry: the soundtrack's fingerprint, or the reason there is none."""
+    try:
+        return fingerprint_video(job)
+    except Exception as exc:  # noqa: BLE001 - reported by the builder, the build goes on
+        return _describe(exc)
 
 
 def _run_job(job: VideoJob) -> str | None:

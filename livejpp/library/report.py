@@ -23,6 +23,7 @@ def format_summary(summary: dict, report=None) -> str:
             f"this run {report.videos_added} videos, {report.clips_added} clips, "
             f"{report.seconds_added / 60:.1f} min of footage in {report.wall_seconds:.1f} s ({rate:.1f}x real time)"
             + (f", {report.videos_resumed} resumed" if report.videos_resumed else "")
+            + (f", {report.fingerprinted} soundtracks fingerprinted" if report.fingerprinted else "")
             + (f", {len(report.duplicates)} already in the library" if report.duplicates else "")
             + (" — interrupted, run again to resume" if report.interrupted else "")
         )
@@ -44,6 +45,7 @@ def format_summary(summary: dict, report=None) -> str:
         f"{summary['clips_without_audio']} without audio"
     )
     lines.append(f"footage  {hours:.3f} h ({hours * 60:.1f} min); {summary['tails_dropped']} short tails dropped")
+    lines.append(_fingerprint_line(summary))
     settings = summary.get("settings") or {}
     if settings:
         lines.append(
@@ -65,3 +67,20 @@ def format_summary(summary: dict, report=None) -> str:
         lines.append(f"skipped  {len(summary['skipped'])} files:")
         lines.extend(f"  {escape_controls(s['path'])}: {escape_controls(s['reason'])}" for s in summary["skipped"])
     return "\n".join(lines)
+
+
+def _fingerprint_line(summary: dict) -> str:
+    """How many videos sync can recognise by their soundtrack, and why the others cannot."""
+    done, silent, mute = (
+        summary["videos_fingerprinted"],
+        summary["videos_soundtrack_silent"],
+        summary["videos_without_audio"],
+    )
+    missing = summary["videos"] - done - silent - mute
+    why = [
+        f"{silent} silent soundtrack{'s' if silent != 1 else ''}" if silent else "",
+        f"{mute} without audio" if mute else "",
+        f"{missing} not yet: `library add` with their files adds them" if missing else "",
+    ]
+    why = [w for w in why if w]
+    return f"sync     fingerprinted {done} of {summary['videos']} videos" + (f" ({'; '.join(why)})" if why else "")

@@ -24,6 +24,8 @@ import numpy as np
 
 from livejpp.errors import LivejppError
 from livejpp.features import FeatureSet
+from livejpp.fingerprint.landmarks import FINGERPRINT_VERSION, Landmarks
+from livejpp.fingerprint.store import MemoryHashStore
 
 log = logging.getLogger("livejpp.library")
 
@@ -81,6 +83,15 @@ CREATE TABLE IF NOT EXISTS features (
     seconds INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (clip_id, feature_set)
+);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    count INTEGER NOT NULL,
+    hashes BLOB NOT NULL,
+    frames BLOB NOT NULL,
+    note TEXT
 );
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS build_log (
@@ -243,6 +254,8 @@ class LibraryStore:
                 self.set_meta("created_at", str(time.time()))
             elif int(version) != SCHEMA_VERSION:
                 raise LibraryError(f"{path}: schema version {version}, this livejpp reads {SCHEMA_VERSION}")
+        if not self._has_table("fingerprints"):  # a library made before the table existed gains it (idempotent DDL)
+            self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
         """Close, moving what the WAL holds into the manifest: a library copied without its
@@ -270,6 +283,12 @@ class LibraryStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _has_table(self, name: str) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+            is not None
+        )
 
     # --- settings -------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -417,6 +436,82 @@ class LibraryStore:
             h.update(repr(row).encode())
         return h.hexdigest()
 
+    # --- fingerprints (known-track sync) --------------------------------------------------------
+    # One row per video: its landmark hashes and anchor frames as raw little-endian uint32 blobs, so a video
+    # has its fingerprint or not (a killed build resumes trivially) and an hour of audio is ~2.6 MB, not
+    # 326k SQLite rows. A library built before the table existed (read-only: no table) has none.
+    @_damaged
+    def fingerprinted_video_ids(self) -> set[int]:
+        """Videos with a fingerprint row of this livejpp's version (silent soundtracks included: not retried)."""
+        if not self._has_table("fingerprints"):
+            return set()
+        rows = self.db.execute("SELECT video_id FROM fingerprints WHERE version = ?", (FINGERPRINT_VERSION,))
+        return {r[0] for r in rows}
+
+    def save_fingerprint(self, video_id: int, landmarks: Landmarks, seconds: float, note: str | None = None) -> None:
+        """Store one video's landmarks (replacing an older version's), in one transaction."""
+        frames = np.rint(np.asarray(landmarks.t, np.float64)).astype("<u4")
+        order = np.argsort(frames, kind="stable")
+        hashes = np.asarray(landmarks.hashes).astype("<u4")[order]
+        row = (
+            video_id,
+            FINGERPRINT_VERSION,
+            float(seconds),
+            len(hashes),
+            hashes.tobytes(),
+            frames[order].tobytes(),
+            note,
+        )
+        sql = (
+            "INSERT OR REPLACE INTO fingerprints (video_id, version, seconds, count, hashes, frames, note) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        if self.db.in_transaction:
+            self.db.execute(sql, row)
+        else:
+            with self.transaction() as db:
+                db.execute(sql, row)
+
+    @_damaged
+    def load_fingerprints(self, videos: set[int] | None = None) -> MemoryHashStore | None:
+        """Every finished video's hashes (only `videos`, if given) in one store sorted by hash; None when no
+        video has any. A row of the wrong size (a damaged or hand-edited library) is left out with one line."""
+        if not self._has_table("fingerprints"):
+            return None
+        rows = self.db.execute(
+            "SELECT f.video_id, f.version, f.count, f.hashes, f.frames, v.path FROM fingerprints f "
+            "JOIN videos v ON v.id = f.video_id WHERE v.status = 'done' AND f.count > 0 ORDER BY f.video_id"
+        )
+        hashes, ids, frames, stale = [], [], [], 0
+        for video_id, version, count, hash_blob, frame_blob, path in rows:
+            if videos is not None and video_id not in videos:
+                continue
+            if version != FINGERPRINT_VERSION:
+                stale += 1
+                continue
+            if not (isinstance(hash_blob, bytes) and isinstance(frame_blob, bytes)) or not (
+                len(hash_blob) == len(frame_blob) == 4 * count
+            ):
+                warn_once(f"{self.root}: {path}: fingerprint row is not {count} hashes and frames: left out")
+                continue
+            hashes.append(np.frombuffer(hash_blob, "<u4"))
+            frames.append(np.frombuffer(frame_blob, "<u4"))
+            ids.append(np.full(count, video_id, np.uint32))
+        if stale:
+            warn_once(
+                f"{self.root}: {stale} videos have fingerprints of another livejpp version: not used for sync "
+                f"(`livejpp library add {self.root} THEIR_FILES` makes them again)"
+            )
+        if not hashes:
+            return None
+        all_hashes = np.concatenate(hashes)
+        order = np.argsort(all_hashes, kind="stable")
+        return MemoryHashStore.from_sorted(
+            all_hashes[order].astype(np.uint32),
+            np.concatenate(ids)[order],
+            np.concatenate(frames)[order].astype(np.uint32),
+        )
+
     def log(self, level: str, message: str, path: str | None = None) -> None:
         self.db.execute(
             "INSERT INTO build_log (at, level, path, message) VALUES (?, ?, ?, ?)", (time.time(), level, path, message)
@@ -449,6 +544,20 @@ class LibraryStore:
         audio = dict(q("SELECT audio, COUNT(*) FROM clips GROUP BY audio").fetchall())
         tails = q("SELECT COUNT(*) FROM videos WHERE tail_dropped > 0").fetchone()[0]
         skipped = q("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+        fingerprints = {"done": 0, "silent": 0}
+        if self._has_table("fingerprints"):
+            fingerprints = dict(
+                zip(
+                    ("done", "silent"),
+                    q(
+                        "SELECT COALESCE(SUM(count > 0), 0), COALESCE(SUM(count = 0), 0) FROM fingerprints "
+                        "WHERE version = ?",
+                        (FINGERPRINT_VERSION,),
+                    ).fetchone(),
+                    strict=True,
+                )
+            )
+        with_sound = q("SELECT COUNT(*) FROM videos WHERE audio_codec IS NOT NULL").fetchone()[0]
         sets = {
             name: {"modality": fs.modality, "dim": fs.dim, "version": fs.version}
             for name, fs in self.feature_sets().items()
@@ -465,6 +574,9 @@ class LibraryStore:
             "clips_silent": audio.get("silent", 0),
             "clips_without_audio": audio.get("absent", 0),
             "tails_dropped": tails,
+            "videos_fingerprinted": fingerprints["done"],
+            "videos_soundtrack_silent": fingerprints["silent"],
+            "videos_without_audio": videos - with_sound,
             "feature_sets": sets,
             "skipped": [{"path": p, "reason": r} for p, r in skipped],
             "disk_bytes": disk_usage(self.root),

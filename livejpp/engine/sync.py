@@ -1,0 +1,182 @@
+"""Whether the show is locked to a library video that is playing in the room, where in it, how fast.
+
+Every hop the engine's StreamMatcher names the video its newest window of audio most likely comes from
+(a fingerprint Match). One window can be wrong: a loop-based song repeats its bars, a produced song copies
+whole passages sample for sample, a noisy window scrapes past the vote's margin. So the show follows a
+line fitted over many hops, never one hop (issue 12, sync12-design.md §4.3):
+
+- enter: ENTER_HOPS consecutive hops naming one video at consistent positions (each where the one before
+  predicts, +-CONSISTENT seconds, after advancing by the hop at the matched speed), the newest confident
+  and the ones before it with at least SUPPORT_VOTES (a window just short of the vote's margin that
+  already names the song at the right place is evidence: Vibe Ace at +3.5 %, 10 dB of noise and an mp3
+  pass locks at 4.9 s instead of 5.4 s);
+- locked: each confident hop of the locked video within AGREE seconds of the lock's line is kept, and
+  position = a + rate * t is fitted by least squares over those of the last FIT_SECONDS (until they span
+  FIT_MIN_SPAN the rate is the matches' mean speed: one window reads it only to +-0.5 %);
+- continuity wins: a confident hop of the locked video somewhere else changes nothing (a repeated bar or
+  passage sounds the same there) unless the song is consistently elsewhere for MOVE_SECONDS: the DJ
+  jumped to a cue or looped, and the lock moves ("move", a cut);
+- leave: DOUBT_SECONDS without a confident hop of the locked video, wherever it places the song ("auto"
+  2 s, "on" 4 s), or another video entering as above, which then replaces the lock ("enter").
+
+Pure logic, no clock of its own: the caller passes the show time of each hop, and schedules the cuts
+(on the next beat) that the events ask for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from livejpp.fingerprint.match import MIN_VOTES, Match
+
+SyncMode = Literal["auto", "on", "off"]
+SyncState = Literal["off", "searching", "locked"]
+
+ENTER_HOPS = 2
+SUPPORT_VOTES = MIN_VOTES // 2
+CONSISTENT = 0.1  # seconds: two hops' positions agree
+AGREE = 0.15  # seconds: a hop agrees with the lock's line
+FIT_SECONDS = 20.0
+FIT_MIN_SPAN = 4.0  # seconds of kept hops before the rate is fitted rather than read from the matches
+MOVE_SECONDS = 3.0  # a repeated passage misled 4 hops in a row (1.5 s) in Kevin_MacLeod-Vibe_Ace
+DOUBT_SECONDS: dict[SyncMode, float] = {"auto": 2.0, "on": 4.0, "off": 0.0}
+HOP_JITTER = 0.05  # hops end on whole STFT frames: 0.49-0.51 s apart, so "2 s" is 4 hops, give or take a frame
+
+
+@dataclass(frozen=True)
+class SyncLock:
+    """The locked video's position is `position` at show time `start` and advances `rate` s per second."""
+
+    video: int
+    start: float  # show/audio time the lock's line is anchored at
+    position: float  # video seconds at `start`
+    rate: float
+    since: float  # when it locked
+
+    def position_at(self, t: float) -> float:
+        """Video seconds at show time t: the picture time of the locked video."""
+        return self.position + (t - self.start) * self.rate
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    """A cut the show must make: into a lock (enter), within the locked video (move), back to content (leave)."""
+
+    kind: Literal["enter", "move", "leave"]
+    at: float
+    lock: SyncLock | None  # the new lock; None when leaving
+
+
+@dataclass(frozen=True)
+class _Sighting:
+    """A hop's match: at show time `time` the audio is `video` at `position`, playing at `speed`."""
+
+    video: int
+    time: float
+    position: float
+    speed: float
+    confident: bool
+
+    def leads_to(self, other: _Sighting) -> bool:
+        expected = self.position + (other.time - self.time) * other.speed
+        return other.video == self.video and abs(other.position - expected) <= CONSISTENT
+
+
+class SyncTracker:
+    """Turns the matcher's per-hop answers into a steady lock; update() once per hop."""
+
+    def __init__(self, mode: SyncMode = "auto"):
+        self.mode: SyncMode = mode
+        self._lock: SyncLock | None = None
+        self._kept: deque[_Sighting] = deque()  # the lock's agreeing hops, newest last
+        self._run: list[_Sighting] = []  # consecutive consistent hops off the lock's line
+        self._last_seen = 0.0  # show time of the locked video's last confident hop
+
+    @property
+    def state(self) -> SyncState:
+        if self._lock is not None:
+            return "locked"
+        return "off" if self.mode == "off" else "searching"
+
+    @property
+    def lock(self) -> SyncLock | None:
+        return self._lock
+
+    def set_mode(self, mode: SyncMode) -> None:
+        """Takes effect at the next update: turning sync off while locked leaves there (a 'leave' event)."""
+        self.mode = mode
+
+    def update(self, match: Match | None, now: float, window_end: float) -> SyncEvent | None:
+        """One hop: `match` is the matcher's answer for the window ending at stream time `window_end`
+        (StreamMatcher.seconds), `now` the show time at which that audio was heard."""
+        if self.mode == "off":
+            self._run = []
+            return self._leave(now) if self._lock is not None else None
+        seen = None
+        if match is not None and (match.confident or match.votes >= SUPPORT_VOTES):
+            seen = _Sighting(match.video, now, match.position_at(window_end), match.speed, match.confident)
+        if self._lock is None:
+            self._extend_run(seen)
+            return self._enter("enter", now) if self._run_enters() else None
+        return self._track(seen, now)
+
+    def _track(self, seen: _Sighting | None, now: float) -> SyncEvent | None:
+        lock = self._lock
+        assert lock is not None
+        if seen is not None and seen.confident and seen.video == lock.video:
+            self._last_seen = now  # the song still plays, wherever the window places it
+            if abs(seen.position - lock.position_at(now)) <= AGREE:
+                self._run = []
+                self._kept.append(seen)
+                self._lock = self._fit(now, lock.since)
+                return None
+        self._extend_run(seen)
+        run = self._run
+        if run and run[0].video != lock.video and self._run_enters():
+            return self._enter("enter", now)
+        if run and run[0].video == lock.video and run[-1].confident and run[-1].time - run[0].time >= MOVE_SECONDS:
+            return self._enter("move", now)
+        if now - self._last_seen >= DOUBT_SECONDS[self.mode] - HOP_JITTER:
+            return self._leave(now)
+        return None
+
+    def _run_enters(self) -> bool:
+        return len(self._run) >= ENTER_HOPS and self._run[-1].confident
+
+    def _extend_run(self, seen: _Sighting | None) -> None:
+        if seen is None:
+            self._run = []
+        elif self._run and self._run[-1].leads_to(seen):
+            self._run.append(seen)
+        else:
+            self._run = [seen]
+
+    def _enter(self, kind: Literal["enter", "move"], now: float) -> SyncEvent:
+        since = self._lock.since if kind == "move" and self._lock is not None else now
+        self._kept = deque(s for s in self._run if s.confident)
+        self._run = []
+        self._last_seen = now
+        self._lock = self._fit(now, since)
+        return SyncEvent(kind, now, self._lock)
+
+    def _leave(self, now: float) -> SyncEvent:
+        self._lock = None
+        self._kept.clear()
+        return SyncEvent("leave", now, None)
+
+    def _fit(self, now: float, since: float) -> SyncLock:
+        """The line through the kept hops of the last FIT_SECONDS, anchored at `now`."""
+        while self._kept[0].time < now - FIT_SECONDS:
+            self._kept.popleft()
+        t = np.array([s.time for s in self._kept]) - now
+        p = np.array([s.position for s in self._kept])
+        if t[-1] - t[0] >= FIT_MIN_SPAN:
+            rate, position = np.polyfit(t, p, 1)
+        else:
+            rate = float(np.mean([s.speed for s in self._kept]))
+            position = float(np.mean(p - t * rate))
+        return SyncLock(self._kept[-1].video, now, float(position), float(rate), since)
