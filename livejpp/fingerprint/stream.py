@@ -252,14 +252,22 @@ class StreamMatcher:
         pair = np.concatenate([hop.pair for hop in hops])
         anchor = np.concatenate([hop.anchor for hop in hops])
         base, end = self._base, self._base + len(hashes)
+        none = np.zeros(0, np.int64)
+        known = {video: self._verified.get(video, (base, none, none)) for video in chosen}
+        new: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for covered in {max(c, base) for c, _, _ in known.values() if c < end}:  # one lookup per start
+            group = [video for video, (c, _, _) in known.items() if max(c, base) == covered]
+            hits = store.lookup_in(hashes[covered - base :], np.asarray(group))
+            for video in group:
+                mine = hits.video == video
+                new[video] = (hits.query[mine] + covered, hits.frame[mine])
         parts, verified = [], {}
         for video in chosen:
-            covered, index, frame = self._verified.get(video, (base, np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            _, index, frame = known[video]
             keep = index >= base
             index, frame = index[keep], frame[keep]
-            if covered < end:
-                hits = store.lookup_in(hashes[covered - base :], np.asarray([video]))
-                index, frame = np.r_[index, hits.query + covered], np.r_[frame, hits.frame]
+            if video in new:
+                index, frame = np.r_[index, new[video][0]], np.r_[frame, new[video][1]]
             verified[video] = (end, index, frame)
             local = index - base
             keep = anchor[local] >= oldest
