@@ -1,7 +1,7 @@
 """What happens to a song between the DJ's deck and the show's microphone, done to a numpy signal.
 
 Room noise at a given SNR, a lossy codec pass (real encoder and decoder, via PyAV), an EQ tilt and a
-pitch-fader speed change. Used by tests/test_fingerprint.py and tools/sync_id_bench.py.
+pitch-fader speed change. Used by tests/test_fingerprint.py and tools/bench.py sync (tools/sync_bench.py).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ model: every preset under the three protocols (eval --table) on the project's re
     python tools/bench.py beats [--set DIR] [--trackers today bar beatnet]   cuts against true beats, per
         song and overall, each beat tracker side by side (default: the bundled truth songs and synthetic cases;
         --set: a set built by tools/beats_data.py)
+    python tools/bench.py sync [--songs 10000] [--baseline] [--only ...]   known-track identification: rate by
+        excerpt x condition, false locks, time to lock, hop cost, size, lookup at 10,000 songs (tools/sync_bench.py)
 """
 
 from __future__ import annotations
@@ -663,6 +665,12 @@ def main() -> None:
     bt.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic stress cases")
     bt.add_argument("--library", type=Path, help="a built, embedded library to reuse (default: built from the footage)")
     bt.set_defaults(func=bench_beats)
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sync_bench  # known-track identification (issue 12): its own module, as beats_bench
+
+    sy = sub.add_parser("sync", help="known-track identification: rates, false locks, lock time, 10,000-song lookup")
+    sync_bench.add_arguments(sy)
+    sy.set_defaults(func=sync_bench.run)
     args = parser.parse_args()
     args.func(args)
 

@@ -12,6 +12,14 @@ query's peaks are found once and rescaled to each candidate speed of SPEEDS befo
 hashing (searching a few resampling factors, without resampling the audio); the speed with the most
 votes wins. One window gives the speed to +-SPEED_STEP; drift correction measures it to ~0.1 % from the
 positions of successive matches (sync12-design.md).
+
+Two tiers, for a library of thousands of songs: in 10,000 songs' worth of 23-bit pair hashes the average
+hash has ~100 postings, and the stop-word cap that keeps a whole-library lookup cheap (store.MAX_POSTINGS)
+drops 76 % of them, so a real song lost most of its votes (15 locked hops of 80 at 10 dB noise). So the
+whole library is only asked which videos are CANDIDATES (tier 1: the capped lookup, votes on (video,
+speed, offset), the videos with the most votes on one offset), and the vote that decides runs over every
+posting of those few videos (tier 2: `lookup_in`, no library-wide cap), exactly as it runs over a small
+library. A library of at most SMALL_LIBRARY videos skips tier 1: every video is a candidate.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ MAX_SPEED_CHANGE = 0.08
 SPEEDS = tuple(np.round(np.arange(-MAX_SPEED_CHANGE, MAX_SPEED_CHANGE + 1e-9, SPEED_STEP) + 1.0, 4))
 MIN_VOTES = 8
 MARGIN = 2.0
+CANDIDATES = 10  # videos verified with all their postings per window (tier 2), besides the recent winners
+SMALL_LIBRARY = 16  # up to this many videos, every one is verified (tier 1 skipped: the vote of a small library)
 _OFFSET_BIAS = 1 << 24  # offsets (frames) may be negative: the window may start before the song
 
 
@@ -55,9 +65,11 @@ class Match:
 class Matcher:
     """Identify windows of audio against one store of library fingerprints."""
 
-    def __init__(self, store: HashStore, speeds: tuple[float, ...] = SPEEDS):
+    def __init__(self, store: HashStore, speeds: tuple[float, ...] = SPEEDS, candidates: int | None = CANDIDATES):
         self.store = store
         self.speeds = tuple(speeds)
+        # None: the single-tier vote over the capped whole-library lookup (the first prototype, for the bench)
+        self.candidates = candidates if hasattr(store, "lookup_in") else None
 
     def _query(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The window's hashes at every candidate speed: hash, anchor time (reference frames), speed index, pair."""
@@ -74,20 +86,68 @@ class Matcher:
     def identify(self, samples: np.ndarray) -> Match | None:
         """The best match for mono float32 audio at AUDIO_RATE (None: no library hash in it at all)."""
         hashes, times, speed_index, pair = self._query(samples)
-        hits = self.store.lookup(hashes)
+        if self.candidates is None:
+            hits = self.store.lookup(hashes)
+        else:
+            videos = self.store.videos
+            if len(videos) > SMALL_LIBRARY:
+                first = self.store.lookup(hashes)
+                q = first.query
+                keys = vote_keys(first.video, first.frame - times[q], speed_index[q], len(self.speeds))
+                bits = max(16, int(len(keys) * 4).bit_length())
+                counts = np.bincount(_slot(keys, bits), minlength=1 << bits)
+                videos = top_videos(first.video, score(counts, keys), self.candidates)
+            hits = self.store.lookup_in(hashes, videos)
         if len(hits.query) == 0:
             return None
         query = hits.query
         return decide(hits.frame - times[query], hits.video, speed_index[query], pair[query], self.speeds)
 
 
+EXACT_KEYS = 1 << 17  # up to this many hits, the vote is counted exactly (a sort); above, hashed
+TABLE_BITS = 22  # tier 1's vote table: 4M counters for the ~300k (video, speed, offset) keys of a window
+
+
+def vote_keys(video: np.ndarray, exact: np.ndarray, speed_index: np.ndarray, n_speeds: int) -> np.ndarray:
+    """One int64 per hit: (video, speed, offset in frames), as decide() counts them."""
+    offset = np.rint(exact).astype(np.int64) + _OFFSET_BIAS
+    return ((video * n_speeds + speed_index) << 26) | offset
+
+
+def score(counts: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each key's votes in a hashed count table, its neighbouring offsets included (as _best counts)."""
+    bits = int(len(counts)).bit_length() - 1
+    return counts[_slot(keys - 1, bits)] + counts[_slot(keys, bits)] + counts[_slot(keys + 1, bits)]
+
+
+CANDIDATE_VOTES = 3  # tier 1 votes a video needs on one offset to be a candidate
+
+
+def top_videos(video: np.ndarray, votes: np.ndarray, n: int, hits: int = 1) -> np.ndarray:
+    """The n videos with the most hits that have CANDIDATE_VOTES or more on their offset (a playing song's
+    offset collects a hit every few pairs; a chance collision in a hashed count table is one hit), at least
+    `hits` of them, ties broken by the votes. At 10,000 songs ~10 % of a window's hits reach 3 through
+    table collisions, so the number of hits, not the votes, tells a candidate from chance."""
+    strong = votes >= CANDIDATE_VOTES
+    video, votes = video[strong], votes[strong]
+    if not len(video):
+        return video
+    order = np.lexsort((-votes, video))
+    video, votes = video[order], votes[order]
+    first = np.flatnonzero(np.r_[True, video[1:] != video[:-1]])
+    count = np.diff(np.r_[first, len(video)])
+    best_video, best_votes = video[first], votes[first]
+    rank = np.lexsort((-best_votes, -count))
+    rank = rank[count[rank] >= hits]
+    return best_video[rank[:n]]
+
+
 def decide(exact: np.ndarray, video: np.ndarray, speed_index: np.ndarray, pair: np.ndarray, speeds) -> Match:
     """The vote over hits: per hit, the query's start in the video (frames, `exact`), the video, the speed
     index and the query pair that hit. Shared by one-shot (Matcher) and streaming (stream.py) lookups."""
-    offset = np.rint(exact).astype(np.int64) + _OFFSET_BIAS
     n_speeds = len(speeds)
-    group = video * n_speeds + speed_index
-    keys = (group << 26) | offset
+    keys = vote_keys(video, exact, speed_index, n_speeds)
+    group, offset = keys >> 26, keys & ((1 << 26) - 1)
     best_key, top = _best(keys)
     best_group, best_offset = best_key >> 26, best_key & ((1 << 26) - 1)
     winner, speed_i = divmod(best_group, n_speeds)
@@ -114,13 +174,21 @@ def _best(keys: np.ndarray) -> tuple[int, int]:
     """The (video, speed, offset) key with the most votes, counting its neighbouring offsets too (a peak's
     position wobbles by up to a frame), and its votes.
 
-    No sort: the keys are hashed into a table ~4x their number and counted with bincount, which is linear
-    in the hits of a 10,000-song library; the winner's votes are then counted exactly."""
-    bits = max(16, int(len(keys) * 4).bit_length())
-    counts = np.bincount(_slot(keys, bits), minlength=1 << bits)
-    score = counts[_slot(keys - 1, bits)] + counts[_slot(keys, bits)] + counts[_slot(keys + 1, bits)]
-    best = int(keys[int(np.argmax(score))])
-    return best, int(np.count_nonzero(np.abs(keys - best) <= 1))
+    Exact: the distinct keys are counted and each one's neighbours found by searchsorted. (The first
+    prototype hashed the keys into a table ~4x their number to avoid the sort; a key sharing the winner's
+    slot then scored as the winner and could be taken for it: a 1-vote 'winner' over a 53-vote runner-up.
+    The sort is cheap now that the decisive vote runs over the candidate videos' hits only, two tiers.)
+    Above EXACT_KEYS keys (the single-tier path at 10,000 songs) the hashed count picks the key."""
+    if len(keys) > EXACT_KEYS:
+        bits = max(16, int(len(keys) * 4).bit_length())
+        counts = np.bincount(_slot(keys, bits), minlength=1 << bits)
+        best = int(keys[int(np.argmax(score(counts, keys)))])
+        return best, int(np.count_nonzero(np.abs(keys - best) <= 1))
+    distinct, counts = np.unique(keys, return_counts=True)
+    total = np.r_[0, np.cumsum(counts)]
+    near = total[np.searchsorted(distinct, distinct + 1, "right")] - total[np.searchsorted(distinct, distinct - 1)]
+    i = int(np.argmax(near))
+    return int(distinct[i]), int(near[i])
 
 
 def _slot(keys: np.ndarray, bits: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,8 +28,18 @@ from livejpp.fingerprint.landmarks import (
     peaks_in,
     spectrogram_db,
 )
-from livejpp.fingerprint.match import SPEEDS, Match, decide
-from livejpp.fingerprint.store import HashStore
+from livejpp.fingerprint.match import (
+    CANDIDATES,
+    MIN_VOTES,
+    SMALL_LIBRARY,
+    SPEEDS,
+    Match,
+    _slot,
+    decide,
+    top_videos,
+    vote_keys,
+)
+from livejpp.fingerprint.store import HashStore, TwoTierStore
 from livejpp.media.decode import AUDIO_RATE
 
 
@@ -104,15 +115,54 @@ def fingerprint_blocks(blocks: Iterable[np.ndarray]) -> Landmarks:
     return Landmarks(*(np.concatenate([getattr(lm, k) for lm in parts]) for k in ("hashes", "t", "pair")))
 
 
-class StreamMatcher:
-    """Feed audio as it arrives (push), get the match for the newest `window` seconds."""
+SCORED_HOPS = 3  # tier 1 judges candidates on the votes of the newest hops' hits
+# tier 1's count table, counted afresh each hop from the window's ~250k hits (10,000 songs): 1M slots
+STREAM_TABLE_BITS = 20
 
-    def __init__(self, store: HashStore, window: float = 5.0, speeds: tuple[float, ...] = SPEEDS):
+
+@dataclass
+class _Hop:
+    """One hop's new query pairs (at every speed) and what the store said about them."""
+
+    hashes: np.ndarray  # uint32
+    scaled_t: np.ndarray  # anchor frame at the pair's speed (reference frames)
+    speed: np.ndarray  # speed index
+    pair: np.ndarray
+    anchor: np.ndarray  # anchor frame in stream time
+    # tier 1: its votes' count-table slots, of the vote's key and its neighbouring offsets' (3 rows)
+    slots: np.ndarray = field(default_factory=lambda: np.zeros((3, 0), np.intp))
+    videos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # tier 1: the voted videos
+
+
+class StreamMatcher:
+    """Feed audio as it arrives (push), get the match for the newest `window` seconds.
+
+    Two tiers (match.py), for a large library: each hop's new pairs go through the capped whole-library
+    lookup once (tier 1); the window's hits are counted in a hashed table and the CANDIDATES videos with
+    most hits on a well-voted offset in the newest hops, and the recent winners (a song that is playing
+    stays verified while noise hides it from tier 1), are verified with all their postings (tier 2: a
+    video's postings are kept from hop to hop while it stays a candidate), and decide() votes over those.
+    A small library (SMALL_LIBRARY videos) verifies every video every hop. candidates=None: the
+    single-tier vote of the first prototype (for the bench)."""
+
+    def __init__(
+        self,
+        store: HashStore,
+        window: float = 5.0,
+        speeds: tuple[float, ...] = SPEEDS,
+        candidates: int | None = CANDIDATES,
+    ):
         self.store = store
         self.speeds = tuple(speeds)
         self.window_frames = window * AUDIO_RATE / HOP
         self.landmarks = LandmarkStream(slowest=min(self.speeds))
         self._hits: deque[tuple[np.ndarray, ...]] = deque()  # per hop: anchor frame, exact, video, speed, pair
+        self.candidates = candidates if hasattr(store, "lookup_in") else None
+        self._hops: deque[_Hop] = deque()
+        self._base = 0  # stream-wide index of the first pair of the window's first hop
+        # candidate video -> (stream-wide index of the first pair not looked up, its postings: pair index, frame)
+        self._verified: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._recent: dict[int, float] = {}  # video -> stream frame it last won a window with MIN_VOTES / 2
 
     @property
     def seconds(self) -> float:
@@ -122,6 +172,8 @@ class StreamMatcher:
     def push(self, samples: np.ndarray) -> Match | None:
         """Add the newest audio (mono float32 at AUDIO_RATE); the best match of the window, or None."""
         self.landmarks.push(samples)
+        if self.candidates is not None:
+            return self._push_two_tier()
         self._hash_and_look_up()
         oldest = self.landmarks.frames - self.window_frames
         while self._hits and self._hits[0][0].size and self._hits[0][0].max() < oldest:
@@ -133,15 +185,111 @@ class StreamMatcher:
         keep = np.concatenate([h[0] for h in hits]) >= oldest
         return decide(exact[keep], video[keep], speed[keep], pair[keep], self.speeds)
 
-    def _hash_and_look_up(self) -> None:
+    def _new_pairs(self) -> tuple[list[Landmarks], np.ndarray] | None:
+        """The pairs that became final this hop, at every speed, and each one's speed index."""
         t, f, anchors, first = self.landmarks.take_anchors()
         if anchors == 0:
-            return
+            return None
         parts = [pair_hashes(t * speed, f / speed, anchors, first) for speed in self.speeds]
+        return parts, np.concatenate([np.full(len(lm.hashes), i) for i, lm in enumerate(parts)])
+
+    def _hash_and_look_up(self) -> None:
+        new = self._new_pairs()
+        if new is None:
+            return
+        parts, speed_index = new
         hits = self.store.lookup(np.concatenate([lm.hashes for lm in parts]))
         if len(hits.query):
             scaled_t = np.concatenate([lm.t for lm in parts])[hits.query]
-            speed_index = np.concatenate([np.full(len(lm.hashes), i) for i, lm in enumerate(parts)])[hits.query]
+            speed_index = speed_index[hits.query]
             anchor_frame = scaled_t / np.asarray(self.speeds)[speed_index]
             pair = np.concatenate([lm.pair for lm in parts])[hits.query]
             self._hits.append((anchor_frame, hits.frame - scaled_t, hits.video, speed_index, pair))
+
+    def _push_two_tier(self) -> Match | None:
+        store: TwoTierStore = self.store  # type: ignore[assignment]
+        videos = store.videos
+        large = len(videos) > SMALL_LIBRARY
+        new = self._new_pairs()
+        if new is not None:
+            parts, speed_index = new
+            scaled_t = np.concatenate([lm.t for lm in parts])
+            hop = _Hop(
+                np.concatenate([lm.hashes for lm in parts]),
+                scaled_t,
+                speed_index,
+                np.concatenate([lm.pair for lm in parts]),
+                scaled_t / np.asarray(self.speeds)[speed_index],
+            )
+            if large:
+                self._vote(hop)
+            self._hops.append(hop)
+        oldest = self.landmarks.frames - self.window_frames
+        while self._hops and (not self._hops[0].anchor.size or self._hops[0].anchor.max() < oldest):
+            self._base += len(self._hops.popleft().hashes)
+        self._recent = {v: at for v, at in self._recent.items() if at >= oldest}
+        if not self._hops:
+            return None
+        chosen = self._candidates() if large else videos
+        parts = self._verify(store, [int(v) for v in chosen], oldest)
+        if not parts:
+            return None
+        exact, video, speed, pair = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        if not len(exact):
+            return None
+        match = decide(exact, video, speed, pair, self.speeds)
+        if match.votes >= MIN_VOTES // 2:
+            self._recent[match.video] = float(self.landmarks.frames)
+        return match
+
+    def _verify(self, store: TwoTierStore, chosen: list[int], oldest: float) -> list[tuple[np.ndarray, ...]]:
+        """Tier 2: every posting of the chosen videos for the window's pairs; a video's postings are kept
+        from hop to hop (only the pairs new since are looked up) while it stays a candidate."""
+        hops = list(self._hops)
+        hashes = np.concatenate([hop.hashes for hop in hops])
+        scaled_t = np.concatenate([hop.scaled_t for hop in hops])
+        speed = np.concatenate([hop.speed for hop in hops])
+        pair = np.concatenate([hop.pair for hop in hops])
+        anchor = np.concatenate([hop.anchor for hop in hops])
+        base, end = self._base, self._base + len(hashes)
+        none = np.zeros(0, np.int64)
+        known = {video: self._verified.get(video, (base, none, none)) for video in chosen}
+        new: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for covered in {max(c, base) for c, _, _ in known.values() if c < end}:  # one lookup per start
+            group = [video for video, (c, _, _) in known.items() if max(c, base) == covered]
+            hits = store.lookup_in(hashes[covered - base :], np.asarray(group))
+            for video in group:
+                mine = hits.video == video
+                new[video] = (hits.query[mine] + covered, hits.frame[mine])
+        parts, verified = [], {}
+        for video in chosen:
+            _, index, frame = known[video]
+            keep = index >= base
+            index, frame = index[keep], frame[keep]
+            if video in new:
+                index, frame = np.r_[index, new[video][0]], np.r_[frame, new[video][1]]
+            verified[video] = (end, index, frame)
+            local = index - base
+            keep = anchor[local] >= oldest
+            local = local[keep]
+            parts.append((frame[keep] - scaled_t[local], np.full(len(local), video), speed[local], pair[local]))
+        self._verified = verified
+        return parts
+
+    def _vote(self, hop: _Hop) -> None:
+        """Tier 1: the hop's capped whole-library hits, counted into the table."""
+        hits = self.store.lookup(hop.hashes)
+        q = hits.query
+        keys = vote_keys(hits.video, hits.frame - hop.scaled_t[q], hop.speed[q], len(self.speeds))
+        hop.videos = hits.video
+        hop.slots = np.stack([_slot(keys + d, STREAM_TABLE_BITS) for d in (-1, 0, 1)])
+
+    def _candidates(self) -> np.ndarray:
+        """The videos with most votes on one offset, judged on the newest hops' keys (a playing song's
+        offset gets votes every hop; the table holds the whole window's), and the recent winners."""
+        newest = list(self._hops)[-SCORED_HOPS:]
+        counts = np.bincount(np.concatenate([hop.slots[1] for hop in self._hops]), minlength=1 << STREAM_TABLE_BITS)
+        slots = np.concatenate([hop.slots for hop in newest], axis=1)
+        videos = np.concatenate([hop.videos for hop in newest])
+        top = top_videos(videos, counts[slots[0]] + counts[slots[1]] + counts[slots[2]], self.candidates, hits=2)
+        return np.union1d(top, np.fromiter(self._recent, np.int64, len(self._recent)))
