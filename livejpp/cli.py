@@ -228,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how one clip gives way to the next (default: %(default)s)",
     )
     _add_selector_options(render)
+    render.add_argument(
+        "--sync",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="where SONG is the soundtrack of one of the library's videos, play that video in sync with it "
+        "(auto, on) or not (off); the library's fingerprints (library build/add) recognise it (default: %(default)s)",
+    )
     render.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     render.set_defaults(func=_cmd_render)
 
@@ -588,6 +595,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from livejpp.engine.render import render
 
     result = render(
@@ -600,6 +609,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         _engine_settings(args),
         progress=not args.quiet,
         transition=args.transition,
+        sync=args.sync,
     )
     speed = result.song_seconds / result.wall_seconds
     print(
@@ -607,6 +617,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
         f"rendered in {result.wall_seconds:.1f} s ({speed:.1f}x real time)"
     )
     print(f"cut list: {result.cut_list_json} and {result.cut_list_csv}")
+    synced = [c for c in result.cuts if c["reason"] == "sync"]
+    if synced:
+        videos = sorted({Path(c["video"]).name for c in synced})
+        print(f"in sync with the song's own video: {', '.join(videos)} (from {synced[0]['time']:.1f} s)")
     return 0
 
 

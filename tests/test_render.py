@@ -289,3 +289,18 @@ def test_the_reader_pool_keeps_clips_of_one_source_apart(media):
     assert np.abs(second.astype(int) - ClipFrames(source, (160, 90), 10.0).frame_at(1.0)).max() == 0
     assert np.abs(first.astype(int) - second).mean() > 5  # 10 s apart in the film: other pictures
     pool.close()
+
+
+def test_render_sync_on_the_command_line(real_library, media, tmp_path):
+    """`--sync off` renders a library video's own soundtrack by content alone; by default the command says
+    which video it played in sync."""
+    lib, _ = real_library
+    song = media / "av" / "sintel_clip.mp4"
+    synced = cli("render", song, "-l", lib, "-o", tmp_path / "a.mp4", "--size", "160x90", "--quiet")
+    assert synced.returncode == 0, synced.stderr
+    assert "in sync with the song's own video: sintel_clip.mp4" in synced.stdout
+    off = cli("render", song, "-l", lib, "-o", tmp_path / "b.mp4", "--size", "160x90", "--quiet", "--sync", "off")
+    assert off.returncode == 0, off.stderr
+    assert "in sync" not in off.stdout
+    cuts = json.loads((tmp_path / "b.cuts.json").read_text())["cuts"]
+    assert cuts and all(c["reason"] != "sync" for c in cuts)
