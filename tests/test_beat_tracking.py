@@ -334,7 +334,7 @@ def _noise(colour: float, seconds: float, seed: int) -> np.ndarray:
     return (0.1 * noise / noise.std()).astype(np.float32)
 
 
-@pytest.mark.parametrize("tracker", ["bar", "beatnet"])
+@pytest.mark.parametrize("tracker", ["bar", "beatnet", "auto"])
 @pytest.mark.parametrize("colour", [0.0, 1.0, 2.0], ids=["white", "pink", "brown"])
 def test_noise_is_never_trusted_with_a_beat(tracker, colour):
     """Hiss, a crowd, a detuned radio: no grid may be trusted enough to cut on. (A learned activation

@@ -90,12 +90,12 @@ class BarTracker:
         if g.stable_since != self._judged_since:  # a new grid: judged on what comes from now on
             self._judged_since = g.stable_since
             self._predicted.clear()
+            self._grids.clear()
         self._grids.append((g.period, g.anchor))
         period, anchor = self._grids[0]
-        if period is None:
+        if period is None or len(self._grids) < (self._grids.maxlen or 0):  # not yet PREDICT_SECONDS old
             return
-        phase = ((t - anchor) / period + 0.5) % 1.0 - 0.5
-        self._predicted.append((a, float(abs(phase) * period * self.fps <= DOWN_FRAMES)))
+        self._predicted.append((a, float(on_beats(t, period, anchor, DOWN_FRAMES / self.fps))))
 
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
@@ -160,8 +160,7 @@ class BarTracker:
         if len(self._recent) < self.fps or period <= 0:
             return 0.0
         frames, acts, _ = np.array(self._recent).T
-        on = np.abs(((frames / self.fps + self.lag - anchor) / period + 0.5) % 1.0 - 0.5) * period * self.fps
-        on = on <= DOWN_FRAMES
+        on = on_beats(frames / self.fps + self.lag, period, anchor, DOWN_FRAMES / self.fps)
         mean = float(acts.mean())
         return float(acts[on].mean()) / mean if on.any() and mean > 1e-6 else 0.0
 
@@ -176,7 +175,7 @@ class BarTracker:
         if len(onsets) < FRAME_RATE:
             return 0.0
         t = (first + np.arange(len(onsets))) / FRAME_RATE + ONSET_LAG
-        on = np.abs(((t - g.anchor) / g.period + 0.5) % 1.0 - 0.5) * g.period * FRAME_RATE <= ONSET_FRAMES
+        on = on_beats(t, g.period, g.anchor, ONSET_FRAMES / FRAME_RATE)
         mean = float(onsets.mean())
         return float(onsets[on].mean()) / mean if on.any() and mean > 1e-9 else 0.0
 
@@ -214,6 +213,11 @@ class BarTracker:
         self.meter.force_one()
         for _ in range(ahead % self.meter.beats_per_bar):
             self.meter.skip()
+
+
+def on_beats(t: np.ndarray | float, period: float, anchor: float, within: float) -> np.ndarray:
+    """Whether each time `t` lies within `within` seconds of a beat of the grid (`period`, `anchor`)."""
+    return np.abs(((np.asarray(t) - anchor) / period + 0.5) % 1.0 - 0.5) * period <= within
 
 
 def _frame_range(start: float, end: float) -> tuple[int, int]:

@@ -110,6 +110,7 @@ class Engine:
         self._matcher_origin = 0.0
         self._unmatched: list[np.ndarray] = []
         self.match: Match | None = None  # the newest confident match, its position_at(t) at engine time t
+        self.heard: Match | None = None  # the newest match, confident or not (the sync tracker weighs weak ones)
         self.match_time = 0.0  # the engine time its window ends at
 
     def warm_up(self) -> None:
@@ -152,7 +153,7 @@ class Engine:
         self.publish_clock()
         if self.matcher is not None and other.matcher is not None and self._same_videos(other):
             self.matcher, self._matcher_origin, self._unmatched = other.matcher, other._matcher_origin, other._unmatched
-            self.match, self.match_time = other.match, other.match_time
+            self.match, self.heard, self.match_time = other.match, other.heard, other.match_time
         else:  # another library: its video ids mean other videos; the new matcher starts listening now
             self._matcher_origin = self.analyser.samples_in / AUDIO_RATE
 
@@ -235,17 +236,18 @@ class Engine:
         return cuts
 
     def _match(self) -> None:
-        """Which library video the newest `match_window` seconds are, and where: `self.match` (None unless
-        confident), rebased to engine time so that match.position_at(t) is the video's position at time t."""
+        """Which library video the newest `match_window` seconds are, and where: `self.heard` (the best match,
+        None if no hash agreed) and `self.match` (the same, None unless confident), rebased to engine time so
+        that match.position_at(t) is the video's position at time t."""
         if self.matcher is None:
             return
         found = self.matcher.push(np.concatenate(self._unmatched) if self._unmatched else np.zeros(0, np.float32))
         self._unmatched = []
         self.match_time = self._matcher_origin + self.matcher.seconds
-        if found is None or not found.confident:
-            self.match = None
-            return
-        self.match = dataclasses.replace(found, position=found.position - self._matcher_origin * found.speed)
+        self.heard = None
+        if found is not None:
+            self.heard = dataclasses.replace(found, position=found.position - self._matcher_origin * found.speed)
+        self.match = self.heard if self.heard is not None and self.heard.confident else None
 
     def _section(self, rows: np.ndarray, now: float) -> np.ndarray:
         """The window's rows of the current section only (at least RECENT_SECONDS): after a drop the

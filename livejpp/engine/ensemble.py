@@ -80,7 +80,7 @@ class EnsembleTracker:
 
     def _choose(self, bar: Estimate | None, pulse: Estimate | None) -> Tracker:
         """BeatNet's grid while the music bears it out (it knows the bar); the pulse's when BeatNet's is
-        not and the pulse's is, until BeatNet's is borne out at least as well: grids that take turns hop
+        not and the pulse's is, until BeatNet's is borne out BACK_MARGIN better: grids that take turns hop
         by hop would scatter the cuts."""
         bar_sure = bar.confidence if bar is not None else -1.0
         pulse_sure = pulse.confidence if pulse is not None else -1.0

@@ -108,7 +108,7 @@ def analyse(
         hops = len(engine.hops)
         engine.push(samples[start : start + block])
         for _ in engine.hops[hops:]:  # one per block: the match is the newest hop's
-            event = tracker.update(engine.match, engine.match_time, engine.match_time)
+            event = tracker.update(engine.heard, engine.match_time, engine.match_time)  # weak matches count too
             run.events += [event] if event else []
             run.locks.append((engine.match_time, tracker.lock))
     return engine, duration, run

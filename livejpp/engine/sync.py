@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from livejpp.fingerprint.match import MIN_VOTES, Match
+from livejpp.fingerprint.match import MAX_SPEED_CHANGE, MIN_VOTES, Match
 
 SyncMode = Literal["auto", "on", "off"]
 SyncState = Literal["off", "searching", "locked"]
@@ -179,4 +179,5 @@ class SyncTracker:
         else:
             rate = float(np.mean([s.speed for s in self._kept]))
             position = float(np.mean(p - t * rate))
-        return SyncLock(self._kept[-1].video, now, float(position), float(rate), since)
+        rate = min(max(float(rate), 1.0 - MAX_SPEED_CHANGE), 1.0 + MAX_SPEED_CHANGE)  # what the matcher can hear
+        return SyncLock(self._kept[-1].video, now, float(position), rate, since)

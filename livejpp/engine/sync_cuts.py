@@ -1,9 +1,10 @@
 """`render SONG` in sync: where the song is a library video's soundtrack, the render shows that video at
 the song's position (issue 12, sync12-design.md §4.5).
 
-The engine's per-hop match drives a SyncTracker exactly as live. Offline there is no latency, so a locked
-span starts where the song met the video (at most one match window before the lock, and not before the
-video's start) and, when the lock is left, ends on the first beat after the last hop that agreed with it.
+The engine's per-hop match drives a SyncTracker (engine/sync.py), hop by hop as the audio arrives.
+Offline there is no latency, so a locked span starts where the song met the video (at most one match
+window before the lock, and not before the video's start) and, when the lock is left, ends on the
+first beat after the last hop that agreed with it.
 A span is drawn with its final line (the fit over its last 20 s: exact for a song at one speed) as cuts
 into the video's own clips, back to back: a video's clips are its consecutive pieces, so a boundary is
 seamless (no crossfade). The engine's content cuts inside a span are dropped; after it, the content clip
@@ -86,10 +87,12 @@ def with_sync(
     drawn = [s for s in spans if clips_of.get(s.lock.video)]
     cuts = [c for c in content if not any(s.begin <= c.time < s.end for s in drawn)]
     fade = next((c.crossfade for c in reversed(content) if c.crossfade > 0), 0.0)  # the selector's crossfade
-    for span in drawn:
-        cuts += clip_cuts(span, clips_of[span.lock.video], fade if span.begin > 0 else 0.0)
+    for i, span in enumerate(drawn):
+        after_another = i > 0 and drawn[i - 1].end >= span.begin - EPSILON  # one song mixed into the next
+        cuts += clip_cuts(span, clips_of[span.lock.video], fade if span.begin > 0 and not after_another else 0.0)
+        followed = i + 1 < len(drawn) and drawn[i + 1].begin <= span.end + EPSILON
         playing = [c for c in content if c.time < span.end]
-        if playing and span.end < end - 1e-6:  # the content clip that would be playing now
+        if playing and span.end < end - 1e-6 and not followed:  # the content clip that would be playing now
             was = playing[-1]
             offset = was.offset + (span.end - was.time)
             cuts.append(replace(was, time=span.end, offset=offset, crossfade=fade, reason="sync end"))
