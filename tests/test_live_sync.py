@@ -3,6 +3,10 @@
 not in the library never locks."""
 
 import json
+import re
+import shutil
+import subprocess
+import sys
 
 import degrade
 import numpy as np
@@ -70,3 +74,53 @@ def test_a_song_not_in_the_library_never_locks(real_library, media, tmp_path):
     assert stats["sync"]["locks"] == 0 and stats["sync"]["events"] == []
     assert all(c["reason"] not in ("sync", "sync end") for c in stats["cuts"])
     assert set(stats["record"]["sync_positions"]) == {None}
+
+
+SWITCH = r"""
+import json, sys
+import pyglet
+pyglet.options["headless"] = True
+from livejpp.audio_io import FileSource
+from livejpp.control.commands import CommandBus
+from livejpp.control.osc import OscFeedback
+from livejpp.engine.live import LiveShow
+from livejpp.render import window
+lib, other, song, out = sys.argv[1:5]
+show = LiveShow(lib, FileSource(song, play=False), size=(320, 180), fps=30)
+bus = CommandBus(show)
+log = {}
+def script(win):
+    def watch(dt):  # readiness: the lock, then the switch's end; no fixed waits
+        if "hud" not in log and show.sync_state.lock is not None:
+            log["hud"] = window._hud_text(show)
+            log["osc"] = {k: v for k, v in OscFeedback(bus, None).state().items() if k.startswith("sync")}
+            bus.run("library", other)
+            log["switched_at"] = show.show_time()
+        elif "hud" in log and show.switching is None and "after" not in log:
+            log["after"] = show.engine.library.name == "other"
+    pyglet.clock.schedule_interval(watch, 0.05)
+summary = window.run(show, duration=40, headless=True, on_start=script)
+log["sync"], log["cuts"] = summary["sync"], [(c["time"], c["reason"]) for c in summary["cuts"]]
+print(json.dumps(log))
+"""
+
+
+def test_sync_shows_on_the_hud_and_osc_and_a_library_switch_leaves_it(real_library, bunny_in_a_room, tmp_path):
+    """Locked: the HUD names the video and OSC feedback says where in it; a switch to another library (its
+    video ids mean other videos) leaves sync at once, on the next beat, without a traceback."""
+    other = tmp_path / "other"
+    shutil.copytree(real_library[0], other)
+    command = [sys.executable, "-c", SWITCH, str(real_library[0]), str(other), str(bunny_in_a_room), str(tmp_path)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    log = json.loads(out.stdout.strip().splitlines()[-1])
+    assert re.search(r"SYNC big_buck_bunny_0_30\.webm  \d+\.\d s  \+\d\.\d %", log["hud"]), log["hud"]
+    assert log["osc"]["sync"] == "auto" and log["osc"]["sync_video"] == "big_buck_bunny_0_30.webm", log["osc"]
+    assert 0 < log["osc"]["sync_position"] < 30 and round(log["osc"]["sync_position"], 1) == log["osc"]["sync_position"]
+    assert log["after"], log
+    kinds = [e[0] for e in log["sync"]["events"]]
+    assert kinds[:2] == ["enter", "leave"], log["sync"]
+    left = log["sync"]["events"][1][1]
+    assert left - log["switched_at"] < 2.0  # at once: no waiting for the match to fade
+    ends = [t for t, reason in log["cuts"] if reason == "sync end"]
+    assert ends and ends[0] - left < 1.5, log["cuts"]
