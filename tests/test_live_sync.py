@@ -98,6 +98,8 @@ def script(win):
             log["switched_at"] = show.show_time()
         elif "hud" in log and show.switching is None and "after" not in log:
             log["after"] = show.engine.library.name == "other"
+        elif "after" in log and any(c["reason"] == "sync end" for c in show.stats.cuts):
+            show.quit.set()  # the content cut is on screen: all there is to see
     pyglet.clock.schedule_interval(watch, 0.05)
 summary = window.run(show, duration=40, headless=True, on_start=script)
 log["sync"], log["cuts"] = summary["sync"], [(c["time"], c["reason"]) for c in summary["cuts"]]
