@@ -228,13 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how one clip gives way to the next (default: %(default)s)",
     )
     _add_selector_options(render)
-    render.add_argument(
-        "--sync",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="where SONG is the soundtrack of one of the library's videos, play that video in sync with it "
-        "(auto, on) or not (off); the library's fingerprints (library build/add) recognise it (default: %(default)s)",
-    )
+    _add_sync_option(render)
     render.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     render.set_defaults(func=_cmd_render)
 
@@ -290,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an effect over the pictures; key e cycles, , and . set its amount (default: none)",
     )
     _add_selector_options(live)
+    _add_sync_option(live)
     sync = live.add_argument_group("sync (the picture meets the sound in the room; Ableton Link)")
     sync.add_argument(
         "--output-latency",
@@ -476,6 +471,7 @@ def _play_live(args: argparse.Namespace, link) -> int:
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
     show.latency.output = output
     show.set_av_offset(args.av_offset / 1000.0)
+    show.set_sync(args.sync)
     show.link = link
     if args.calibrate == "tap":
         show.calibrate()
@@ -527,6 +523,17 @@ def _play_live(args: argparse.Namespace, link) -> int:
     if summary["latency"]["calibration"]:
         print(summary["latency"]["calibration"])
     return 0
+
+
+def _add_sync_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sync",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="where the music is the soundtrack of one of the library's videos, play that video in sync with it "
+        "(auto, on: also through 4 s of doubt) or not (off); the library's fingerprints (library build/add) "
+        "recognise it (default: %(default)s)",
+    )
 
 
 def _add_selector_options(p: argparse.ArgumentParser) -> None:

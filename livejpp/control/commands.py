@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livejpp.engine.sync import SYNC_MODES
 from livejpp.engine.trackers import NAMES as TRACKER_NAMES
 from livejpp.engine.trackers import TRACKERS
 from livejpp.errors import LivejppError
@@ -192,6 +193,15 @@ COMMANDS: dict[str, Command] = {
             lambda show: TRACKER_NAMES.index(show.beat_tracker),
             choices=TRACKER_NAMES,
             check=_tracker_here,
+        ),
+        Command(
+            "sync",
+            CHOICE,
+            "lock to a song's own video when the music is one of the library's (auto: whenever one is "
+            "recognised; on: also keep it through 4 s of doubt; off)",
+            lambda show, i: show.set_sync(SYNC_MODES[i]),
+            lambda show: SYNC_MODES.index(show.sync_mode),
+            choices=SYNC_MODES,
         ),
         Command(
             "library",

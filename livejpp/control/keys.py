@@ -53,6 +53,7 @@ KEYS: tuple[Key, ...] = (
     Key(("V",), "v", "video", cycle=True),
     Key(("G",), "g", "tag", cycle=True),
     Key(("P",), "p", "preset", cycle=True),
+    Key(("S",), "s", "sync", "next"),
     Key(("TAB",), "tab", "hud"),
     Key(("F",), "f", "fullscreen"),
     Key(("Q", "ESCAPE"), "q, esc", "quit"),

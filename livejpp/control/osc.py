@@ -242,6 +242,8 @@ class OscFeedback:
         engine = show.engine
         clock = engine.clock_state  # published whole at each hop: never half a new grid
         layer = show.layers[-1] if show.layers else None
+        sync = show.sync_state  # published whole at each hop, like the clock
+        position = sync.position(show.picture_time())
         out.update(
             {
                 "clip": layer.record.uid if layer else "",
@@ -255,6 +257,8 @@ class OscFeedback:
                 "tempo_source": clock.source,
                 "hearing": show.hearing,  # why the show hears nothing ("" while it hears)
                 "standby": show.standby,  # why the standby picture shows ("" while clips play)
+                "sync_video": sync.video if sync.lock else "",  # the song's own video, locked to it
+                "sync_position": -1.0 if position is None else position,  # its seconds (0.1 s); -1: not in sync
             }
         )
         return out

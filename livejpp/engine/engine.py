@@ -268,7 +268,7 @@ class Engine:
         selector = self.selector
         if self._drop_at is not None and beat >= self._drop_at - 1e-6:
             self._drop = self._drop_at = None
-            if not selector.held:
+            if not (selector.held or selector.synced):
                 return selector.on_beat(
                     beat, self.beat_count, period, self.neighbours, force=True, why="drop", beats_per_bar=per_bar
                 )

@@ -30,6 +30,8 @@ from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, 
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.latency import Latency
 from livejpp.engine.selector import Cut
+from livejpp.engine.sync import SyncEvent, SyncLock, SyncMode, SyncSnapshot, SyncTracker
+from livejpp.engine.sync_cuts import clip_at
 from livejpp.engine.trackers import TrackerError, make_tracker
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
@@ -54,6 +56,8 @@ class Layer:
     late: float = 0.0  # show seconds from its beat to the frame that first showed it
     first_frame: bool = False  # shown on the first frame composed at or after its beat
     replaced: bool = False  # its clip cannot play: another took its place
+    sync: SyncLock | None = None  # a clip of the song's own video, played on this line (the newest fit)
+    sync_clips: list[ClipRecord] = field(default_factory=list)  # that video's clips, back to back
 
 
 @dataclass
@@ -71,6 +75,8 @@ class ShowStats:
     waited_for_picture: int = 0  # frames a due cut waited because its first picture was not ready
     skipped_clips: list[str] = field(default_factory=list)
     hearing: list[tuple[float, str]] = field(default_factory=list)  # (show time, why it hears nothing; "": hears)
+    sync_events: list[tuple[str, float, str]] = field(default_factory=list)  # (enter/move/leave, time, video)
+    locked_seconds: float = 0.0  # in sync, the spans that ended
 
 
 def bound_heap_growth() -> None:
@@ -182,6 +188,10 @@ class LiveShow:
         self._incoming_ready = False
         self._standby_picture: np.ndarray | None = None
         self._fallback: tuple[Engine, set[int] | None, list[tuple[int, float]]] | None = None  # for that engine
+        self.sync = SyncTracker("auto")  # known-track sync: the song's own video, locked to the audio
+        self.sync_state = SyncSnapshot()  # what the HUD and OSC read: published whole under the engine lock
+        self.shown_sync_position: float | None = None  # the video position the last frame showed in sync
+        self._locked_at: float | None = None  # engine time the current lock began
 
     # --- clocks --------------------------------------------------------------------------------
     def show_time(self) -> float:
@@ -278,7 +288,10 @@ class LiveShow:
             engine = self.engine
             # the cuts are decided as far ahead as their pictures are drawn before their audio arrives
             engine.latency_lead = self.latency.ahead(engine.clock.av_offset)
+            hops = len(engine.hops)
             cuts = engine.push(samples, latest_only=True)
+            if len(engine.hops) > hops:
+                self._follow_sync(engine)
         decided = time.monotonic()
         self.latency.observe(arrival - self._t0, engine.analyser.samples_in / AUDIO_RATE)
         if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
@@ -287,6 +300,83 @@ class LiveShow:
         with self.lock:
             for cut in cuts:
                 self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
+
+    # --- known-track sync -------------------------------------------------------------------------
+    @property
+    def sync_mode(self) -> SyncMode:
+        return self.sync.mode
+
+    def set_sync(self, mode: SyncMode) -> None:
+        """auto / on / off: turning it off while locked leaves at the next hop, on a beat."""
+        with self.engine_lock:
+            self.sync.set_mode(mode)
+            self._publish_sync(self.engine)
+
+    def _publish_sync(self, engine: Engine) -> None:
+        lock = self.sync.lock
+        self.sync_state = SyncSnapshot(self.sync.mode, lock, engine.video_names.get(lock.video, "") if lock else "")
+
+    def _follow_sync(self, engine: Engine) -> None:
+        """One decided hop of the tracker (engine_lock held): a lock's refit is followed by the clips that play
+        it (continuously: the line moves, never the picture); enter, move and leave cut on the next beat."""
+        now = engine.match_time
+        event = self.sync.update(engine.match, now, now)
+        lock = self.sync.lock
+        if event is None and lock is not None:
+            with self.lock:
+                for layer in self.layers + self.pending:
+                    if layer.sync is not None and layer.sync.video == lock.video:
+                        layer.sync = lock
+        if event is not None:
+            self._sync_cut(engine, event)
+        self._publish_sync(engine)
+
+    def _sync_cut(self, engine: Engine, event: SyncEvent) -> None:
+        """The cut an event asks for, on the next beat the engine has not decided yet (engine_lock held)."""
+        beat = engine.clock.next_beat(max(event.at + engine.settings.lead + engine.latency_lead, engine.last_beat))
+        lock = event.lock
+        name = engine.video_names.get(lock.video, "") if lock else ""
+        self.stats.sync_events.append((event.kind, round(event.at, 3), name))
+        if self._locked_at is not None and (lock is None or event.kind == "enter"):
+            self.stats.locked_seconds += event.at - self._locked_at
+            self._locked_at = None
+        if lock is None:
+            engine.selector.synced = False
+            cut = self._forced_cut(engine, beat)
+            if cut is None:
+                return
+            cut.reason = "sync end"
+            layer = Layer(cut, engine.records[cut.clip], engine.library, time.monotonic())
+            log.info("sync: left %s", self.sync_state.video)
+        else:
+            clips = sorted((r for r in engine.records.values() if r.video_id == lock.video), key=lambda r: r.start)
+            if not clips:
+                return
+            record, offset = clip_at(clips, lock.position_at(beat))
+            fade = engine.selector.settings.crossfade_beats * engine.clock.period
+            extra = {"rate": lock.rate, "video_position": round(lock.position_at(beat), 4)}
+            cut = Cut(beat, record.id, offset, fade, 0.0, engine.clock.beat_index(beat), "sync", extra)
+            layer = Layer(cut, record, engine.library, time.monotonic(), sync=lock, sync_clips=clips)
+            engine.selector.synced = True
+            if self._locked_at is None:
+                self._locked_at = event.at
+            if event.kind == "enter":
+                log.info("sync: %s at %.1f s (%+.1f %%)", name, lock.position_at(beat), (lock.rate - 1) * 100)
+        with self.lock:  # it replaces what was planned from its beat on
+            self.pending = [p for p in self.pending if p.cut.time < beat] + [layer]
+
+    def _leave_sync_now(self, engine: Engine, at: float) -> None:
+        """A library switch: the locked video's ids mean nothing in the new library; content cuts from now."""
+        self.sync = SyncTracker(self.sync.mode)
+        self._sync_cut(engine, SyncEvent("leave", at, None))
+        self._publish_sync(engine)
+
+    def _picture_at(self, layer: Layer, t: float) -> tuple[ClipRecord, float]:
+        """The clip and clip time a layer shows at audio time t: a sync layer follows its lock's line across
+        its video's back-to-back clips; any other plays its clip from the cut's offset."""
+        if layer.sync is not None:
+            return clip_at(layer.sync_clips, layer.sync.position_at(max(t, layer.cut.time)))
+        return layer.record, layer.cut.offset + max(t - layer.cut.time, 0.0)
 
     # --- hearing ---------------------------------------------------------------------------------
     def _listen(self, samples: np.ndarray) -> None:
@@ -424,16 +514,16 @@ class LiveShow:
         pool = self._pool
         t = self.picture_time() + 1.0 / self.fps
         with self.lock:
-            wanted = [(layer, t - layer.cut.time) for layer in self.layers + self.pending[:2]]
+            wanted = [(layer, *self._picture_at(layer, t)) for layer in self.layers + self.pending[:2]]
             due = set(map(id, self.layers[-1:] + self.pending[:2]))  # the outgoing clip may fail: it goes
-        for layer, elapsed in wanted:
-            playing = self._prepare(pool, layer.record, layer.library, layer.cut.offset + max(elapsed, 0.0))
+        for layer, record, clip_time in wanted:
+            playing = self._prepare(pool, record, layer.library, clip_time)
             if not playing and not layer.replaced and id(layer) in due:
                 self._replace(layer)
         engine = self.engine
         selector = engine.selector
         ahead = selector.candidates(t + 0.5, list(self._neighbours(engine)))
-        on_screen = {layer.record.uid for layer, _ in wanted}  # decoded at their own time, above
+        on_screen = {r.uid for _, r, _ in wanted} | {layer.record.uid for layer, _, _ in wanted}  # decoded above
         candidates = [engine.records[c] for c, _ in ahead if engine.records[c].uid not in on_screen]
         for record in candidates:  # whichever the next cut picks: its first picture is ready
             self._prepare(pool, record, engine.library, selector.resume_at.get(record.id, 0.0))
@@ -459,9 +549,11 @@ class LiveShow:
 
     def _ready(self, layer: Layer, now: float) -> bool:
         """Whether the due cut's first picture (its clip at the cut's offset) is decoded."""
-        held = self.pictures.get(layer.record.uid)
-        latest = layer.cut.offset + max(0.0, now - layer.cut.time) + 2.0 / self.fps  # the decoder works ahead
-        return held is not None and layer.cut.offset - 1e-3 <= held[0] <= latest
+        record, clip_time = self._picture_at(layer, now)
+        first, offset = self._picture_at(layer, layer.cut.time)
+        held = self.pictures.get(record.uid)
+        latest = clip_time + 2.0 / self.fps  # the decoder works ahead
+        return held is not None and (offset if first is record else 0.0) - 1e-3 <= held[0] <= latest
 
     # --- what the window asks each frame -------------------------------------------------------
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
@@ -482,8 +574,15 @@ class LiveShow:
                 self.stats.cut_latency.append(layer.late)
                 self.layers = (self.layers + [layer])[-2:]
                 newly.append(layer)
+            for layer in self.layers:  # in sync: the next clip of the video follows at its start, no crossfade
+                if layer.sync is not None:
+                    record = self._picture_at(layer, now)[0]
+                    if record is not layer.record and record.uid in self.pictures:
+                        layer.record = record
             layers = list(self.layers)
             self._stamp_events(now, newly)
+        top = layers[-1] if layers else None
+        self.shown_sync_position = round(top.sync.position_at(now), 4) if top and top.sync else None
         self._last_frame = now
         a = b = None
         weight = 1.0
@@ -736,15 +835,34 @@ class LiveShow:
                 self.switching = None
                 return
             with self.engine_lock:
-                engine.carry_over(self.engine)
-                engine.selector.settings = self.engine.selector.settings
-                engine.selector.held = self.engine.selector.held
+                old = self.engine
+                engine.carry_over(old)
+                engine.selector.settings = old.selector.settings
+                engine.selector.held = old.selector.held
                 self.engine, self.model = engine, str(model)
                 self.forced.clear()
+                if engine.matcher is not None and engine.matcher is old.matcher:  # the same videos: sync goes on
+                    engine.selector.synced = old.selector.synced
+                elif self.sync.lock is not None:
+                    self._leave_sync_now(engine, old.match_time)
+                else:
+                    self.sync = SyncTracker(self.sync.mode)
             log.info("now playing %s with model %s", library, Path(str(model)).name)
             self.switching = None
 
         threading.Thread(target=load, name="switch", daemon=True).start()
+
+    def _sync_summary(self) -> dict:
+        s = self.stats
+        locks = [e for e in s.sync_events if e[0] == "enter"]
+        ongoing = self.engine.match_time - self._locked_at if self._locked_at is not None else 0.0
+        return {
+            "mode": self.sync.mode,
+            "locks": len(locks),
+            "first_lock": locks[0][1] if locks else None,  # audio time of the lock (its cut is on the next beat)
+            "locked_seconds": round(s.locked_seconds + ongoing, 2),
+            "events": s.sync_events,
+        }
 
     def summary(self) -> dict:
         s = self.stats
@@ -788,6 +906,7 @@ class LiveShow:
                 "hearing_changes": s.hearing,
             },
             "skipped_clips": s.skipped_clips,
+            "sync": self._sync_summary(),
             "standby": self.standby,
             "memory_mb": {
                 "peak": round(peak_resident_mb(), 1),

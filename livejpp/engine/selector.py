@@ -62,13 +62,14 @@ class Selector:
         self.last_shown: dict[int, float] = {}  # clip → time it was last on screen
         self.resume_at: dict[int, float] = {}  # clip → where it left off
         self.held = False
+        self.synced = False  # the show plays the song's own video in sync (live.py): no content cuts, hold kept
         self.broken: set[int] = set()  # clips whose files cannot play (missing, damaged): never chosen
 
     def _due(self, time: float, beat: int, period: float, per_bar: int, grid: bool) -> str | None:
         s = self.settings
         if self.current is None:
             return "start"
-        if self.held:
+        if self.held or self.synced:
             return None
         on_screen = time - self.current.time
         if on_screen >= s.max_seconds:

@@ -34,6 +34,7 @@ import numpy as np
 from livejpp.fingerprint.match import MAX_SPEED_CHANGE, MIN_VOTES, Match
 
 SyncMode = Literal["auto", "on", "off"]
+SYNC_MODES: tuple[SyncMode, ...] = ("auto", "on", "off")
 SyncState = Literal["off", "searching", "locked"]
 
 ENTER_HOPS = 2
@@ -60,6 +61,28 @@ class SyncLock:
     def position_at(self, t: float) -> float:
         """Video seconds at show time t: the picture time of the locked video."""
         return self.position + (t - self.start) * self.rate
+
+
+@dataclass(frozen=True)
+class SyncSnapshot:
+    """The sync as the HUD and OSC feedback show it: published whole under the live show's engine lock at
+    each hop, so a reader on another thread never sees a lock of one video with another's name."""
+
+    mode: SyncMode = "auto"
+    lock: SyncLock | None = None
+    video: str = ""  # the locked video's file name
+
+    def hud_line(self, t: float) -> str:
+        """`SYNC video  12.3 s  +3.2 %` at show time t; `sync: searching`; `sync off`."""
+        if self.mode == "off":
+            return "sync off"
+        if self.lock is None:
+            return "sync: searching"
+        return f"SYNC {self.video}  {self.lock.position_at(t):.1f} s  {(self.lock.rate - 1) * 100:+.1f} %"
+
+    def position(self, t: float) -> float | None:
+        """The locked video's position at show time t to 0.1 s (feedback is not a flood); None unlocked."""
+        return None if self.lock is None else round(self.lock.position_at(t), 1)
 
 
 @dataclass(frozen=True)

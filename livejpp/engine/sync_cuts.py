@@ -80,6 +80,19 @@ def clip_cuts(span: SyncSpan, clips: list[ClipRecord], crossfade: float) -> list
     return cuts
 
 
+def clip_at(clips: list[ClipRecord], position: float) -> tuple[ClipRecord, float]:
+    """The locked video's clip (of `clips`, sorted by start) and its clip time at video `position`, by the
+    rules of clip_cuts: before the first clip its first picture, in a gap or after the last clip the last
+    picture before it (the live show follows the lock frame by frame with this)."""
+    i = bisect.bisect_right([c.start for c in clips], position + HALF_FRAME) - 1
+    if i < 0:
+        return clips[0], 0.0
+    clip = clips[i]
+    if position < clip.end - HALF_FRAME:
+        return clip, max(0.0, position - clip.start)
+    return clip, clip.end - clip.start - EPSILON
+
+
 def with_sync(
     content: list[Cut], spans: list[SyncSpan], clips_of: dict[int, list[ClipRecord]], end: float
 ) -> list[Cut]:

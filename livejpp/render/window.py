@@ -64,6 +64,7 @@ class Recorder:
             self.free.put(np.empty((height, width, 4), np.uint8))
         self.frames: queue.SimpleQueue = queue.SimpleQueue()
         self.times: list[float] = []  # show time of each recorded frame (what was on screen when)
+        self.sync_positions: list[float | None] = []  # the video position each showed in sync (None: not)
         self.dropped = 0  # frames shown but not recorded: the encoder was behind
         self.failed: Exception | None = None
         self.audio_path = part_path(audio_final)
@@ -81,7 +82,7 @@ class Recorder:
             self.failed = exc
             log.warning("recording stopped: %s (the show goes on)", exc)
 
-    def add(self, read_into, show_time: float) -> None:
+    def add(self, read_into, show_time: float, sync_position: float | None = None) -> None:
         """A frame: `read_into(buffer)` fills a BGRA buffer (bottom row first, as GL reads it),
         stamped with the show time it was on screen: when the window runs below its rate, the file
         keeps time with the audio, not the count."""
@@ -97,6 +98,7 @@ class Recorder:
         read_into(buffer)
         self.frames.put((buffer, show_time))
         self.times.append(round(show_time, 4))
+        self.sync_positions.append(sync_position)
 
     def _write(self) -> None:
         import av
@@ -324,7 +326,7 @@ def run(
         if recorder is not None:
             # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
             # the cuts on their beats whatever the room's latencies (engine/latency.py)
-            recorder.add(compositor.read_bgra_into, show.picture_time())
+            recorder.add(compositor.read_bgra_into, show.picture_time(), show.shown_sync_position)
         if show.hud:
             if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
                 hud_label.text = _hud_text(show, controls)
@@ -403,6 +405,7 @@ def run(
         summary["record"] = {
             "path": str(recorder.path),
             "frame_show_times": recorder.times,
+            "sync_positions": recorder.sync_positions,
             "frames_left_out": recorder.dropped,
         }
     return summary
@@ -439,6 +442,7 @@ def _hud_text(show, controls=None) -> str:
     sync = show.sync_line()
     if sync:
         lines.append(sync)
+    lines.append(show.sync_state.hud_line(show.picture_time()))  # published whole at each hop
     if show.hearing:
         lines.append(f"HEARING NOTHING: {show.hearing}")
     if show.standby:
