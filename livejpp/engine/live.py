@@ -320,7 +320,7 @@ class LiveShow:
         """One decided hop of the tracker (engine_lock held): a lock's refit is followed by the clips that play
         it (continuously: the line moves, never the picture); enter, move and leave cut on the next beat."""
         now = engine.match_time
-        event = self.sync.update(engine.match, now, now)
+        event = self.sync.update(engine.heard, now, now)  # weak matches count too, as in render
         lock = self.sync.lock
         if event is None and lock is not None:
             with self.lock:
