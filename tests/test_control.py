@@ -722,6 +722,28 @@ def test_the_hud_and_osc_feedback_show_the_clock(show):
     assert f"BPM tap/{clock.tracker}  beat " in _hud_text(show) and "conf 100%" in _hud_text(show)
 
 
+def test_osc_feedback_corrects_a_value_a_state_request_sent_that_changed_back(show):
+    """A surface asked for the whole state while hold was on; hold went off before the next check:
+    the client must hear that it is off (it once kept showing HOLD for the rest of the show)."""
+    from livejpp.control.osc import OscFeedback
+
+    bus = CommandBus(show, Presets())
+    listener = Feedback()
+    feedback = OscFeedback(bus, ("127.0.0.1", listener.port))
+    try:
+        feedback.send_changes()
+        assert listener.wait("hold", lambda v: v == 0) == 0
+        bus.run("hold", 1)
+        feedback.send_all(reply_to=None)  # a /livejpp/state request, between two checks
+        assert listener.wait("hold", lambda v: v == 1) == 1
+        bus.run("hold", 0)
+        feedback.send_changes()
+        assert listener.wait("hold", lambda v: v == 0) == 0
+    finally:
+        feedback.stop()
+        listener.close()
+
+
 def test_the_hud_and_osc_feedback_never_show_half_a_new_grid(show):
     """The analysis thread changes the clock under the engine lock, one attribute after another; the
     window and the OSC feedback read without that lock, so they read the grid published whole."""

@@ -221,7 +221,8 @@ class OscFeedback:
         self.target = target
         self.period = period
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sent: dict[str, Any] = {}
+        self.sent: dict[str, Any] = {}  # what the client was last told, per key
+        self._sending = threading.Lock()  # changes (this thread) and whole states (the server's) tell one story
         self.messages = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="osc-feedback", daemon=True)
@@ -271,15 +272,21 @@ class OscFeedback:
                 log.debug("OSC feedback not sent: %s", exc)
 
     def send_changes(self) -> None:
-        for key, value in self.state().items():
-            if self.sent.get(key, object()) != value:
-                self._send(key, value, self.target)
-                self.sent[key] = value
+        with self._sending:
+            for key, value in self.state().items():
+                if self.sent.get(key, object()) != value:
+                    self._send(key, value, self.target)
+                    self.sent[key] = value
 
     def send_all(self, reply_to: tuple[str, int] | None = None) -> None:
-        for key, value in self.state().items():
-            for target in {self.target, reply_to} - {None}:
-                self._send(key, value, target)
+        """Every value, to the feedback client and the asker: what the client is told is remembered, or a
+        value sent here and changed back before the next check would never be corrected."""
+        with self._sending:
+            for key, value in self.state().items():
+                for target in {self.target, reply_to} - {None}:
+                    self._send(key, value, target)
+                if self.target is not None:
+                    self.sent[key] = value
 
     def _send(self, key: str, value: Any, target: tuple[str, int]) -> None:
         builder = OscMessageBuilder(f"{PREFIX}state/{key}")
