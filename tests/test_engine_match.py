@@ -84,6 +84,7 @@ def test_a_library_switch_forgets_the_match_and_a_model_switch_keeps_it(real_lib
     m = other.match
     assert m is not None and other.video_names[m.video] == "big_buck_bunny_0_30.webm"
     assert abs(m.position_at(other.match_time) - other.match_time) <= TOLERANCE  # engine time = video time here
+    assert other.match_time - 2.5 <= m.heard_until <= other.match_time  # when the song was last heard, engine time
 
 
 def test_a_library_without_fingerprints_matches_nothing_and_costs_nothing(real_library, tmp_path):

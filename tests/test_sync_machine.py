@@ -189,13 +189,15 @@ def test_a_mix_into_another_library_song_leaves_the_first_and_locks_the_second()
 
 
 def test_a_mix_into_an_unknown_song_leaves_and_keeps_searching():
-    """Vibe Ace, then a song that is not in the library: the lock lets go within 2 s of Vibe Ace's last
-    confident hop and nothing locks for the 30 s of unknown music."""
+    """Vibe Ace, then a song that is not in the library: the lock lets go within 3 s of the mix, although the
+    5 s window keeps naming Vibe Ace confidently for ~4 s after it (it once left 5.9 s after the mix), and
+    nothing locks for the 30 s of unknown music, Vibe Ace's fading votes included."""
     key = ("mix", VIBE, UNKNOWN)
     run = track(key)
     assert [e.kind for e in run.events] == ["enter", "leave"], run.events
     last_vibe = max(h.now for h in confident_hops(key, VIBE))
-    assert MIX_AT < last_vibe and run.events[1].at - last_vibe <= 2.05, run.events[1]
+    assert last_vibe - MIX_AT >= 3.5, "premise: the window outlives the song"
+    assert run.events[1].at - MIX_AT <= 3.0, run.events[1]
     assert all(lock is None for now, lock in run.locks if now >= run.events[1].at)
 
 

@@ -246,7 +246,9 @@ class Engine:
         self.match_time = self._matcher_origin + self.matcher.seconds
         self.heard = None
         if found is not None:
-            self.heard = dataclasses.replace(found, position=found.position - self._matcher_origin * found.speed)
+            heard_until = None if found.heard_until is None else found.heard_until + self._matcher_origin
+            position = found.position - self._matcher_origin * found.speed
+            self.heard = dataclasses.replace(found, position=position, heard_until=heard_until)
         self.match = self.heard if self.heard is not None and self.heard.confident else None
 
     def _section(self, rows: np.ndarray, now: float) -> np.ndarray:

@@ -17,7 +17,10 @@ line fitted over many hops, never one hop (issue 12, sync12-design.md §4.3):
   passage sounds the same there) unless the song is consistently elsewhere for MOVE_SECONDS: the DJ
   jumped to a cue or looped, and the lock moves ("move", a cut);
 - leave: DOUBT_SECONDS without a confident hop of the locked video, wherever it places the song ("auto"
-  2 s, "on" 4 s), or another video entering as above, which then replaces the lock ("enter").
+  2 s, "on" 4 s), or ("auto") HEARD_DOUBT_SECONDS since the newest audio that voted for one: the 5 s
+  window stays confident for up to 4 s after a mix into an unknown song (its older votes still outweigh
+  the rest), so counting hops alone left it 5.9 s after the mix; or another video entering as above,
+  which then replaces the lock ("enter").
 
 Pure logic, no clock of its own: the caller passes the show time of each hop, and schedules the cuts
 (on the next beat) that the events ask for.
@@ -45,6 +48,10 @@ FIT_SECONDS = 20.0
 FIT_MIN_SPAN = 4.0  # seconds of kept hops before the rate is fitted rather than read from the matches
 MOVE_SECONDS = 3.0  # a repeated passage misled 4 hops in a row (1.5 s) in Kevin_MacLeod-Vibe_Ace
 DOUBT_SECONDS: dict[SyncMode, float] = {"auto": 2.0, "on": 4.0, "off": 0.0}
+# "auto" also leaves once nothing of the song has been heard for this long, however confident the window
+# still is: its newest voting landmark lags the hop by up to 2.2 s while a song plays in a 10 dB room
+# (the 10 test streams of tests/test_sync_machine.py), so 3 s leaves a margin; "on" holds through doubt.
+HEARD_DOUBT_SECONDS: dict[SyncMode, float] = {"auto": 3.0}
 HOP_JITTER = 0.05  # hops end on whole STFT frames: 0.49-0.51 s apart, so "2 s" is 4 hops, give or take a frame
 
 
@@ -103,6 +110,7 @@ class _Sighting:
     position: float
     speed: float
     confident: bool
+    heard: float  # show time of the newest audio that voted for it (a window outlives the song by seconds)
 
     def leads_to(self, other: _Sighting) -> bool:
         expected = self.position + (other.time - self.time) * other.speed
@@ -118,6 +126,7 @@ class SyncTracker:
         self._kept: deque[_Sighting] = deque()  # the lock's agreeing hops, newest last
         self._run: list[_Sighting] = []  # consecutive consistent hops off the lock's line
         self._last_seen = 0.0  # show time of the locked video's last confident hop
+        self._last_heard = 0.0  # show time of the newest audio that voted for one (the window outlives the song)
 
     @property
     def state(self) -> SyncState:
@@ -141,7 +150,8 @@ class SyncTracker:
             return self._leave(now) if self._lock is not None else None
         seen = None
         if match is not None and (match.confident or match.votes >= SUPPORT_VOTES):
-            seen = _Sighting(match.video, now, match.position_at(window_end), match.speed, match.confident)
+            lag = 0.0 if match.heard_until is None else max(0.0, window_end - match.heard_until)
+            seen = _Sighting(match.video, now, match.position_at(window_end), match.speed, match.confident, now - lag)
         if self._lock is None:
             self._extend_run(seen)
             return self._enter("enter", now) if self._run_enters() else None
@@ -152,23 +162,35 @@ class SyncTracker:
         assert lock is not None
         if seen is not None and seen.confident and seen.video == lock.video:
             self._last_seen = now  # the song still plays, wherever the window places it
+            self._last_heard = max(self._last_heard, seen.heard)
             if abs(seen.position - lock.position_at(now)) <= AGREE:
                 self._run = []
                 self._kept.append(seen)
                 self._lock = self._fit(now, lock.since)
-                return None
+                return self._leave(now) if self._doubted(now) else None
         self._extend_run(seen)
         run = self._run
         if run and run[0].video != lock.video and self._run_enters():
             return self._enter("enter", now)
         if run and run[0].video == lock.video and run[-1].confident and run[-1].time - run[0].time >= MOVE_SECONDS:
             return self._enter("move", now)
-        if now - self._last_seen >= DOUBT_SECONDS[self.mode] - HOP_JITTER:
-            return self._leave(now)
-        return None
+        return self._leave(now) if self._doubted(now) else None
+
+    def _doubted(self, now: float) -> bool:
+        unheard = HEARD_DOUBT_SECONDS.get(self.mode)
+        if unheard is not None and now - self._last_heard >= unheard:
+            return True
+        return now - self._last_seen >= DOUBT_SECONDS[self.mode] - HOP_JITTER
 
     def _run_enters(self) -> bool:
-        return len(self._run) >= ENTER_HOPS and self._run[-1].confident
+        """Enough consistent hops, the newest confident and still hearing the song (after a mix out, the window
+        names the song that stopped for seconds more: it must not be entered again)."""
+        newest = self._run[-1] if self._run else None
+        return (
+            len(self._run) >= ENTER_HOPS
+            and newest.confident
+            and newest.time - newest.heard < HEARD_DOUBT_SECONDS["auto"]
+        )
 
     def _extend_run(self, seen: _Sighting | None) -> None:
         if seen is None:
@@ -182,7 +204,7 @@ class SyncTracker:
         since = self._lock.since if kind == "move" and self._lock is not None else now
         self._kept = deque(s for s in self._run if s.confident)
         self._run = []
-        self._last_seen = now
+        self._last_seen = self._last_heard = now
         self._lock = self._fit(now, since)
         return SyncEvent(kind, now, self._lock)
 

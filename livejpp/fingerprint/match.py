@@ -51,6 +51,9 @@ class Match:
     votes: int
     runner_up: int  # votes of the best other video
     confident: bool
+    # stream seconds of the newest query landmark that voted for the winner (streams only): when the song was
+    # last actually heard. A 5 s window stays confident for seconds after the song stops; this does not.
+    heard_until: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -142,9 +145,17 @@ def top_videos(video: np.ndarray, votes: np.ndarray, n: int, hits: int = 1) -> n
     return best_video[rank[:n]]
 
 
-def decide(exact: np.ndarray, video: np.ndarray, speed_index: np.ndarray, pair: np.ndarray, speeds) -> Match:
+def decide(
+    exact: np.ndarray,
+    video: np.ndarray,
+    speed_index: np.ndarray,
+    pair: np.ndarray,
+    speeds,
+    anchor: np.ndarray | None = None,
+) -> Match:
     """The vote over hits: per hit, the query's start in the video (frames, `exact`), the video, the speed
-    index and the query pair that hit. Shared by one-shot (Matcher) and streaming (stream.py) lookups."""
+    index and the query pair that hit, and (streams) the stream frame of the pair's anchor. Shared by
+    one-shot (Matcher) and streaming (stream.py) lookups."""
     n_speeds = len(speeds)
     keys = vote_keys(video, exact, speed_index, n_speeds)
     group, offset = keys >> 26, keys & ((1 << 26) - 1)
@@ -167,6 +178,7 @@ def decide(exact: np.ndarray, video: np.ndarray, speed_index: np.ndarray, pair: 
         votes=top,
         runner_up=runner_up,
         confident=top >= MIN_VOTES and top >= MARGIN * runner_up,
+        heard_until=None if anchor is None else float(anchor[inliers].max()) * FRAME_SECONDS,
     )
 
 

@@ -181,9 +181,9 @@ class StreamMatcher:
         hits = [h for h in self._hits if h[0].size]
         if not hits:
             return None
-        exact, video, speed, pair = (np.concatenate([h[i] for h in hits]) for i in range(1, 5))
-        keep = np.concatenate([h[0] for h in hits]) >= oldest
-        return decide(exact[keep], video[keep], speed[keep], pair[keep], self.speeds)
+        anchor, exact, video, speed, pair = (np.concatenate([h[i] for h in hits]) for i in range(5))
+        keep = anchor >= oldest
+        return decide(exact[keep], video[keep], speed[keep], pair[keep], self.speeds, anchor[keep])
 
     def _new_pairs(self) -> tuple[list[Landmarks], np.ndarray] | None:
         """The pairs that became final this hop, at every speed, and each one's speed index."""
@@ -234,10 +234,10 @@ class StreamMatcher:
         parts = self._verify(store, [int(v) for v in chosen], oldest)
         if not parts:
             return None
-        exact, video, speed, pair = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        exact, video, speed, pair, anchor = (np.concatenate([p[i] for p in parts]) for i in range(5))
         if not len(exact):
             return None
-        match = decide(exact, video, speed, pair, self.speeds)
+        match = decide(exact, video, speed, pair, self.speeds, anchor)
         if match.votes >= MIN_VOTES // 2:
             self._recent[match.video] = float(self.landmarks.frames)
         return match
@@ -272,7 +272,9 @@ class StreamMatcher:
             local = index - base
             keep = anchor[local] >= oldest
             local = local[keep]
-            parts.append((frame[keep] - scaled_t[local], np.full(len(local), video), speed[local], pair[local]))
+            parts.append(
+                (frame[keep] - scaled_t[local], np.full(len(local), video), speed[local], pair[local], anchor[local])
+            )
         self._verified = verified
         return parts
 
