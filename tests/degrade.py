@@ -14,15 +14,20 @@ import numpy as np
 from livejpp.media.decode import AUDIO_RATE
 
 
-def room_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
-    """Add pink noise (the spectrum of a crowd and its room) at snr_db below the signal's power."""
+def pink_noise(n: int, seed: int = 0, rms: float = 1.0) -> np.ndarray:
+    """n samples of pink noise (the spectrum of a crowd and its room) at the given RMS."""
     rng = np.random.default_rng(seed)
-    spectrum = np.fft.rfft(rng.standard_normal(len(samples)))
-    freqs = np.fft.rfftfreq(len(samples), 1 / AUDIO_RATE)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / AUDIO_RATE)
     spectrum /= np.sqrt(np.maximum(freqs, 20.0))
-    noise = np.fft.irfft(spectrum, len(samples))
-    gain = np.sqrt(np.mean(samples**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
-    return (samples + gain * noise).astype(np.float32)
+    noise = np.fft.irfft(spectrum, n)
+    return (noise * rms / np.sqrt(np.mean(noise**2))).astype(np.float32)
+
+
+def room_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """Add pink noise at snr_db below the signal's power."""
+    rms = np.sqrt(np.mean(samples**2) / 10 ** (snr_db / 10))
+    return (samples + pink_noise(len(samples), seed, rms)).astype(np.float32)
 
 
 def eq_tilt(samples: np.ndarray, db_per_octave: float) -> np.ndarray:

@@ -126,3 +126,63 @@ def test_sync_shows_on_the_hud_and_osc_and_a_library_switch_leaves_it(real_libra
     assert left - log["switched_at"] < 2.0  # at once: no waiting for the match to fade
     ends = [t for t, reason in log["cuts"] if reason == "sync end"]
     assert ends and ends[0] - left < 1.5, log["cuts"]
+
+
+# --- bad input (issue 12): what a VJ expects when the room does not play a library song cleanly ---------------
+def test_a_live_input_of_pure_noise_never_locks_and_clips_play(real_library, tmp_path):
+    """A crowd and no music (pink noise): no lock, no sync cut, content clips play."""
+    path = tmp_path / "crowd.flac"
+    write_audio(path, degrade.pink_noise(12 * 22050, seed=3, rms=0.1)[None], 22050, "mono")
+    out, stats = show(real_library[0], path, tmp_path, "--duration", 12)
+    assert stats["sync"]["locks"] == 0 and stats["sync"]["events"] == [], stats["sync"]
+    assert stats["cuts"] and all(c["reason"] not in ("sync", "sync end") for c in stats["cuts"])
+
+
+def test_a_song_cut_short_mid_sync_goes_back_to_clips_without_a_black_frame(real_library, media, tmp_path):
+    """The DJ stops Big Buck Bunny's soundtrack after 9 s; the crowd goes on. The show leaves sync within 3 s of
+    the last note (it once took 6 s: the 5 s window outlives the song), cuts back to content clips on a beat,
+    and no recorded frame is black."""
+    stop = 9.0
+    song = read_audio_file(media / "av" / "big_buck_bunny_0_30.webm", 0, stop)
+    level = float(np.sqrt(np.mean(song**2)))
+    crowd = degrade.pink_noise(8 * 22050, seed=4, rms=level / np.sqrt(10))  # as loud as the noise over the song
+    audio = np.concatenate([degrade.room_noise(song, 10.0), crowd])
+    path = tmp_path / "cut_short.flac"
+    write_audio(path, audio[None], 22050, "mono")
+    out, stats = show(real_library[0], path, tmp_path)
+    kinds = [(e[0], e[1]) for e in stats["sync"]["events"]]
+    assert [k for k, _ in kinds] == ["enter", "leave"], kinds
+    left = kinds[1][1]
+    assert stop < left <= stop + 3.0, f"left sync at {left:.2f} s, the song stopped at {stop} s"
+    ends = [c for c in stats["cuts"] if c["reason"] == "sync end"]
+    assert len(ends) == 1 and ends[0]["beat_offset"] == 0 and ends[0]["time"] - left < 1.5, ends
+    frames = recorded(tmp_path / "show.mp4")
+    darkest = min(int(frame.max()) for frame in frames)
+    assert darkest > 40, f"a recorded frame is black (brightest pixel {darkest})"
+
+
+@pytest.fixture(scope="module")
+def bunny_twice(tmp_path_factory, media):
+    """A library holding Big Buck Bunny twice (the same film under two names: the same soundtrack)."""
+    from livejpp.library.build import BuildSettings, build_library
+
+    folder = tmp_path_factory.mktemp("twice") / "videos"
+    folder.mkdir()
+    for name in ("bunny.webm", "bunny_again.webm"):
+        shutil.copy(media / "av" / "big_buck_bunny_0_30.webm", folder / name)
+    lib = folder.parent / "lib"
+    build_library([folder], lib, BuildSettings(), jobs=2, progress=False)
+    return lib
+
+
+def test_a_song_in_the_library_twice_locks_to_one_video_without_flicker(bunny_twice, bunny_in_a_room, tmp_path):
+    """Two videos with the same soundtrack: the show locks to one of them and stays on it (no cut between the
+    two), at the song's position."""
+    out, stats = show(bunny_twice, bunny_in_a_room, tmp_path, "--duration", 14)
+    events = stats["sync"]["events"]
+    assert [e[0] for e in events] == ["enter"], events
+    assert events[0][2] in ("bunny.webm", "bunny_again.webm") and events[0][1] <= 5.0, events
+    assert [c["reason"] for c in stats["cuts"]].count("sync") == 1, stats["cuts"]
+    times, positions = stats["record"]["frame_show_times"], stats["record"]["sync_positions"]
+    locked = [(t, p) for t, p in zip(times, positions, strict=True) if p is not None and t > events[0][1] + 1.0]
+    assert locked and max(abs(p - t * SPEED) for t, p in locked) <= SOURCE_FRAME
