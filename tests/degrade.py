@@ -14,20 +14,25 @@ import numpy as np
 from livejpp.media.decode import AUDIO_RATE
 
 
-def pink_noise(n: int, seed: int = 0, rms: float = 1.0) -> np.ndarray:
-    """n samples of pink noise (the spectrum of a crowd and its room) at the given RMS."""
+def _pink(n: int, seed: int) -> np.ndarray:
+    """n samples of pink noise (the spectrum of a crowd and its room), float64, unit RMS."""
     rng = np.random.default_rng(seed)
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1 / AUDIO_RATE)
     spectrum /= np.sqrt(np.maximum(freqs, 20.0))
     noise = np.fft.irfft(spectrum, n)
-    return (noise * rms / np.sqrt(np.mean(noise**2))).astype(np.float32)
+    return noise / np.sqrt(np.mean(noise**2))
+
+
+def pink_noise(n: int, seed: int = 0, rms: float = 1.0) -> np.ndarray:
+    """A room with no music: n samples of pink noise at the given RMS."""
+    return (_pink(n, seed) * rms).astype(np.float32)
 
 
 def room_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
     """Add pink noise at snr_db below the signal's power."""
     rms = np.sqrt(np.mean(samples**2) / 10 ** (snr_db / 10))
-    return (samples + pink_noise(len(samples), seed, rms)).astype(np.float32)
+    return (samples + rms * _pink(len(samples), seed)).astype(np.float32)
 
 
 def eq_tilt(samples: np.ndarray, db_per_octave: float) -> np.ndarray:

@@ -96,3 +96,22 @@ def test_a_library_without_fingerprints_matches_nothing_and_costs_nothing(real_l
     assert engine.fingerprints is None and engine.matcher is None
     play(engine, read_audio_file(MEDIA / "av" / "sintel_clip.mp4"))
     assert engine.match is None and all(h.sync_video is None for h in engine.hops)
+
+
+def test_matching_is_off_while_sync_is_off_and_back_at_the_right_time_when_it_is_on(real_library):
+    """Sync off (the VJ turned it off): the engine matches nothing (a 10,000-song library costs up to 16 ms a
+    hop). Back on mid-song: it names the song again within 5 s of listening, at the song's position."""
+    audio = read_audio_file(MEDIA / "av" / "big_buck_bunny_0_30.webm")
+    engine = Engine(real_library[0])
+    engine.set_matching(False)
+    play(engine, audio[: 10 * AUDIO_RATE])
+    assert engine.matcher is None and engine.match is None and all(h.sync_video is None for h in engine.hops)
+    engine.set_matching(True)
+    matched: list[tuple[float, float]] = []
+    play(
+        engine,
+        audio[10 * AUDIO_RATE : 20 * AUDIO_RATE],
+        lambda e: e.match and matched.append((e.match_time, e.match.position_at(e.match_time))),
+    )
+    assert matched and matched[0][0] <= 15.0 + 0.6, matched
+    assert all(abs(position - t) <= TOLERANCE for t, position in matched), matched  # engine time = video time

@@ -186,3 +186,16 @@ def test_a_song_in_the_library_twice_locks_to_one_video_without_flicker(bunny_tw
     times, positions = stats["record"]["frame_show_times"], stats["record"]["sync_positions"]
     locked = [(t, p) for t, p in zip(times, positions, strict=True) if p is not None and t > events[0][1] + 1.0]
     assert locked and max(abs(p - t * SPEED) for t, p in locked) <= SOURCE_FRAME
+
+
+def test_a_song_recognised_before_the_first_cut_is_shown_in_sync(real_library, media, tmp_path):
+    """Clean audio locks within a second, in the same hop as the show's first content cut: the sync cut must
+    replace it (it once came after it in the queue, so the content clip covered the locked video all song)."""
+    path = tmp_path / "clean.flac"
+    write_audio(path, read_audio_file(media / "av" / "big_buck_bunny_0_30.webm", 8, 10)[None], 22050, "mono")
+    out, stats = show(real_library[0], path, tmp_path, "--duration", 8)
+    first_lock = stats["sync"]["first_lock"]
+    assert first_lock is not None and first_lock <= 2.0, stats["sync"]
+    times, positions = stats["record"]["frame_show_times"], stats["record"]["sync_positions"]
+    after = [(t, p) for t, p in zip(times, positions, strict=True) if first_lock + 1.5 <= t <= 7.5]
+    assert after and all(p is not None and abs(p - (8 + t)) <= SOURCE_FRAME for t, p in after), after[:5]

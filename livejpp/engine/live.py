@@ -290,16 +290,16 @@ class LiveShow:
             engine.latency_lead = self.latency.ahead(engine.clock.av_offset)
             hops = len(engine.hops)
             cuts = engine.push(samples, latest_only=True)
-            if len(engine.hops) > hops:
+            decided = time.monotonic()
+            with self.lock:
+                for cut in cuts:
+                    self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
+            if len(engine.hops) > hops:  # after the hop's content cuts: a sync cut replaces those from its beat on
                 self._follow_sync(engine)
-        decided = time.monotonic()
         self.latency.observe(arrival - self._t0, engine.analyser.samples_in / AUDIO_RATE)
         if len(engine.hops) and engine.hops[-1].time > self.audio_seen:
             self.stats.analysis_latency.append(decided - arrival)
             self.audio_seen = engine.hops[-1].time
-        with self.lock:
-            for cut in cuts:
-                self.pending.append(Layer(cut, engine.records[cut.clip], engine.library, decided))
 
     # --- known-track sync -------------------------------------------------------------------------
     @property
@@ -310,6 +310,7 @@ class LiveShow:
         """auto / on / off: turning it off while locked leaves at the next hop, on a beat."""
         with self.engine_lock:
             self.sync.set_mode(mode)
+            self.engine.set_matching(mode != "off")
             self._publish_sync(self.engine)
 
     def _publish_sync(self, engine: Engine) -> None:
@@ -837,6 +838,7 @@ class LiveShow:
             with self.engine_lock:
                 old = self.engine
                 engine.carry_over(old)
+                engine.set_matching(self.sync.mode != "off")
                 engine.selector.settings = old.selector.settings
                 engine.selector.held = old.selector.held
                 self.engine, self.model = engine, str(model)

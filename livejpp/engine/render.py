@@ -102,6 +102,7 @@ def analyse(
         raise RenderError(f"{song}: {duration:.1f} s long; a song needs at least one {engine.window} s window")
     if is_silent(samples):
         raise RenderError(f"{song}: silent (below -60 dBFS): there is no music to match")
+    engine.set_matching(sync != "off")
     block = int(settings.hop * AUDIO_RATE)
     tracker, run = SyncTracker(sync), SyncRun([], [])
     for start in range(0, len(samples), block):

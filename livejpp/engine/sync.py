@@ -160,10 +160,14 @@ class SyncTracker:
     def _track(self, seen: _Sighting | None, now: float) -> SyncEvent | None:
         lock = self._lock
         assert lock is not None
-        if seen is not None and seen.confident and seen.video == lock.video:
-            self._last_seen = now  # the song still plays, wherever the window places it
+        ours = seen is not None and seen.video == lock.video
+        agrees = ours and abs(seen.position - lock.position_at(now)) <= AGREE
+        if ours and (seen.confident or agrees):
+            # the song still plays: a confident hop wherever the window places it, or a weak one (a quiet
+            # passage, SUPPORT_VOTES) on the lock's line; leaving there would cut away and back within a second
+            self._last_seen = now
             self._last_heard = max(self._last_heard, seen.heard)
-            if abs(seen.position - lock.position_at(now)) <= AGREE:
+            if seen.confident and agrees:
                 self._run = []
                 self._kept.append(seen)
                 self._lock = self._fit(now, lock.since)
