@@ -109,7 +109,6 @@ class Engine:
         self.matcher = StreamMatcher(self.fingerprints, self.settings.match_window) if self.fingerprints else None
         self._matcher_origin = 0.0
         self._unmatched: list[np.ndarray] = []
-        self.match: Match | None = None  # the newest confident match, its position_at(t) at engine time t
         self.heard: Match | None = None  # the newest match, confident or not (the sync tracker weighs weak ones)
         self.match_time = 0.0  # the engine time its window ends at
 
@@ -153,16 +152,21 @@ class Engine:
         self.publish_clock()
         if self.matcher is not None and other.matcher is not None and self._same_videos(other):
             self.matcher, self._matcher_origin, self._unmatched = other.matcher, other._matcher_origin, other._unmatched
-            self.match, self.heard, self.match_time = other.match, other.heard, other.match_time
+            self.heard, self.match_time = other.heard, other.match_time
         else:  # another library: its video ids mean other videos; the new matcher starts listening now
             self._matcher_origin = self.analyser.samples_in / AUDIO_RATE
+
+    @property
+    def match(self) -> Match | None:
+        """The newest match if it is confident (its position_at(t) at engine time t): the hop's sync_video."""
+        return self.heard if self.heard is not None and self.heard.confident else None
 
     def set_matching(self, on: bool) -> None:
         """Known-track matching on or off: it costs 2 ms a hop on a small library and up to 16 ms at 10,000
         songs, for nothing while sync is off. Turned on again, it listens afresh from now (a match needs
         match_window seconds), placed on engine time as after a library switch."""
         if not on:
-            self.matcher, self._unmatched, self.match, self.heard = None, [], None, None
+            self.matcher, self._unmatched, self.heard = None, [], None
         elif self.matcher is None and self.fingerprints is not None:
             self.matcher = StreamMatcher(self.fingerprints, self.settings.match_window)
             self._matcher_origin = self.analyser.samples_in / AUDIO_RATE
@@ -259,7 +263,6 @@ class Engine:
             heard_until = None if found.heard_until is None else found.heard_until + self._matcher_origin
             position = found.position - self._matcher_origin * found.speed
             self.heard = dataclasses.replace(found, position=position, heard_until=heard_until)
-        self.match = self.heard if self.heard is not None and self.heard.confident else None
 
     def _section(self, rows: np.ndarray, now: float) -> np.ndarray:
         """The window's rows of the current section only (at least RECENT_SECONDS): after a drop the

@@ -120,12 +120,7 @@ class MemoryHashStore:
         else:
             lo = np.searchsorted(self._hash, hashes, side="left")
             hi = np.searchsorted(self._hash, hashes, side="right")
-        count = hi - lo
-        count[count > MAX_POSTINGS] = 0
-        total = int(count.sum())
-        query = np.repeat(np.arange(len(hashes)), count)
-        first = np.cumsum(count) - count
-        index = np.repeat(lo - first, count) + np.arange(total)
+        query, index = _gather(lo, hi)
         return Hits(query, self._video[index].astype(np.int64), self._frame[index].astype(np.int64))
 
     def lookup_in(self, hashes: np.ndarray, videos: np.ndarray) -> Hits:
@@ -139,6 +134,16 @@ class MemoryHashStore:
         parts = [p for p in parts if len(p.query)] or [Hits(*(np.zeros(0, np.int64),) * 3)]
         query, video, frame = (np.concatenate([getattr(p, k) for p in parts]) for k in ("query", "video", "frame"))
         return Hits(order[query], video, frame)
+
+
+def _gather(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The postings lo[i]:hi[i] of each query hash i, skipping stop words (more than MAX_POSTINGS): each
+    posting's query index and its position in the postings arrays."""
+    count = hi - lo
+    count[count > MAX_POSTINGS] = 0
+    query = np.repeat(np.arange(len(count)), count)
+    index = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+    return query, index
 
 
 def _hash_index(hashes: np.ndarray) -> np.ndarray | None:
@@ -207,9 +212,5 @@ class _ByVideo:
         own = self.hash[lo_v:hi_v]
         lo = np.searchsorted(own, hashes, side="left")
         hi = np.searchsorted(own, hashes, side="right")
-        count = hi - lo
-        count[count > MAX_POSTINGS] = 0
-        total = int(count.sum())
-        query = np.repeat(np.arange(len(hashes)), count)
-        index = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(total) + lo_v
-        return Hits(query, np.full(total, video, np.int64), self.frame[index].astype(np.int64))
+        query, index = _gather(lo + lo_v, hi + lo_v)
+        return Hits(query, np.full(len(index), video, np.int64), self.frame[index].astype(np.int64))
