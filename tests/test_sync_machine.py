@@ -102,6 +102,7 @@ def confident_hops(signal_key: tuple, name: str) -> list[Hop]:
 
 BEGIN = 3.3  # the streams start inside the songs (the Sintel trailer fades in from silence: see test_fingerprint)
 MIX_AT = 20.0  # the DJ mixes (a hard cut) at this stream time
+CUE_AT, CUE_TO = 12.0, 40.0  # the DJ jumps from 17 s into the song to a cue point at 40 s
 MUTE_AT, MUTE = 12.0, 6.0  # the DJ kills the sound for 6 s while the record plays on
 
 
@@ -122,6 +123,7 @@ SIGNALS = {
     ("mix", VIBE, UNKNOWN): lambda: np.concatenate([in_the_room(VIBE, 5.0, MIX_AT), in_the_room(UNKNOWN, 0.0, 30.0)]),
     ("mute", VIBE): lambda: muted(VIBE),
     ("twice", "sintel_clip.mp4"): lambda: degrade.room_noise(song("sintel_clip.mp4"), 10.0),
+    ("cue", VIBE): lambda: np.concatenate([in_the_room(VIBE, 5.0, CUE_AT), in_the_room(VIBE, CUE_TO, 15.0)]),
 }
 
 
@@ -244,3 +246,15 @@ def test_mode_on_holds_the_lock_through_doubt_that_auto_leaves():
     assert [e.kind for e in auto.events] == ["enter", "leave", "enter"], auto.events
     assert [e.kind for e in on.events] == ["enter"], on.events
     assert errors(on, lambda t: 5.0 + t, VIBE, on.events[0].at).max() <= 3 * FRAME
+
+
+def test_a_cue_jump_in_the_song_moves_the_lock_there():
+    """The DJ jumps from 17 s into Vibe Ace to a cue point at 40 s: the lock moves there (one "move" cut, no
+    leave, no cut away to content and back), and the picture follows the song's new position. It takes ~7 s:
+    the 5 s window names the old place until the new one outweighs it (~4 s), then MOVE_SECONDS more."""
+    key = ("cue", VIBE)
+    run = track(key)
+    assert [e.kind for e in run.events] == ["enter", "move"], run.events
+    moved = run.events[1]
+    assert CUE_AT + 3.0 <= moved.at <= CUE_AT + 7.5, moved
+    assert errors(run, lambda t: CUE_TO + t - CUE_AT, VIBE, moved.at).max() <= FRAME

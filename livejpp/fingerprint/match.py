@@ -178,8 +178,23 @@ def decide(
         votes=top,
         runner_up=runner_up,
         confident=top >= MIN_VOTES and top >= MARGIN * runner_up,
-        heard_until=None if anchor is None else float(anchor[inliers].max()) * FRAME_SECONDS,
+        heard_until=None if anchor is None else _heard_until(keys, anchor, video == winner),
     )
+
+
+HEARD_VOTES = MIN_VOTES // 2  # votes on one offset that say the video is playing there (a cue jump: elsewhere)
+
+
+def _heard_until(keys: np.ndarray, anchor: np.ndarray, mine: np.ndarray) -> float:
+    """Stream seconds of the newest query landmark that voted for the winning video on an offset with
+    HEARD_VOTES or more (+-1 frame): when the video was last heard, at the winning offset or at one a cue
+    jump moved it to (the window's older votes keep the old offset winning for seconds after the jump)."""
+    keys, anchor = keys[mine], anchor[mine]
+    distinct, counts = np.unique(keys, return_counts=True)
+    total = np.r_[0, np.cumsum(counts)]
+    near = total[np.searchsorted(distinct, distinct + 1, "right")] - total[np.searchsorted(distinct, distinct - 1)]
+    strong = near[np.searchsorted(distinct, keys)] >= HEARD_VOTES
+    return float(anchor[strong].max() if strong.any() else anchor.max()) * FRAME_SECONDS
 
 
 def _best(keys: np.ndarray) -> tuple[int, int]:
