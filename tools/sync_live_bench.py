@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import degrade  # noqa: E402
 from bench import table  # noqa: E402
+from sync_check import FrameCheck, check_frames, song_start  # noqa: E402
 from synth import write_audio  # noqa: E402
 
 from livejpp.engine import sync  # noqa: E402
@@ -40,8 +41,6 @@ from livejpp.media.decode import AUDIO_RATE, read_audio_file  # noqa: E402
 
 MEDIA = ROOT / "tests" / "media"
 FILM = MEDIA / "av" / "big_buck_bunny_0_30.webm"
-SOURCE_FRAME = 1 / 24
-SIZE = (320, 180)
 HOP = AUDIO_RATE // 2
 PLAYED = 16.0  # seconds of each live case
 
@@ -80,21 +79,10 @@ class Pulse:
         self._script("stop")
 
 
-def song_start(recording: Path, played: np.ndarray) -> float:
-    """Seconds into the recording's audio (the show's input) at which `played` begins: the peak of their
-    cross-correlation (FFT), over the first 4 s of what was played."""
-    heard = read_audio_file(recording)
-    probe = played[: 4 * AUDIO_RATE]
-    n = 1 << int(np.ceil(np.log2(len(heard) + len(probe))))
-    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(probe, n)), n)[: len(heard)]
-    return float(np.argmax(corr)) / AUDIO_RATE
-
-
 def live_case(lib: Path, pulse: Pulse, folder: Path, case) -> dict:
     """One song played into the sink and recorded by the show: lock time, sync errors, picture check."""
+    import av
     from waiting import Watched
-
-    from livejpp.render.player import ClipFrames
 
     label, start, speed, room = case
     song = read_audio_file(FILM)[int(start * AUDIO_RATE) :]
@@ -113,32 +101,16 @@ def live_case(lib: Path, pulse: Pulse, folder: Path, case) -> dict:
     stats = json.loads(stats_path.read_text())
     begin = song_start(record, played)
     first_lock = stats["sync"]["first_lock"]
-    out = {"label": label, "lock": None if first_lock is None else first_lock - begin, "errors": [], "stalled": 0}
-    film = {k: ClipFrames(FILM, SIZE) for k in (-2, -1, 0, 1, 2)}
-    times, positions = stats["record"]["frame_show_times"], stats["record"]["sync_positions"]
+    out = {"label": label, "lock": None if first_lock is None else first_lock - begin, "check": FrameCheck()}
+    out["left"] = [e for e in stats["sync"]["events"] if e[0] == "leave" and e[1] < begin + PLAYED - 0.5]
     cut = next((c for c in stats["cuts"] if c["reason"] == "sync"), None)
     if cut is None:
         return out
-    import av
-
     with av.open(str(record)) as container:
         frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
-    moving = closest = 0
-    for n, (t, position, picture) in enumerate(zip(times, positions, frames, strict=False)):
-        truth = start + (t - begin) * speed
-        if t < cut["time"] + cut["crossfade"] or t > begin + PLAYED - 0.5 or position is None:
-            continue
-        if n and t - times[n - 1] > 0.1:  # a stalled frame is stamped after it was drawn
-            out["stalled"] += 1
-            continue
-        out["errors"].append((position - truth) * 1000)
-        near = {k: film[k].frame_at(max(0.0, truth + k * SOURCE_FRAME)).astype(int) for k in film}
-        if np.abs(near[-2] - near[2]).mean() > 6:  # the film moves: a frame early or late would show
-            off = {k: np.abs(picture - frame).mean() for k, frame in near.items()}
-            moving += 1
-            closest += min(off, key=off.get) in (-1, 0, 1)
-    out["moving"], out["closest"] = moving, closest
-    out["left"] = [e for e in stats["sync"]["events"] if e[0] == "leave" and e[1] < begin + PLAYED - 0.5]
+    times, positions = stats["record"]["frame_show_times"], stats["record"]["sync_positions"]
+    since, until = max(first_lock + 1.0, cut["time"] + cut["crossfade"]), begin + PLAYED - 0.5
+    out["check"] = check_frames(FILM, 24, times, positions, frames, lambda t: start + (t - begin) * speed, since, until)
     return out
 
 
@@ -163,7 +135,7 @@ def live(args) -> None:
             pulse.close()
     rows, locks, errors = [], [], []
     for r in results:
-        e = np.abs(r["errors"])
+        c, e = r["check"], np.abs(r["check"].errors_ms)
         locks += [] if r["lock"] is None else [r["lock"]]
         errors += list(e)
         rows.append(
@@ -171,24 +143,28 @@ def live(args) -> None:
                 r["label"],
                 "never" if r["lock"] is None else f"{r['lock']:.1f} s",
                 f"{p(e, 50):.1f} / {p(e, 95):.1f} / {e.max() if len(e) else float('nan'):.1f}",
-                f"{len(e)} ({r['stalled']} stalled)",
-                f"{r.get('closest', 0)} of {r.get('moving', 0)}",
-                str(len(r.get("left", []))),
+                f"{len(e)} ({c.stalled} stalled, {len(c.unsynced)} out of sync)",
+                f"{c.closest} of {c.moving}",
+                f"{len(c.off)}",
+                str(len(r["left"])),
             ]
         )
     e = np.asarray(errors)
+    checks = [r["check"] for r in results]
     rows.append(
         [
             "all",
             f"p50 {p(locks, 50):.1f} / p95 {p(locks, 95):.1f} s",
             f"{p(e, 50):.1f} / {p(e, 95):.1f} / {e.max() if len(e) else float('nan'):.1f}",
             str(len(e)),
-            f"{sum(r.get('closest', 0) for r in results)} of {sum(r.get('moving', 0) for r in results)}",
-            str(sum(len(r.get("left", [])) for r in results)),
+            f"{sum(c.closest for c in checks)} of {sum(c.moving for c in checks)}",
+            str(sum(len(c.off) for c in checks)),
+            str(sum(len(r["left"]) for r in results)),
         ]
     )
     headers = ["case", "lock after the song starts", "sync error ms p50 / p95 / max", "frames checked"]
-    print(table([*headers, "moving frames within 1 film frame", "leaves mid-song"], rows))
+    headers += ["moving frames within 1 film frame", "not the film's picture", "leaves mid-song"]
+    print(table(headers, rows))
 
 
 def store_of(songs: dict[str, np.ndarray]) -> MemoryHashStore:
