@@ -248,10 +248,12 @@ def drift(args) -> None:
     speed = 1.04
     signal = degrade.room_noise(degrade.speed(long, speed), 10.0)
     errors: list[tuple[float, float]] = []
+    rates: list[float] = []
 
     def follow(now: float, lock) -> None:
         if lock is not None and lock.video == 0:
             errors.append((now, (lock.position_at(now) - now * speed) * 1000))
+            rates.append(lock.rate)
 
     events = track(store, signal, follow)
     t, e = np.array(errors).T if errors else (np.zeros(0), np.zeros(0))
@@ -263,7 +265,7 @@ def drift(args) -> None:
     print(table(["part", "lock position error ms p50 / p95 / max"], rows))
     locked = len(t) * HOP / AUDIO_RATE
     print(f"   events {kinds}; locked {locked:.0f} of {len(signal) / AUDIO_RATE:.0f} s; final rate ", end="")
-    print(f"{(events[-1].lock.rate if events and events[-1].lock else float('nan')):.4f} (true {speed})")
+    print(f"{rates[-1] if rates else float('nan'):.4f} (true {speed})")
 
 
 FALSE_CONDITIONS = {

@@ -26,7 +26,8 @@ ONSET_LAG = 0.03
 #: The contrast (see `BarTracker.contrast`) at which the evidence is full: the beats carry twice the mean
 #: activation. At 1 (no more on the beats than anywhere) the confidence is 0, whatever the filter's phase says.
 CONTRAST_FULL = 2.0
-#: ... measured over this many seconds: a few random peaks of noise can fit a grid over 4 s, hardly over 8.
+#: ... measured over at most this many seconds, and only since the grid last moved (a judging window that
+#: restarts with the grid: so 4 s are enough, where a fixed window needed 8 to keep noise from fitting one).
 CONTRAST_SECONDS = 4.0
 #: The onsets' contrast at full evidence (flux is denser than an activation: a mastered metal mix gives 1.3
 #: on its beats, noise 1.0 ± 0.1), within ± this many analyser frames of the beat.
@@ -36,6 +37,17 @@ PREDICT_SECONDS = 0.25
 #: Downbeat-ness from a learned `down` activation: its share of the beat activation within ± this
 #: many frames of the beat.
 DOWN_FRAMES = 2
+
+
+def _ratio(values: np.ndarray, on: np.ndarray, floor: float) -> float:
+    """Mean of the values on the beats over the mean of all (0 with none on a beat or nothing at all)."""
+    mean = float(values.mean())
+    return float(values[on].mean()) / mean if on.any() and mean > floor else 0.0
+
+
+def as_evidence(contrast: float, full: float = CONTRAST_FULL) -> float:
+    """A contrast as evidence, 0..1: none at 1 (no more on the beats than anywhere), full at `full`."""
+    return min(1.0, max(0.0, (contrast - 1.0) / (full - 1.0)))
 
 
 class BarTracker:
@@ -150,8 +162,7 @@ class BarTracker:
         if len(self._predicted) < self.fps:
             return 0.0
         acts, on = np.array(self._predicted).T
-        mean = float(acts.mean())
-        return float(acts[on > 0].mean()) / mean if on.any() and mean > 1e-6 else 0.0
+        return _ratio(acts, on > 0, 1e-6)
 
     def contrast_on(self, period: float, anchor: float) -> float:
         """The activation's contrast on another grid's beats (± DOWN_FRAMES) over the last seconds heard:
@@ -160,9 +171,7 @@ class BarTracker:
         if len(self._recent) < self.fps or period <= 0:
             return 0.0
         frames, acts, _ = np.array(self._recent).T
-        on = on_beats(frames / self.fps + self.lag, period, anchor, DOWN_FRAMES / self.fps)
-        mean = float(acts.mean())
-        return float(acts[on].mean()) / mean if on.any() and mean > 1e-6 else 0.0
+        return _ratio(acts, on_beats(frames / self.fps + self.lag, period, anchor, DOWN_FRAMES / self.fps), 1e-6)
 
     def onset_contrast(self, now: float) -> float:
         """The same for the onsets the analyser hears (spectral flux) on the grid's beats over the last
@@ -175,18 +184,14 @@ class BarTracker:
         if len(onsets) < FRAME_RATE:
             return 0.0
         t = (first + np.arange(len(onsets))) / FRAME_RATE + ONSET_LAG
-        on = on_beats(t, g.period, g.anchor, ONSET_FRAMES / FRAME_RATE)
-        mean = float(onsets.mean())
-        return float(onsets[on].mean()) / mean if on.any() and mean > 1e-9 else 0.0
+        return _ratio(onsets, on_beats(t, g.period, g.anchor, ONSET_FRAMES / FRAME_RATE), 1e-9)
 
     def evidence(self, now: float) -> float:
         """0..1: how well the music heard bears the grid out, by the weaker of the two contrasts; 0 once
         nothing has marked a beat for GAP_BEATS (a breakdown, silence: the grid is held, not cut on)."""
         if self.pointer.uninformed > 0:
             return 0.0
-        activation = (self.contrast() - 1.0) / (CONTRAST_FULL - 1.0)
-        onsets = (self.onset_contrast(now) - 1.0) / (ONSET_CONTRAST_FULL - 1.0)
-        return min(1.0, max(0.0, min(activation, onsets)))
+        return min(as_evidence(self.contrast()), as_evidence(self.onset_contrast(now), ONSET_CONTRAST_FULL))
 
     def estimate(self, now: float) -> Estimate | None:
         g = self.grid

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from livejpp.engine.bar_tracker import CONTRAST_FULL, BarTracker
+from livejpp.engine.bar_tracker import BarTracker, as_evidence
 from livejpp.engine.trackers import HOLD_BELOW, Estimate, TodayTracker, Tracker, _beatnet, rebar
 from livejpp.features.audio import AudioAnalyser
 
@@ -50,8 +50,7 @@ class EnsembleTracker:
         bar, pulse = self.bar.estimate(now), self.pulse.estimate(now)
         self.clarity = getattr(self.pulse, "clarity", 0.0)
         if pulse is not None:  # the pulse's grid judged by the learned activation too: the off-beat has none
-            contrast = self.bar.contrast_on(pulse.period, pulse.anchor)
-            evidence = min(1.0, max(0.0, (contrast - 1.0) / (CONTRAST_FULL - 1.0)))
+            evidence = as_evidence(self.bar.contrast_on(pulse.period, pulse.anchor))
             follow = pulse.confidence >= HOLD_BELOW  # its own lock: the clock keeps its count through a dip
             pulse = dataclasses.replace(pulse, confidence=pulse.confidence * evidence, follow=follow)
         self.following = self._choose(bar, pulse)
