@@ -4,6 +4,9 @@
 //   transition 0  crossfade:    (1 - w) * outgoing + w * incoming
 //   transition 1  dip to black: outgoing fades out over the first half, incoming in over the second
 //   transition 2  wipe:         incoming from the left edge, its border at x = w
+// Then the extra layers, each over what is below it with its opacity and blend mode (alpha, add,
+// screen, multiply), each result quantised to 8 bits as livejpp/render/compose.py::blend does;
+// livejpp/render/gl.py writes their uniforms and calls where the LAYERS markers are, one per layer.
 // Then an effect (live only): 0 none, 1 mirror, 2 invert, 3 pixelate; master brightness; blackout.
 in vec2 uv;
 out vec4 colour;
@@ -17,6 +20,24 @@ uniform float amount;      // effect intensity, 0..1
 uniform float brightness;  // master brightness, 1 = as recorded
 uniform float blackout;    // 1 = black
 uniform vec2 size;         // picture size in pixels
+// LAYERS: uniforms
+
+vec3 quantised(vec3 c) {
+    return floor(clamp(c, 0.0, 1.0) * 255.0 + 0.5) / 255.0;
+}
+
+// `top` over `base`: blend 0 alpha, 1 add, 2 screen, 3 multiply; opacity already quantised to 1/256
+vec3 blended(vec3 base, vec3 top, float opacity, int blend) {
+    vec3 r = top;
+    if (blend == 1) {
+        r = min(base + top, 1.0);
+    } else if (blend == 2) {
+        r = 1.0 - (1.0 - base) * (1.0 - top);
+    } else if (blend == 3) {
+        r = base * top;
+    }
+    return quantised(base + (r - base) * opacity);
+}
 
 vec3 layers(vec2 at, float w) {
     vec3 a = texture(outgoing, at).rgb;
@@ -39,7 +60,8 @@ void main() {
         vec2 cell = vec2(max(1.0, floor(1.0 + 31.0 * amount)));
         at = (floor(at * size / cell) * cell + 0.5 * cell) / size;
     }
-    vec3 c = layers(at, w);
+    vec3 c = quantised(layers(at, w));
+    // LAYERS: calls
     if (effect == 2) {
         c = mix(c, 1.0 - c, amount);
     }
