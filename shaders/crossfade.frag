@@ -11,8 +11,6 @@
 in vec2 uv;
 out vec4 colour;
 
-uniform sampler2D outgoing;
-uniform sampler2D incoming;
 uniform float weight;      // 0: outgoing only, 1: incoming only
 uniform int transition;
 uniform int effect;
@@ -20,7 +18,6 @@ uniform float amount;      // effect intensity, 0..1
 uniform float brightness;  // master brightness, 1 = as recorded
 uniform float blackout;    // 1 = black
 uniform vec2 size;         // picture size in pixels
-// LAYERS: uniforms
 
 vec3 quantised(vec3 c) {
     return floor(clamp(c, 0.0, 1.0) * 255.0 + 0.5) / 255.0;
@@ -39,9 +36,25 @@ vec3 blended(vec3 base, vec3 top, float opacity, int blend) {
     return quantised(base + (r - base) * opacity);
 }
 
+// One slot's picture at output coordinate `at`: an RGB texture at the output size (yuv 0), or the
+// decoder's Y, U, V planes at their native size (yuv 1), scaled and cover-cropped (crop: the output's
+// rectangle in the picture, x, y, w, h in 0..1) and converted to RGB (rows: the matrix with range and
+// bit depth folded in, plus offset). chroma: where the chroma planes end, as a fraction of the luma's.
+vec3 fetch(sampler2D main, sampler2D u, sampler2D v, int yuv, vec4 crop, vec2 chroma,
+           vec3 r, vec3 g, vec3 b, vec3 offset, vec2 at) {
+    vec2 p = crop.xy + at * crop.zw;
+    if (yuv == 0) {
+        return texture(main, p).rgb;
+    }
+    vec3 s = vec3(texture(main, p).r, texture(u, p * chroma).r, texture(v, p * chroma).r);
+    return clamp(vec3(dot(r, s), dot(g, s), dot(b, s)) + offset, 0.0, 1.0);
+}
+
+// LAYERS: uniforms
+
 vec3 layers(vec2 at, float w) {
-    vec3 a = texture(outgoing, at).rgb;
-    vec3 b = texture(incoming, at).rgb;
+    vec3 a = picture0(at);
+    vec3 b = picture1(at);
     if (transition == 1) {
         return w < 0.5 ? a * (1.0 - 2.0 * w) : b * (2.0 * w - 1.0);
     }
