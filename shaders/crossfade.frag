@@ -53,6 +53,14 @@ vec3 fetch(sampler2D main, sampler2D u, sampler2D v, int yuv, vec4 crop, vec2 ch
 // LAYERS: uniforms
 
 vec3 layers(vec2 at, float w) {
+    // one picture only, outside a transition (every transition starts at the outgoing picture and ends
+    // at the incoming one): software GL pays for every texture read
+    if (w <= 0.0) {
+        return picture0(at);
+    }
+    if (w >= 1.0) {
+        return picture1(at);
+    }
     vec3 a = picture0(at);
     vec3 b = picture1(at);
     if (transition == 1) {
