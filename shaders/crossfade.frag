@@ -4,12 +4,13 @@
 //   transition 0  crossfade:    (1 - w) * outgoing + w * incoming
 //   transition 1  dip to black: outgoing fades out over the first half, incoming in over the second
 //   transition 2  wipe:         incoming from the left edge, its border at x = w
+// Then the extra layers, each over what is below it with its opacity and blend mode (alpha, add,
+// screen, multiply), each result quantised to 8 bits as livejpp/render/compose.py::blend does;
+// livejpp/render/gl.py writes their uniforms and calls where the LAYERS markers are, one per layer.
 // Then an effect (live only): 0 none, 1 mirror, 2 invert, 3 pixelate; master brightness; blackout.
 in vec2 uv;
 out vec4 colour;
 
-uniform sampler2D outgoing;
-uniform sampler2D incoming;
 uniform float weight;      // 0: outgoing only, 1: incoming only
 uniform int transition;
 uniform int effect;
@@ -18,9 +19,50 @@ uniform float brightness;  // master brightness, 1 = as recorded
 uniform float blackout;    // 1 = black
 uniform vec2 size;         // picture size in pixels
 
+vec3 quantised(vec3 c) {
+    return floor(clamp(c, 0.0, 1.0) * 255.0 + 0.5) / 255.0;
+}
+
+// `top` over `base`: blend 0 alpha, 1 add, 2 screen, 3 multiply; opacity already quantised to 1/256
+vec3 blended(vec3 base, vec3 top, float opacity, int blend) {
+    vec3 r = top;
+    if (blend == 1) {
+        r = min(base + top, 1.0);
+    } else if (blend == 2) {
+        r = 1.0 - (1.0 - base) * (1.0 - top);
+    } else if (blend == 3) {
+        r = base * top;
+    }
+    return quantised(base + (r - base) * opacity);
+}
+
+// One slot's picture at output coordinate `at`: an RGB texture at the output size (yuv 0), or the
+// decoder's Y, U, V planes at their native size (yuv 1), scaled and cover-cropped (crop: the output's
+// rectangle in the picture, x, y, w, h in 0..1) and converted to RGB (rows: the matrix with range and
+// bit depth folded in, plus offset). chroma: where the chroma planes end, as a fraction of the luma's.
+vec3 fetch(sampler2D main, sampler2D u, sampler2D v, int yuv, vec4 crop, vec2 chroma,
+           vec3 r, vec3 g, vec3 b, vec3 offset, vec2 at) {
+    vec2 p = crop.xy + at * crop.zw;
+    if (yuv == 0) {
+        return texture(main, p).rgb;
+    }
+    vec3 s = vec3(texture(main, p).r, texture(u, p * chroma).r, texture(v, p * chroma).r);
+    return clamp(vec3(dot(r, s), dot(g, s), dot(b, s)) + offset, 0.0, 1.0);
+}
+
+// LAYERS: uniforms
+
 vec3 layers(vec2 at, float w) {
-    vec3 a = texture(outgoing, at).rgb;
-    vec3 b = texture(incoming, at).rgb;
+    // one picture only, outside a transition (every transition starts at the outgoing picture and ends
+    // at the incoming one): software GL pays for every texture read
+    if (w <= 0.0) {
+        return picture0(at);
+    }
+    if (w >= 1.0) {
+        return picture1(at);
+    }
+    vec3 a = picture0(at);
+    vec3 b = picture1(at);
     if (transition == 1) {
         return w < 0.5 ? a * (1.0 - 2.0 * w) : b * (2.0 * w - 1.0);
     }
@@ -39,7 +81,8 @@ void main() {
         vec2 cell = vec2(max(1.0, floor(1.0 + 31.0 * amount)));
         at = (floor(at * size / cell) * cell + 0.5 * cell) / size;
     }
-    vec3 c = layers(at, w);
+    vec3 c = quantised(layers(at, w));
+    // LAYERS: calls
     if (effect == 2) {
         c = mix(c, 1.0 - c, amount);
     }

@@ -16,6 +16,7 @@ model: every preset under the three protocols (eval --table) on the project's re
     python tools/bench.py render [--hd]     render speed at 720p30 (and 1080p), cut timing, repeats
     python tools/bench.py live [--seconds 300] [--xvfb] [--record] [--baseline REV]   a live show: frames,
         drops, latencies, memory (--baseline: the same show with the code of git REV beside it)
+        [--layers N --source-height H --codec h264]: playback cost per layer, RGB on the CPU vs planes to the GPU
     python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
     python tools/bench.py beats [--set DIR] [--trackers today bar beatnet]   cuts against true beats, per
         song and overall, each beat tracker side by side (default: the bundled truth songs and synthetic cases;
@@ -317,6 +318,11 @@ def bench_live(args: argparse.Namespace) -> None:
     from livejpp.index import embed_library
     from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
+    if args.layers:  # playback cost per layer: today's path and the GPU-ready one (tools/playback_bench.py)
+        sys.path.insert(0, str(ROOT / "tools"))
+        import playback_bench
+
+        return playback_bench.run(args, table)
     with tempfile.TemporaryDirectory() as tmp:
         lib = Path(tmp) / "lib"
         build_library(DEFAULT_MEDIA, lib, progress=False)
@@ -652,6 +658,9 @@ def main() -> None:
     lv.add_argument("--xvfb", action="store_true", help="a real window on Xvfb (xvfb-run) instead of headless EGL")
     lv.add_argument("--record", action="store_true", help="record the show too (--record), as the demo does")
     lv.add_argument("--baseline", metavar="REV", help="also run the show with the code of git REV, side by side")
+    lv.add_argument("--layers", type=int, help="playback only: N layers, today's path and GPU-ready planes")
+    lv.add_argument("--source-height", type=int, default=1080, help="with --layers: 720, 1080 or 2160 lines")
+    lv.add_argument("--codec", choices=["h264"], default="h264", help="with --layers: the sources' codec")
     lv.set_defaults(func=bench_live)
     ctl = sub.add_parser("control", help="OSC and MIDI latency to state and to frame; paced rates without loss")
     ctl.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")

@@ -1,15 +1,26 @@
 """The compositor in OpenGL (3.3 core): the crossfade shader of shaders/, drawn into a window or,
 headless (EGL, no display), into an offscreen one. `render` computes the same mix in numpy;
 tests read the pixels back and compare.
+
+Texture slots: 0 and 1 hold the matcher layer's outgoing and incoming pictures (crossfaded), slot 1 + k
+the extra layer k (k = 1 .. layers - 1), composited over the matcher's picture in order.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
+from livejpp.errors import LivejppError
 from livejpp.paths import SHADERS
+from livejpp.render.compose import BLENDS, LayerDraw
+from livejpp.render.player import Planes, cover_rect
+
+log = logging.getLogger("livejpp")
 
 
 def gl_config():
@@ -28,36 +39,100 @@ def gl_config():
     )
 
 
-class GLCompositor:
-    """Two picture layers and the crossfade between them, in the current GL context."""
+SLOT_UNIFORMS = ("yuv", "crop", "chroma", "row_r", "row_g", "row_b", "offset")
 
-    def __init__(self, width: int, height: int):
+
+def layer_shader(layers: int) -> str:
+    """shaders/crossfade.frag with each slot's uniforms and picture function, and one blend call per extra
+    layer: GLSL 3.30 cannot index a sampler array with a loop variable, so the loop is written out."""
+    uniforms, calls = [], []
+    for slot in range(layers + 1):
+        main = ("outgoing", "incoming")[slot] if slot < 2 else f"layer{slot - 1}"
+        uniforms.append(
+            f"uniform sampler2D {main};\nuniform sampler2D u{slot};\nuniform sampler2D v{slot};\n"
+            f"uniform int yuv{slot};\nuniform vec4 crop{slot};\nuniform vec2 chroma{slot};\n"
+            f"uniform vec3 row_r{slot};\nuniform vec3 row_g{slot};\nuniform vec3 row_b{slot};\n"
+            f"uniform vec3 offset{slot};\n"
+            f"vec3 picture{slot}(vec2 at) {{\n    return fetch({main}, u{slot}, v{slot}, yuv{slot}, crop{slot}, "
+            f"chroma{slot}, row_r{slot}, row_g{slot}, row_b{slot}, offset{slot}, at);\n}}"
+        )
+    for k in range(1, layers):
+        uniforms.append(f"uniform float opacity{k};\nuniform int blend{k};")
+        calls.append(f"    if (opacity{k} > 0.0) c = blended(c, picture{k + 1}(at), opacity{k}, blend{k});")
+    text = (SHADERS / "crossfade.frag").read_text()
+    return text.replace("// LAYERS: uniforms", "\n".join(uniforms)).replace("    // LAYERS: calls", "\n".join(calls))
+
+
+def _texture(gl, filtering) -> ctypes.c_uint:
+    tex = gl.GLuint()
+    gl.glGenTextures(1, ctypes.byref(tex))
+    gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+    for pname in (gl.GL_TEXTURE_MIN_FILTER, gl.GL_TEXTURE_MAG_FILTER):
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, filtering)
+    for pname in (gl.GL_TEXTURE_WRAP_S, gl.GL_TEXTURE_WRAP_T):
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, gl.GL_CLAMP_TO_EDGE)
+    return tex
+
+
+def fit_planes(planes: Planes, limit: int) -> Planes:
+    """Planes no larger than `limit` on either side: every n-th sample kept (the GL cannot hold a larger
+    texture; decimating keeps the show going at a little less sharpness)."""
+    n = -(-max(planes.width, planes.height) // limit)
+    y, u, v = (np.ascontiguousarray(plane[::n, ::n]) for plane in (planes.y, planes.u, planes.v))
+    return replace(planes, y=y, u=u, v=v)
+
+
+class GLCompositor:
+    """The matcher layer (two pictures and the crossfade between them) and `layers - 1` extra layers over
+    it, in the current GL context. Each slot takes an RGB picture at the output size or a decoder's
+    planes (`Planes`), which the shader converts, scales and crops."""
+
+    def __init__(self, width: int, height: int, layers: int = 2, max_texture_size: int | None = None):
         from pyglet import gl
         from pyglet.graphics.shader import Shader, ShaderProgram
 
-        self.width, self.height = width, height
+        units, largest = gl.GLint(), gl.GLint()
+        gl.glGetIntegerv(gl.GL_MAX_TEXTURE_IMAGE_UNITS, ctypes.byref(units))
+        gl.glGetIntegerv(gl.GL_MAX_TEXTURE_SIZE, ctypes.byref(largest))
+        if layers < 1 or 3 * (layers + 1) > units.value:
+            raise LivejppError(
+                f"cannot draw {layers} layers: this GL has {units.value} texture units, "
+                "a show of N layers needs 3 (N + 1)"
+            )
+        # the GL's own limit, or a lower one (tests; a show that keeps textures small)
+        self.max_texture_size = min(largest.value, max_texture_size or largest.value)
+        self.width, self.height, self.layers = width, height, layers
         self.program = ShaderProgram(
             Shader((SHADERS / "fullscreen.vert").read_text(), "vertex"),
-            Shader((SHADERS / "crossfade.frag").read_text(), "fragment"),
+            Shader(layer_shader(layers), "fragment"),
         )
         self.quad = self.program.vertex_list(
             4, gl.GL_TRIANGLE_STRIP, position=("f", (-1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
         )
-        self.textures = []
-        for unit in range(2):
-            tex = gl.GLuint()
-            gl.glGenTextures(1, ctypes.byref(tex))
-            gl.glActiveTexture(gl.GL_TEXTURE0 + unit)
+        slots = layers + 1
+        self.textures = [_texture(gl, gl.GL_NEAREST) for _ in range(slots)]  # RGB at the output size
+        for tex in self.textures:
             gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
-            for pname in (gl.GL_TEXTURE_MIN_FILTER, gl.GL_TEXTURE_MAG_FILTER):
-                gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, gl.GL_NEAREST)
-            for pname in (gl.GL_TEXTURE_WRAP_S, gl.GL_TEXTURE_WRAP_T):
-                gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, gl.GL_CLAMP_TO_EDGE)
             gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_RGB8, width, height, 0, gl.GL_RGB, gl.GL_UNSIGNED_BYTE, None)
-            self.textures.append(tex)
+        # Y, U, V of each slot, (re)allocated to the planes' sizes; Y and V share the RGB texture's unit
+        self.plane_textures = [[_texture(gl, gl.GL_LINEAR) for _ in range(3)] for _ in range(slots)]
+        self.plane_shapes: list[tuple | None] = [None] * slots
+        self.kind = [0] * slots  # 0 RGB, 1 planes: what each slot holds now
+        self.uploaded: set[int] = set()  # slots holding a picture: an empty extra layer draws nothing
+        self._warned_size = False
         self.program.use()
         self.program["outgoing"] = 0
         self.program["incoming"] = 1
+        for slot in range(slots):
+            if slot >= 2:
+                self.program[f"layer{slot - 1}"] = slot
+            self.program[f"u{slot}"] = slots + 2 * slot
+            self.program[f"v{slot}"] = slots + 2 * slot + 1
+            self.program[f"yuv{slot}"] = 0
+            self.program[f"crop{slot}"] = (0.0, 0.0, 1.0, 1.0)
+        for k in range(1, layers):
+            self.program[f"opacity{k}"] = 0.0
+            self.program[f"blend{k}"] = 0
         self.program["brightness"] = 1.0
         self.program["blackout"] = 0.0
         self.program["size"] = (float(width), float(height))
@@ -65,16 +140,27 @@ class GLCompositor:
         self.effect = 0
         self.amount = 0.5
 
-    def upload(self, layer: int, rgb: np.ndarray) -> None:
-        """A picture (uint8 [height, width, 3], top row first) into layer 0 (outgoing) or 1 (incoming)."""
+    def upload(self, slot: int, picture: np.ndarray | Planes) -> None:
+        """A picture into a slot (0 outgoing, 1 incoming, 1 + k extra layer k): uint8 RGB
+        [height, width, 3] at the output size, top row first, or a decoder's planes at any size."""
+        if not 0 <= slot < len(self.textures):
+            raise ValueError(f"no texture slot {slot}: this compositor has {len(self.textures)}")
+        if isinstance(picture, Planes):
+            self._upload_planes(slot, picture)
+        else:
+            self._upload_rgb(slot, picture)
+        self.uploaded.add(slot)
+
+    def _upload_rgb(self, slot: int, rgb: np.ndarray) -> None:
         from pyglet import gl
 
         if rgb.shape != (self.height, self.width, 3):
             raise ValueError(f"picture is {rgb.shape}, the compositor draws {self.height}x{self.width}")
         data = np.ascontiguousarray(rgb, np.uint8)
-        gl.glActiveTexture(gl.GL_TEXTURE0 + layer)
-        gl.glBindTexture(gl.GL_TEXTURE_2D, self.textures[layer])
+        gl.glActiveTexture(gl.GL_TEXTURE0 + slot)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.textures[slot])
         gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)
+        gl.glPixelStorei(gl.GL_UNPACK_ROW_LENGTH, 0)
         gl.glTexSubImage2D(
             gl.GL_TEXTURE_2D,
             0,
@@ -86,13 +172,70 @@ class GLCompositor:
             gl.GL_UNSIGNED_BYTE,
             data.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)),
         )
+        if self.kind[slot] != 0:
+            self.program.use()
+            self.program[f"yuv{slot}"] = 0
+            self.program[f"crop{slot}"] = (0.0, 0.0, 1.0, 1.0)
+            self.kind[slot] = 0
 
-    def draw(
-        self, weight: float, brightness: float = 1.0, blackout: bool = False, viewport: tuple[int, int] | None = None
-    ) -> None:
-        """The crossfade over the whole viewport (the window's framebuffer, or the pictures' size)."""
+    def _upload_planes(self, slot: int, planes: Planes) -> None:
         from pyglet import gl
 
+        if max(planes.width, planes.height) > self.max_texture_size:
+            if not self._warned_size:
+                log.warning(
+                    "livejpp: a %dx%d picture is larger than this GL draws (%d): shown at a lower resolution",
+                    planes.width,
+                    planes.height,
+                    self.max_texture_size,
+                )
+                self._warned_size = True
+            planes = fit_planes(planes, self.max_texture_size)
+        wide = planes.bits > 8
+        shape = (planes.y.shape, planes.u.shape, wide)
+        fresh = shape != self.plane_shapes[slot]
+        units = (slot, len(self.textures) + 2 * slot, len(self.textures) + 2 * slot + 1)
+        for unit, tex, plane in zip(units, self.plane_textures[slot], (planes.y, planes.u, planes.v), strict=True):
+            gl.glActiveTexture(gl.GL_TEXTURE0 + unit)
+            gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+            gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)
+            gl.glPixelStorei(gl.GL_UNPACK_ROW_LENGTH, plane.strides[0] // plane.itemsize)
+            kind = gl.GL_UNSIGNED_SHORT if wide else gl.GL_UNSIGNED_BYTE
+            h, w = plane.shape
+            data = ctypes.c_void_p(plane.ctypes.data)
+            if fresh:
+                fmt = gl.GL_R16 if wide else gl.GL_R8
+                gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, fmt, w, h, 0, gl.GL_RED, kind, data)
+            else:
+                gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, w, h, gl.GL_RED, kind, data)
+        gl.glPixelStorei(gl.GL_UNPACK_ROW_LENGTH, 0)
+        self.plane_shapes[slot] = shape
+        self.kind[slot] = 1
+        matrix, offset = planes.yuv_to_rgb()
+        (ch, cw), (h, w) = planes.u.shape, planes.y.shape
+        self.program.use()
+        self.program[f"yuv{slot}"] = 1
+        self.program[f"crop{slot}"] = cover_rect(planes.width, planes.height, self.width, self.height)
+        sx, sy = -(-w // cw), -(-h // ch)  # the subsampling (2 or 1 each way)
+        self.program[f"chroma{slot}"] = (w / (cw * sx), h / (ch * sy))
+        for name, row in zip(("row_r", "row_g", "row_b"), matrix, strict=True):
+            self.program[f"{name}{slot}"] = tuple(float(x) for x in row)
+        self.program[f"offset{slot}"] = tuple(float(x) for x in offset)
+
+    def draw(
+        self,
+        weight: float,
+        brightness: float = 1.0,
+        blackout: bool = False,
+        viewport: tuple[int, int] | None = None,
+        extra: Sequence[LayerDraw] = (),
+    ) -> None:
+        """The crossfade, then extra[k - 1] drawing slot 1 + k over it, over the whole viewport (the window's
+        framebuffer, or the pictures' size). A slot never uploaded, or opacity 0, draws nothing."""
+        from pyglet import gl
+
+        if len(extra) > self.layers - 1:
+            raise ValueError(f"{len(extra)} extra layers given, this compositor draws {self.layers - 1}")
         gl.glViewport(0, 0, *(viewport or (self.width, self.height)))
         self.program.use()
         self.program["weight"] = float(weight)
@@ -101,9 +244,23 @@ class GLCompositor:
         self.program["amount"] = float(self.amount)
         self.program["brightness"] = float(brightness)
         self.program["blackout"] = 1.0 if blackout else 0.0
-        for unit, tex in enumerate(self.textures):
-            gl.glActiveTexture(gl.GL_TEXTURE0 + unit)
-            gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+        for k in range(1, self.layers):
+            layer = extra[k - 1] if k <= len(extra) else None
+            shown = layer is not None and 1 + k in self.uploaded
+            opacity = round(min(1.0, max(0.0, layer.opacity)) * 256) / 256 if shown else 0.0
+            self.program[f"opacity{k}"] = float(opacity)
+            if shown:
+                if layer.blend not in BLENDS:
+                    raise ValueError(f"unknown blend {layer.blend!r} (choose from {', '.join(BLENDS)})")
+                self.program[f"blend{k}"] = BLENDS.index(layer.blend)
+        slots = len(self.textures)
+        for slot in range(slots):
+            planar = self.kind[slot] == 1
+            textures = self.plane_textures[slot] if planar else (self.textures[slot],)
+            units = (slot, slots + 2 * slot, slots + 2 * slot + 1)[: len(textures)]
+            for unit, tex in zip(units, textures, strict=True):
+                gl.glActiveTexture(gl.GL_TEXTURE0 + unit)
+                gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
         self.quad.draw(gl.GL_TRIANGLE_STRIP)
 
     def read_pixels(self) -> np.ndarray:
@@ -126,7 +283,7 @@ class GLCompositor:
         )
 
 
-def offscreen(width: int, height: int, headless: bool = True):
+def offscreen(width: int, height: int, headless: bool = True, layers: int = 2, max_texture_size: int | None = None):
     """A hidden window and its compositor: for tests and machines used only to render."""
     import pyglet
 
@@ -134,4 +291,4 @@ def offscreen(width: int, height: int, headless: bool = True):
         pyglet.options["headless"] = True
     window = pyglet.window.Window(width, height, visible=False, config=gl_config())
     window.switch_to()
-    return window, GLCompositor(width, height)
+    return window, GLCompositor(width, height, layers, max_texture_size)

@@ -6,7 +6,9 @@ added without touching the engine or the compositor.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -15,6 +17,92 @@ from av.video.reformatter import VideoReformatter
 
 from livejpp.media.decode import DecodedFrames, MediaError
 
+log = logging.getLogger("livejpp")
+
+# planar YUV formats the compositor takes as they are: name -> (chroma subsampling x, y, bits)
+PLANAR = {
+    "yuv420p": (2, 2, 8),
+    "yuvj420p": (2, 2, 8),
+    "yuv422p": (2, 1, 8),
+    "yuvj422p": (2, 1, 8),
+    "yuv444p": (1, 1, 8),
+    "yuvj444p": (1, 1, 8),
+    "yuv420p10le": (2, 2, 10),
+    "yuv422p10le": (2, 1, 10),
+    "yuv444p10le": (1, 1, 10),
+    "yuv420p12le": (2, 2, 12),
+    "yuv422p12le": (2, 1, 12),
+    "yuv444p12le": (1, 1, 12),
+}
+BT709, BT601 = (0.2126, 0.0722), (0.299, 0.114)  # (Kr, Kb)
+
+
+@dataclass(frozen=True)
+class Planes:
+    """A decoded picture as the GPU takes it: Y, U, V at their native sizes (uint8, or uint16 holding
+    `bits`-bit samples), and how to turn them into RGB. The shader converts, scales and crops."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    bits: int
+    matrix: tuple[float, float]  # (Kr, Kb): BT709 or BT601
+    full_range: bool
+
+    @property
+    def width(self) -> int:
+        return self.y.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.y.shape[0]
+
+    def yuv_to_rgb(self) -> tuple[np.ndarray, np.ndarray]:
+        """(M, offset) with rgb = M @ sample + offset, the sample normalised as GL reads the texture
+        (code / 255 for 8 bits, code / 65535 for 16-bit words), range and matrix folded in."""
+        kr, kb = self.matrix
+        kg = 1 - kr - kb
+        unit = 2 ** (self.bits - 8)
+        top = 255.0 if self.bits == 8 else 65535.0
+        if self.full_range:
+            scale = np.array([top / (2**self.bits - 1)] * 3)
+            offset = np.array([0.0, -(2 ** (self.bits - 1)), -(2 ** (self.bits - 1))]) / (2**self.bits - 1)
+        else:
+            scale = np.array([top / (219 * unit), top / (224 * unit), top / (224 * unit)])
+            offset = np.array([-16 / 219, -128 / 224, -128 / 224])
+        m = np.array(
+            [
+                [1.0, 0.0, 2 * (1 - kr)],
+                [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
+                [1.0, 2 * (1 - kb), 0.0],
+            ]
+        )
+        return m * scale[None, :], m @ offset
+
+
+def planes_of(frame: av.VideoFrame, path: str = "", warned: set | None = None) -> Planes:
+    """The frame's planes as views of its own buffers (no copy, no conversion); a format the compositor
+    cannot take as planes (RGB, NV12, alpha, palette) is converted once to yuv444p, with one log line."""
+    name = frame.format.name
+    if name not in PLANAR:
+        if warned is not None and name not in warned:
+            warned.add(name)
+            log.warning("livejpp: %s: %s pictures are converted on the CPU (not planar YUV)", path, name)
+        frame = frame.reformat(format="yuv444p")
+        name = "yuv444p"
+    sx, sy, bits = PLANAR[name]
+    dtype = np.uint8 if bits == 8 else np.dtype("<u2")
+    w, h = frame.width, frame.height
+    sizes = ((w, h), (-(-w // sx), -(-h // sy)), (-(-w // sx), -(-h // sy)))
+    arrays = []
+    for plane, (pw, ph) in zip(frame.planes[:3], sizes, strict=True):
+        stride = plane.line_size // dtype.itemsize if bits > 8 else plane.line_size
+        arrays.append(np.frombuffer(plane, dtype).reshape(-1, stride)[:ph, :pw])
+    spc = int(frame.colorspace)
+    matrix = BT709 if spc == 1 else BT601 if spc in (5, 6) else (BT709 if h >= 720 else BT601)
+    full = name.startswith("yuvj") or int(frame.color_range) == 2
+    return Planes(*arrays, bits=bits, matrix=matrix, full_range=full)
+
 
 def cover(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int, int, int]:
     """Scale (w, h) to cover the output, then the crop offsets: (scaled w, scaled h, x0, y0)."""
@@ -22,6 +110,14 @@ def cover(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int, in
     sw, sh = max(out_w, int(np.ceil(width * scale))), max(out_h, int(np.ceil(height * scale)))
     sw, sh = sw + sw % 2, sh + sh % 2
     return sw, sh, (sw - out_w) // 2, (sh - out_h) // 2
+
+
+def cover_rect(width: int, height: int, out_w: int, out_h: int) -> tuple[float, float, float, float]:
+    """`cover` for the shader: the output's rectangle in the picture (x, y, w, h as fractions), the
+    picture scaled to cover the output and centred; exact, without the CPU scaler's even sizes."""
+    scale = max(out_w / width, out_h / height)
+    w, h = out_w / (width * scale), out_h / (height * scale)
+    return (1 - w) / 2, (1 - h) / 2, w, h
 
 
 class ClipFrames:
@@ -49,6 +145,7 @@ class ClipFrames:
         self._current: tuple[float, av.VideoFrame] | None = None
         self._next: tuple[float, av.VideoFrame] | None = None
         self._out: tuple[float, np.ndarray] | None = None
+        self._warned: set[str] = set()
 
     def close(self) -> None:
         self._container.close()
@@ -69,7 +166,25 @@ class ClipFrames:
         return True
 
     def frame_at(self, t: float) -> np.ndarray:
-        """The picture shown at `t` seconds into the clip: the latest frame at or before it."""
+        """The picture shown at `t` seconds into the clip, RGB at the output size (scaled on the CPU)."""
+        chosen = self._chosen(t)
+        if self._out is not None and self._out[0] == chosen[0]:
+            return self._out[1]
+        frame = chosen[1]
+        out_w, out_h = self.size
+        sw, sh, x0, y0 = cover(frame.width, frame.height, out_w, out_h)
+        rgb = self._scaler.reformat(frame, width=sw, height=sh, format="rgb24").to_ndarray()
+        picture = np.ascontiguousarray(rgb[y0 : y0 + out_h, x0 : x0 + out_w])
+        self._out = (chosen[0], picture)
+        return picture
+
+    def planes_at(self, t: float) -> Planes:
+        """The picture shown at `t` seconds into the clip, as the decoder made it: the GPU converts,
+        scales and crops it (GLCompositor.upload), the CPU only decodes."""
+        return planes_of(self._chosen(t)[1], self.path, self._warned)
+
+    def _chosen(self, t: float) -> tuple[float, av.VideoFrame]:
+        """The latest frame at or before `t` seconds into the clip."""
         t = max(0.0, t)
         if (
             self._frames is None
@@ -84,15 +199,7 @@ class ClipFrames:
         chosen = chosen or self._next
         if chosen is None:
             raise MediaError(self.path, f"no picture at {t:.2f} s")
-        if self._out is not None and self._out[0] == chosen[0]:
-            return self._out[1]
-        frame = chosen[1]
-        out_w, out_h = self.size
-        sw, sh, x0, y0 = cover(frame.width, frame.height, out_w, out_h)
-        rgb = self._scaler.reformat(frame, width=sw, height=sh, format="rgb24").to_ndarray()
-        picture = np.ascontiguousarray(rgb[y0 : y0 + out_h, x0 : x0 + out_w])
-        self._out = (chosen[0], picture)
-        return picture
+        return chosen
 
 
 class FramePool:
