@@ -526,9 +526,11 @@ def _play_live(args: argparse.Namespace, link) -> int:
 
 
 def _add_sync_option(p: argparse.ArgumentParser) -> None:
+    from livejpp.engine.sync import SYNC_MODES
+
     p.add_argument(
         "--sync",
-        choices=("auto", "on", "off"),
+        choices=SYNC_MODES,
         default="auto",
         help="where the music is the soundtrack of one of the library's videos, play that video in sync with it "
         "(auto, on: also through 4 s of doubt) or not (off); the library's fingerprints (library build/add) "

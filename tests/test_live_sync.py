@@ -89,6 +89,8 @@ def script(win):
     def watch(dt):  # readiness: the lock, then the switch's end; no fixed waits
         if "hud" not in log and show.sync_state.lock is not None:
             log["hud"] = window._hud_text(show)
+            log["next_refused"] = bus.run("next") is None and "sync off" in bus.last_error  # it would cover the film
+            log["still_locked"] = show.sync_state.lock is not None
             log["osc"] = {k: v for k, v in OscFeedback(bus, None).state().items() if k.startswith("sync")}
             bus.run("library", other)
             log["switched_at"] = show.show_time()
@@ -115,6 +117,7 @@ def test_sync_shows_on_the_hud_and_osc_and_a_library_switch_leaves_it(real_libra
     assert re.search(r"SYNC big_buck_bunny_0_30\.webm  \d+\.\d s  \+\d\.\d %", log["hud"]), log["hud"]
     assert log["osc"]["sync"] == "auto" and log["osc"]["sync_video"] == "big_buck_bunny_0_30.webm", log["osc"]
     assert 0 < log["osc"]["sync_position"] < 30 and round(log["osc"]["sync_position"], 1) == log["osc"]["sync_position"]
+    assert log["next_refused"] and log["still_locked"], log
     assert log["after"], log
     kinds = [e[0] for e in log["sync"]["events"]]
     assert kinds[:2] == ["enter", "leave"], log["sync"]

@@ -6,7 +6,7 @@
   played; then per case: time to lock from the song's start, and per recorded frame the video position
   the show drew against the song's true position (ms), and whether the picture is the film's own frame.
 - leave: the time from a mix into music that is not in the library to the show leaving sync, the tracker
-  as it was (hops only) and today's (also when the song was last heard), side by side.
+  with the heard rule off (as before it, weak hops on the line aside) and today's, side by side.
 - drift: a 5-minute soundtrack (the bundled songs back to back) played at +4 % through a 10 dB room: the
   lock's position error over the whole song.
 - falselocks: locks per hour of music that is not in the library (bundled, and `--music DIR` for more),
@@ -209,13 +209,13 @@ def library_songs() -> dict[str, np.ndarray]:
 
 def leave(args) -> None:
     print("\n== leaving sync: Big Buck Bunny (10 dB room) for 12 s, then a hard mix into a song not in the library;")
-    print("   seconds from the mix to the leave event, the tracker as it was (hops only) and today's")
+    print("   seconds from the mix to the leave event, the heard rule off (as before) and on (today)")
     library = library_songs()
     store = store_of(library)
     film = library[FILM.name]
     rows = []
     before = {"auto": 1e9}  # the heard rule off: it leaves only after DOUBT_SECONDS without a confident hop
-    results: dict[str, list[float]] = {"hops only (before)": [], "+ last heard (today)": []}
+    results: dict[str, list[float]] = {"heard rule off (as before)": [], "+ last heard (today)": []}
     for name, song in unknown_music(args).items():
         signal = np.concatenate([film[: 12 * AUDIO_RATE], song[5 * AUDIO_RATE : 25 * AUDIO_RATE]])
         signal = degrade.room_noise(signal, 10.0)

@@ -310,7 +310,8 @@ class LiveShow:
         """auto / on / off: turning it off while locked leaves at the next hop, on a beat."""
         with self.engine_lock:
             self.sync.set_mode(mode)
-            self.engine.set_matching(mode != "off")
+            if mode != "off":  # turned off, the matcher goes at the next hop, when the tracker has seen it
+                self.engine.set_matching(True)
             self._publish_sync(self.engine)
 
     def _publish_sync(self, engine: Engine) -> None:
@@ -321,19 +322,23 @@ class LiveShow:
         """One decided hop of the tracker (engine_lock held): a lock's refit is followed by the clips that play
         it (continuously: the line moves, never the picture); enter, move and leave cut on the next beat."""
         now = engine.match_time
+        before = self.sync.lock
         event = self.sync.update(engine.heard, now, now)  # weak matches count too, as in render
         lock = self.sync.lock
+        if self.sync.mode == "off":  # off as the tracker saw it (on -> off -> auto within a hop keeps the window)
+            engine.set_matching(False)
         if event is None and lock is not None:
-            with self.lock:
+            with self.lock:  # the layers on this lock's line follow its refit; a layer a move left keeps its line
                 for layer in self.layers + self.pending:
-                    if layer.sync is not None and layer.sync.video == lock.video:
+                    if layer.sync is not None and layer.sync is before:
                         layer.sync = lock
         if event is not None:
             self._sync_cut(engine, event)
         self._publish_sync(engine)
 
     def _sync_cut(self, engine: Engine, event: SyncEvent) -> None:
-        """The cut an event asks for, on the next beat the engine has not decided yet (engine_lock held)."""
+        """The cut an event asks for, on the next beat after its lead (engine_lock held); it replaces what was
+        planned from that beat on, a content cut the engine decided there included."""
         beat = engine.clock.next_beat(max(event.at + engine.settings.lead + engine.latency_lead, engine.last_beat))
         lock = event.lock
         name = engine.video_names.get(lock.video, "") if lock else ""
@@ -646,6 +651,10 @@ class LiveShow:
         follow until it shows."""
         with self.engine_lock:
             engine = self.engine
+            if self.sync.lock is not None:  # the song's own video plays: a content clip would cover it till the end
+                if reason == "forced":
+                    raise ValueError(f"in sync with {self.sync_state.video}: `sync off` first to cut by content")
+                return None
             cut = self._forced_cut(engine, self.picture_time())
             if cut is None:
                 return None
@@ -816,6 +825,9 @@ class LiveShow:
                 raise ValueError(f"no clip in {engine.library} has a {kind} like {pattern!r}")
             self.forced = forced
             engine.restrict(allowed)
+            if pattern and self.sync.lock is not None:
+                log.info("sync: %s plays on; the %s %r plays once it ends", self.sync_state.video, kind, pattern)
+                return None
             return self.next_clip() if pattern else None
 
     def switch(self, library: str | Path | None = None, model: str | Path | None = None) -> None:
@@ -845,6 +857,7 @@ class LiveShow:
                 self.forced.clear()
                 if engine.matcher is not None and engine.matcher is old.matcher:  # the same videos: sync goes on
                     engine.selector.synced = old.selector.synced
+                    engine.selector.current = old.selector.current  # no 'start' cut over the locked video
                 elif self.sync.lock is not None:
                     self._leave_sync_now(engine, old.match_time)
                 else:

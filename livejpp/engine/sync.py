@@ -16,11 +16,13 @@ line fitted over many hops, never one hop (issue 12, sync12-design.md §4.3):
 - continuity wins: a confident hop of the locked video somewhere else changes nothing (a repeated bar or
   passage sounds the same there) unless the song is consistently elsewhere for MOVE_SECONDS: the DJ
   jumped to a cue or looped, and the lock moves ("move", a cut);
-- leave: DOUBT_SECONDS without a confident hop of the locked video, wherever it places the song ("auto"
-  2 s, "on" 4 s), or ("auto") HEARD_DOUBT_SECONDS since the newest audio that voted for one: the 5 s
-  window stays confident for up to 4 s after a mix into an unknown song (its older votes still outweigh
-  the rest), so counting hops alone left it 5.9 s after the mix; or another video entering as above,
-  which then replaces the lock ("enter").
+- leave: DOUBT_SECONDS without a confident hop of the locked video (wherever it places the song) or a weak
+  one (SUPPORT_VOTES) on the lock's line ("auto" 2 s, "on" 4 s), or ("auto") HEARD_DOUBT_SECONDS since the
+  newest audio that voted for one: the 5 s window stays confident for up to 4 s after a mix into an unknown
+  song (its older votes still outweigh the rest), so counting hops alone left it 5.9 s after the mix; or
+  another video entering as above, which then replaces the lock ("enter"). In every mode, a run of hops
+  whose newest voting audio is HEARD_DOUBT_SECONDS["auto"] old does not enter: the window remembers a song
+  that stopped.
 
 Pure logic, no clock of its own: the caller passes the show time of each hop, and schedules the cuts
 (on the next beat) that the events ask for.
@@ -125,7 +127,7 @@ class SyncTracker:
         self._lock: SyncLock | None = None
         self._kept: deque[_Sighting] = deque()  # the lock's agreeing hops, newest last
         self._run: list[_Sighting] = []  # consecutive consistent hops off the lock's line
-        self._last_seen = 0.0  # show time of the locked video's last confident hop
+        self._last_seen = 0.0  # show time of the locked video's last confident hop, or weak one on the line
         self._last_heard = 0.0  # show time of the newest audio that voted for one (the window outlives the song)
 
     @property

@@ -51,8 +51,9 @@ class Match:
     votes: int
     runner_up: int  # votes of the best other video
     confident: bool
-    # stream seconds of the newest query landmark that voted for the winner (streams only): when the song was
-    # last actually heard. A 5 s window stays confident for seconds after the song stops; this does not.
+    # the matcher's stream seconds (Engine.heard: engine time) of the newest query landmark that voted for the
+    # winning video (streams only): when the song was last actually heard. A 5 s window stays confident for
+    # seconds after the song stops; this does not.
     heard_until: float | None = None
 
     @property
