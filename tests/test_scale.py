@@ -126,3 +126,19 @@ def test_a_library_of_20000_clips_starts_and_answers_a_hop(tmp_path):
     assert tag == {c for c in range(1, 20_001) if ((c - 1) // CLIPS_PER_VIDEO + 1) % len(TAGS) == 2}
     engine.restrict(tag)
     assert {c for c, _ in engine.neighbours} <= tag and len(engine.neighbours) == engine.settings.neighbours
+
+
+def test_clip_records_are_read_from_the_show_threads(tmp_path):
+    """The live show asks for records from its decoder, analysis and control threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livejpp.library.store import LibraryStore
+
+    library = make_library(tmp_path / "lib", 100)
+    with LibraryStore(library, readonly=True) as store:
+        records = store.clip_table()
+    assert records[1].playback == "clips/00000001.mp4"  # read in this thread first
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda clip: records[clip].playback, range(2, 100)))
+    assert found == [f"clips/{c:08d}.mp4" for c in range(2, 100)]
+    assert records[1] is records[1]  # the same record each time: the show compares them

@@ -198,18 +198,21 @@ def _damaged(method: Callable) -> Callable:
     return wrapper
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
+def _open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
     """Read without writing a byte. A WAL library in a folder we may not write (a locked stick, a
-    read-only share) cannot get its shared-memory file: read it as immutable then."""
+    read-only share) cannot get its shared-memory file: read it as immutable then. `threads`: used from
+    several threads (the caller serialises them)."""
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=not threads)
     try:
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db
     except sqlite3.OperationalError as exc:
         db.close()
         log.debug("%s: read-only open failed (%s): reading it as immutable", path, exc)
-    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, isolation_level=None)
+    return sqlite3.connect(
+        uri + "&immutable=1", uri=True, timeout=30, isolation_level=None, check_same_thread=not threads
+    )
 
 
 class LibraryStore:
@@ -722,7 +725,7 @@ class ClipTable(Mapping):
             raise KeyError(clip_id)
         with self._lock:  # the live show asks from its decoder and render threads
             if self._db is None:
-                self._db = _open_readonly(self.root / MANIFEST)
+                self._db = _open_readonly(self.root / MANIFEST, threads=True)
                 self._db.execute("PRAGMA query_only = ON")
             row = self._db.execute(_RECORD_SQL + " WHERE c.id = ?", (int(clip_id),)).fetchone()
         if row is None:  # removed since start-up (a build running beside the show)
