@@ -406,14 +406,19 @@ class LibraryStore:
             _RECORD_SQL + " WHERE c.playback IS NULL OR c.playback LIKE '/%' OR c.playback LIKE '%..%' "
             "OR c.playback LIKE '%://%'"
         )
-        refused = set()
+        refused, sources_ok = set(), set()  # a source plays for all its clips: checked once per video
         for row in rows:
             record = ClipRecord(*row)
+            if record.playback is None and record.video_id in sources_ok:
+                continue
             try:
                 record.pictures(self.root)
             except UnsafePath as exc:
                 warn_once(f"{self.root}: {exc}")
                 refused.add(record.id)
+            else:
+                if record.playback is None:
+                    sources_ok.add(record.video_id)
         return refused
 
     @_damaged
