@@ -742,7 +742,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    return _build(args, args.videos, args.library, None, create=False)
+    from livejpp.index import update_saved_indexes
+
+    code = _build(args, args.videos, args.library, None, create=False)
+    if code < 128:  # not interrupted: the new clips join the saved indexes (extended, not rebuilt)
+        update_saved_indexes(args.library)
+    return code
 
 
 def _build(args, videos, out, settings, create: bool) -> int:

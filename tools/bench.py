@@ -636,6 +636,23 @@ def bench_beats(args: argparse.Namespace) -> None:
     beats_bench.run(args)
 
 
+def bench_scale(args: argparse.Namespace) -> None:
+    """Issue 14: (1) build throughput, local and on a cluster (tools/scale_build_bench.py); (2) a library
+    of 10k/100k/1M synthetic clips: index, start-up, memory, hop search (tools/scale_index_bench.py)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    if args.part in ("build", "all"):
+        try:
+            import scale_build_bench
+        except ImportError:
+            print("scale --part build: tools/scale_build_bench.py is not in this checkout: skipped")
+        else:
+            scale_build_bench.run(args)
+    if args.part in ("index", "all"):
+        import scale_index_bench
+
+        scale_index_bench.run(args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -680,6 +697,12 @@ def main() -> None:
     sy = sub.add_parser("sync", help="known-track identification: rates, false locks, lock time, 10,000-song lookup")
     sync_bench.add_arguments(sy)
     sy.set_defaults(func=sync_bench.run)
+    sc = sub.add_parser("scale", help="a million clips: build throughput (cluster), index, start-up, hop search")
+    sc.add_argument("--part", choices=["index", "build", "all"], default="all")
+    sc.add_argument("--sizes", default="10000,100000", help="synthetic library sizes (1000000 opt-in)")
+    sc.add_argument("--work", default="/tmp/livejpp-scale", help="where the synthetic libraries are kept")
+    sc.add_argument("--timeout", type=float, default=600, help="seconds per measured step before it is given up")
+    sc.set_defaults(func=bench_scale)
     args = parser.parse_args()
     args.func(args)
 

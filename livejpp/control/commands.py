@@ -444,7 +444,7 @@ class CommandBus:
         """The values a text command knows of (the library's videos and folders, the show presets)."""
         show = self.show
         if name in ("video", "tag"):
-            sources = [Path(r.source) for r in show.engine.records.values()]
+            sources = [Path(source) for source in show.engine.video_paths.values()]  # per video, not per clip
             return sorted({p.name if name == "video" else p.parent.name for p in sources})
         if name == "preset" and self.presets is not None:
             return self.presets.show_names()

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
 from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
 from livejpp.fingerprint import Match, MemoryHashStore, StreamMatcher
-from livejpp.library.store import LibraryStore
+from livejpp.library.store import ClipTable, LibraryStore
 from livejpp.media.decode import AUDIO_RATE
 from livejpp.model.card import resolve
 from livejpp.model.embed import Embedder
@@ -63,6 +64,30 @@ class Hop:
     sync_video: int | None = None  # the library video this hop's audio confidently is (known-track sync)
 
 
+class ClipInfos(Mapping):
+    """What the selector knows of a clip, built from its record when first asked for."""
+
+    def __init__(self, records: ClipTable):
+        self.records = records
+        self._infos: dict[int, ClipInfo] = {}
+
+    def __getitem__(self, clip_id: int) -> ClipInfo:
+        info = self._infos.get(clip_id)
+        if info is None:
+            c = self.records[clip_id]
+            info = self._infos[clip_id] = ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source)
+        return info
+
+    def __contains__(self, clip_id: object) -> bool:
+        return clip_id in self.records
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
 class Engine:
     def __init__(self, library: str | Path, model: str | Path = "default", settings: EngineSettings | None = None):
         self.settings = settings or EngineSettings()
@@ -78,12 +103,15 @@ class Engine:
         if rebuilt:
             log.info("indexed %d clips of %s under model %s", self.index.meta["count"], library, folder.name)
         with LibraryStore(library, readonly=True) as store:
-            self.records = {c.id: c for c in store.clips()}
-            self.video_names = {c.video_id: Path(c.source).name for c in self.records.values()}
+            # read lazily: ids now, a clip's record when the show asks for it (a million clips start in seconds)
+            self.records = store.clip_table()
+            playable = set(np.unique(self.records.video_ids).tolist())
+            self.video_paths = {v: p for v, p in store.video_paths().items() if v in playable}
+            self.video_names = {v: Path(p).name for v, p in self.video_paths.items()}
             # only videos whose clips may be played: a match must be something the show can put on screen
             self.fingerprints: MemoryHashStore | None = store.load_fingerprints(set(self.video_names))
-        self.index.keep_only(set(self.records))
-        self.clips = {c.id: ClipInfo(c.id, c.video_id, c.end - c.start, c.uid, c.source) for c in self.records.values()}
+        self.index.keep_only(self.records.ids)
+        self.clips = ClipInfos(self.records)
         self.window = self.embedder.seconds
         self.analyser = AudioAnalyser(keep_seconds=self.window + HISTORY_SECONDS + 2)
         self.clock = BeatClock(tracker=self.settings.beat_tracker)

@@ -91,18 +91,10 @@ def bound_heap_growth() -> None:
     libc.mallopt(m_mmap_threshold, 128 * 1024)
 
 
-def matching_clips(records, video: str = "", tag: str = "") -> set[int]:
+def matching_clips(engine: Engine, video: str = "", tag: str = "") -> set[int]:
     """Clips whose source file name contains `video` and one of whose folders is named `tag` (both
-    case-insensitive; VJs sort loops into folders: abstract/, city/, faces/)."""
-    found = set()
-    for record in records:
-        source = Path(record.source)
-        if video and video.lower() not in source.name.lower():
-            continue
-        if tag and tag.lower() not in (part.lower() for part in source.parent.parts):
-            continue
-        found.add(record.id)
-    return found
+    case-insensitive; VJs sort loops into folders: abstract/, city/, faces/): judged per video, not per clip."""
+    return engine.records.matching(engine.video_paths, video, tag)
 
 
 def resident_mb() -> float:
@@ -820,7 +812,7 @@ class LiveShow:
         with self.engine_lock:
             engine = self.engine
             forced = {k: v for k, v in self.forced.items() if k != kind} | ({kind: pattern} if pattern else {})
-            allowed = matching_clips(engine.records.values(), **forced) if forced else None
+            allowed = matching_clips(engine, **forced) if forced else None
             if allowed is not None and not allowed:  # refused: what was forced stays
                 raise ValueError(f"no clip in {engine.library} has a {kind} like {pattern!r}")
             self.forced = forced

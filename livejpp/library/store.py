@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,18 +198,21 @@ def _damaged(method: Callable) -> Callable:
     return wrapper
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
+def _open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
     """Read without writing a byte. A WAL library in a folder we may not write (a locked stick, a
-    read-only share) cannot get its shared-memory file: read it as immutable then."""
+    read-only share) cannot get its shared-memory file: read it as immutable then. `threads`: used from
+    several threads (the caller serialises them)."""
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=not threads)
     try:
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db
     except sqlite3.OperationalError as exc:
         db.close()
         log.debug("%s: read-only open failed (%s): reading it as immutable", path, exc)
-    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, isolation_level=None)
+    return sqlite3.connect(
+        uri + "&immutable=1", uri=True, timeout=30, isolation_level=None, check_same_thread=not threads
+    )
 
 
 class LibraryStore:
@@ -394,6 +398,92 @@ class LibraryStore:
         return kept
 
     @_damaged
+    def refused_clip_ids(self) -> set[int]:
+        """The clips `clips()` leaves out, found without reading every record or touching the disk per
+        clip: SQL picks the suspects (a playback path that is absolute, climbs with `..` or is a URL; a
+        source-played clip), `ClipRecord.pictures` judges each (one line per refused clip)."""
+        rows = self.db.execute(
+            _RECORD_SQL + " WHERE c.playback IS NULL OR c.playback LIKE '/%' OR c.playback LIKE '%..%' "
+            "OR c.playback LIKE '%://%'"
+        )
+        refused, sources_ok = set(), set()  # a source plays for all its clips: checked once per video
+        for row in rows:
+            record = ClipRecord(*row)
+            if record.playback is None and record.video_id in sources_ok:
+                continue
+            try:
+                record.pictures(self.root)
+            except UnsafePath as exc:
+                warn_once(f"{self.root}: {exc}")
+                refused.add(record.id)
+            else:
+                if record.playback is None:
+                    sources_ok.add(record.video_id)
+        return refused
+
+    @_damaged
+    def clip_table(self) -> ClipTable:
+        """The clips that may play (as `clips()`), read lazily: ids and video ids now, records when asked."""
+        ids = np.fromiter((r[0] for r in self.db.execute("SELECT id FROM clips")), np.int64)
+        video_ids = np.fromiter((r[0] for r in self.db.execute("SELECT video_id FROM clips")), np.int64)
+        refused = self.refused_clip_ids()
+        if refused:
+            keep = ~np.isin(ids, np.fromiter(refused, np.int64, len(refused)))
+            ids, video_ids = ids[keep], video_ids[keep]
+        return ClipTable(self.root, ids, video_ids)
+
+    @_damaged
+    def clip_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
+
+    @_damaged
+    def max_clip_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM clips").fetchone()[0])
+
+    @_damaged
+    def video_paths(self) -> dict[int, str]:
+        """Every video's source path by id (one row per video, not per clip)."""
+        return dict(self.db.execute("SELECT id, path FROM videos"))
+
+    @_damaged
+    def iter_features(
+        self, name: str, batch: int = 4096, after: int = 0
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """(clip ids, their [seconds, dim] rows) in batches: a million clips' features never all in
+        memory at once. Rows of the wrong size or with NaN or infinite values are left out as in `features`."""
+        fs = self.feature_sets().get(name)
+        if fs is None:
+            raise LibraryError(f"{self.root}: no feature set named {name}")
+        rows = self.db.execute(
+            "SELECT clip_id, seconds, data FROM features WHERE feature_set = ? AND clip_id > ? ORDER BY clip_id",
+            (name, after),
+        )
+        while chunk := rows.fetchmany(batch):
+            ids, arrays = [], []
+            for clip_id, seconds, blob in chunk:
+                if not isinstance(blob, bytes) or seconds < 1 or len(blob) != seconds * fs.dim * 4:
+                    size = len(blob) if isinstance(blob, bytes) else 0
+                    self._bad_feature_row(name, clip_id, f"are {size} bytes, not {seconds} × {fs.dim} float32")
+                    continue
+                x = np.frombuffer(blob, np.float32).reshape(seconds, fs.dim)
+                if not np.isfinite(x).all():
+                    self._bad_feature_row(name, clip_id, "have NaN or infinite values")
+                    continue
+                ids.append(clip_id)
+                arrays.append(x)
+            yield np.asarray(ids, np.int64), arrays
+
+    def _bad_feature_row(self, name: str, clip_id: int, problem: str) -> None:
+        warn_once(f"{self.root}: clip {self.clip_uid(clip_id)}: {name} features {problem}: clip skipped")
+
+    def clip_uid(self, clip_id: int) -> str:
+        """A clip's stable name (ClipRecord.uid) from its id alone."""
+        row = self.db.execute(
+            "SELECT v.content_hash, c.idx FROM clips c JOIN videos v ON v.id = c.video_id WHERE c.id = ?", (clip_id,)
+        ).fetchone()
+        return f"{row[0][:12]}-{row[1]:04d}" if row else f"#{clip_id}"
+
+    @_damaged
     def features(self, name: str, clip_ids: list[int] | None = None) -> dict[int, np.ndarray]:
         """Per-second features [seconds, dim] for each clip that has them. A row of the wrong size or
         with NaN or infinite values (a damaged or hand-edited library) is left out with one line: one
@@ -427,10 +517,12 @@ class LibraryStore:
         return found
 
     @_damaged
-    def state(self) -> str:
-        """Changes whenever a clip or a feature set is added or removed: derived indexes go stale."""
+    def state(self, upto: int | None = None) -> str:
+        """Changes whenever a clip or a feature set is added or removed: derived indexes go stale.
+        `upto`: the state of the clips with ids up to it only (an index built then can be extended)."""
         h = hashlib.blake2b(digest_size=8)
-        for row in self.db.execute("SELECT c.id, c.video_id, c.idx FROM clips c ORDER BY c.id"):
+        where = "" if upto is None else f" WHERE c.id <= {int(upto)}"
+        for row in self.db.execute(f"SELECT c.id, c.video_id, c.idx FROM clips c{where} ORDER BY c.id"):
             h.update(repr(row).encode())
         for row in self.db.execute("SELECT name, version, dim FROM feature_sets ORDER BY name"):
             h.update(repr(row).encode())
@@ -585,3 +677,89 @@ class LibraryStore:
 
 def disk_usage(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def source_matches(source: str, video: str = "", tag: str = "") -> bool:
+    """Whether a source file's name contains `video` and one of its folders is named `tag` (both
+    case-insensitive; VJs sort loops into folders: abstract/, city/, faces/)."""
+    path = Path(source)
+    if video and video.lower() not in path.name.lower():
+        return False
+    return not tag or tag.lower() in (part.lower() for part in path.parent.parts)
+
+
+_RECORD_SQL = (
+    "SELECT c.id, c.video_id, v.content_hash, v.path, c.idx, c.start, c.end, c.playback, c.audio "
+    "FROM clips c JOIN videos v ON v.id = c.video_id"
+)
+
+
+class ClipTable(Mapping):
+    """The clips that may play, as a read-only mapping id → ClipRecord that reads a record from SQLite
+    only when asked: a million-clip library starts in seconds and holds two int64 arrays, not a
+    million Python objects. Records asked for are kept (the show asks for a few hundred; a record is
+    the same object each time it is asked for). Which clips may play is decided from the manifest's
+    text at start-up (see `LibraryStore.refused_clip_ids`); `ClipRecord.pictures` checks each again,
+    links followed, when it is opened."""
+
+    def __init__(self, root: Path, ids: np.ndarray, video_ids: np.ndarray):
+        self.root = root
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.video_ids = ids[order], video_ids[order]
+        self._cache: dict[int, ClipRecord] = {}
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
+
+    def __contains__(self, clip_id: object) -> bool:
+        if not isinstance(clip_id, (int, np.integer)):
+            return False
+        i = int(np.searchsorted(self.ids, clip_id))
+        return i < len(self.ids) and int(self.ids[i]) == clip_id
+
+    def __getitem__(self, clip_id: int) -> ClipRecord:
+        record = self._cache.get(clip_id)
+        if record is not None:
+            return record
+        if clip_id not in self:
+            raise KeyError(clip_id)
+        with self._lock:  # the live show asks from its decoder and render threads
+            if self._db is None:
+                self._db = _open_readonly(self.root / MANIFEST, threads=True)
+                self._db.execute("PRAGMA query_only = ON")
+            row = self._db.execute(_RECORD_SQL + " WHERE c.id = ?", (int(clip_id),)).fetchone()
+        if row is None:  # removed since start-up (a build running beside the show)
+            raise KeyError(clip_id)
+        return self._cache.setdefault(int(clip_id), ClipRecord(*row))
+
+    def values(self) -> Iterator[ClipRecord]:  # type: ignore[override]
+        """Every record, streamed in id order (render's whole-library passes); not kept."""
+        db = _open_readonly(self.root / MANIFEST)
+        try:
+            for row in db.execute(_RECORD_SQL + " ORDER BY c.id"):
+                if row[0] in self:
+                    yield self._cache.get(row[0]) or ClipRecord(*row)
+        finally:
+            db.close()
+
+    def items(self) -> Iterator[tuple[int, ClipRecord]]:  # type: ignore[override]
+        return ((r.id, r) for r in self.values())
+
+    def video_of(self, clip_id: int) -> int:
+        return int(self.video_ids[np.searchsorted(self.ids, clip_id)])
+
+    def matching(self, videos: dict[int, str], video: str = "", tag: str = "") -> set[int]:
+        """The clips of the videos (id → source path) whose source matches (`source_matches`)."""
+        wanted = [vid for vid, source in videos.items() if source_matches(source, video, tag)]
+        return set(self.ids[np.isin(self.video_ids, wanted)].tolist())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
