@@ -347,7 +347,7 @@ class LiveShow:
             layer = Layer(cut, engine.records[cut.clip], engine.library, time.monotonic())
             log.info("sync: left %s", self.sync_state.video)
         else:
-            clips = sorted((r for r in engine.records.values() if r.video_id == lock.video), key=lambda r: r.start)
+            clips = engine.records.of_video(lock.video)
             if not clips:
                 return
             record, offset = clip_at(clips, lock.position_at(beat))

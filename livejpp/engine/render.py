@@ -117,10 +117,8 @@ def analyse(
 
 def _in_sync(engine: Engine, cuts: list[Cut], run: SyncRun, duration: float) -> list[Cut]:
     """Where the song is a library video's soundtrack, that video at the song's position (sync_cuts.py)."""
-    clips_of: dict[int, list] = {}
-    for record in sorted(engine.records.values(), key=lambda r: r.start):
-        clips_of.setdefault(record.video_id, []).append(record)
     spans = sync_spans(run.events, run.locks, engine.beats, engine.settings.match_window, duration)
+    clips_of = {video: engine.records.of_video(video) for video in {span.lock.video for span in spans}}
     return with_sync(cuts, spans, clips_of, duration)
 
 

@@ -750,6 +750,10 @@ class ClipTable(Mapping):
     def items(self) -> Iterator[tuple[int, ClipRecord]]:  # type: ignore[override]
         return ((r.id, r) for r in self.values())
 
+    def of_video(self, video_id: int) -> list[ClipRecord]:
+        """A video's clips in time order (a sync lock plays them back to back): read as any record is."""
+        return sorted((self[int(c)] for c in self.ids[self.video_ids == video_id]), key=lambda r: r.start)
+
     def video_of(self, clip_id: int) -> int:
         return int(self.video_ids[np.searchsorted(self.ids, clip_id)])
 
