@@ -150,9 +150,11 @@ def build_library(
     jobs: int | None = None,
     progress: bool = True,
     create: bool = True,
+    cluster: str | None = None,
 ) -> BuildReport:
     """Add the videos in `inputs` to the library at `out` (created if `create`), resuming any
-    unfinished work. `settings=None` uses the library's own."""
+    unfinished work. `settings=None` uses the library's own. `cluster`: a Dask scheduler address
+    that runs the per-video work (the driver still writes the library alone)."""
     root = Path(out)
     if settings is not None:
         feature_sets_for(settings.features)  # a missing extractor fails here, before anything is written
@@ -161,7 +163,9 @@ def build_library(
     lock = _Lock(root)
     try:
         with LibraryStore(root, create=create) as store:
-            return _Builder(store, _check_settings(store, settings), jobs or os.cpu_count() or 1, progress).run(inputs)
+            builder = _Builder(store, _check_settings(store, settings), jobs or os.cpu_count() or 1, progress)
+            builder.cluster = cluster
+            return builder.run(inputs)
     finally:
         lock.release()
 
@@ -173,6 +177,8 @@ class _Builder:
         self.jobs = max(1, jobs)
         self.progress = progress
         self.report = BuildReport()
+        self.cluster: str | None = None  # a Dask scheduler address: per-video work runs there
+        self.work_seconds = 0.0  # time the cluster's tasks spent working (the engine's overhead is the rest)
         self.feature_sets = feature_sets_for(settings.features)
         self.video_ids: dict[str, int] = {}
         self.paths: dict[str, str] = {}
@@ -492,7 +498,9 @@ class _Builder:
         self.bar = progress_bar(total=total, unit="clip", desc="building", enabled=self.progress and total > 0)
         self.bar.set_postfix_str(f"videos 0/{self.videos_total}")
         try:
-            if self.jobs == 1 or len(jobs) + len(self.fingerprint_jobs) <= 1:
+            if self.cluster:
+                self._run_cluster(jobs)
+            elif self.jobs == 1 or len(jobs) + len(self.fingerprint_jobs) <= 1:
                 self._run_here(jobs)
             else:
                 self._run_pool(jobs)
@@ -529,6 +537,43 @@ class _Builder:
             except Exception as exc:  # noqa: BLE001 - one bad video must not stop the build
                 self._video_failed(job.key, _describe(exc))
             self._run_fingerprints_here()
+
+    def _run_cluster(self, jobs: list[VideoJob]) -> None:
+        """Each video a Dask task; results commit here in the order they finish. Fingerprints
+        (seconds per video) run on the driver between commits."""
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        from livejpp.library import cluster
+
+        client = cluster.connect(self.cluster)
+        try:
+            token = cluster.mark_shared(self.store.root)
+            root = str(self.store.root.resolve())
+            self._run_fingerprints_here()
+            futures = {
+                client.submit(cluster.run_video, job, root, token, key=f"livejpp-{job.key}-{token}", retries=0): job
+                for job in jobs
+            }
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except KilledWorker:
+                    self._video_failed(job.key, "its worker kept dying on the cluster")
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
+                    self._video_failed(job.key, _describe(exc))
+                    continue
+                self.work_seconds += result.work_seconds
+                cluster.write_returned(result, job.clip_dir)
+                for message in result.messages:
+                    self._handle(message)
+                if result.error is not None:
+                    self._video_failed(job.key, result.error)
+                self._run_fingerprints_here()
+        finally:
+            client.close()
 
     def _run_pool(self, jobs: list[VideoJob]) -> None:
         ctx = mp.get_context("spawn")
