@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ from livejpp.library.build import build_library
 from livejpp.library.worker import BuildSettings
 from tests.waiting import wait_until
 
-pytest.importorskip("distributed")
+Client = pytest.importorskip("distributed").Client
 SETTINGS = BuildSettings(features="hand")
 BIN = Path(sys.executable).parent
 
@@ -48,11 +49,7 @@ def scheduler(tmp_path_factory) -> str:
             stderr=subprocess.DEVNULL,
         )
     )
-    import json
-
     address = json.loads(address_file.read_text())["address"]
-    from distributed import Client
-
     with Client(address, timeout=30) as client:
         client.wait_for_workers(1, timeout=60)
     yield address
@@ -108,7 +105,8 @@ def test_cluster_build_equals_local_build(scheduler, local_library, tmp_path):
     report = build_library([_footage(lib)], lib, SETTINGS, progress=False, cluster=scheduler)
     assert report.videos_added == 2 and not report.skipped
     _same(_contents(lib), _contents(local_library))
-    assert all((lib / p).is_file() for (p,) in sqlite3.connect(lib / "library.sqlite").execute("SELECT playback FROM clips"))
+    playback = sqlite3.connect(lib / "library.sqlite").execute("SELECT playback FROM clips").fetchall()
+    assert all((lib / p).is_file() for (p,) in playback)
 
 
 def test_playback_files_come_back_through_the_engine(scheduler, local_library, tmp_path, monkeypatch):
