@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -18,44 +17,17 @@ from livejpp.library.build import build_library
 from livejpp.library.worker import BuildSettings
 from tests.waiting import wait_until
 
-Client = pytest.importorskip("distributed").Client
+pytest.importorskip("distributed")
 SETTINGS = BuildSettings(features="hand")
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory) -> str:
     """A scheduler and one single-threaded worker; the worker runs outside any checkout (no PYTHONPATH,
     cwd elsewhere), so it imports the livejpp the build ships to it."""
-    home = tmp_path_factory.mktemp("cluster")
-    address_file = home / "scheduler.json"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    procs = [
-        subprocess.Popen(
-            [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", address_file],
-            cwd=home,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    wait_until(address_file.exists, 30, "the scheduler writes its address")
-    procs.append(
-        subprocess.Popen(
-            [BIN / "dask", "worker", "--scheduler-file", address_file, "--nthreads", "1", "--local-directory", home],
-            cwd=home,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
-    address = json.loads(address_file.read_text())["address"]
-    with Client(address, timeout=30) as client:
-        client.wait_for_workers(1, timeout=60)
+    address, procs = cluster.start_local(tmp_path_factory.mktemp("cluster"), workers=1)
     yield address
-    for p in reversed(procs):
-        p.terminate()
-        p.wait(timeout=30)
+    cluster.stop_local(procs)
 
 
 @pytest.fixture(scope="module")

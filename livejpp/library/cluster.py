@@ -145,3 +145,48 @@ def write_returned(result: ClusterResult, clip_dir: str) -> None:
             with open(part, "wb") as f:
                 f.write(by_index[m.index])
             m.part_path = part
+
+
+def start_local(home: Path, workers: int = 1, timeout: float = 60.0) -> tuple[str, list]:
+    """A scheduler and `workers` single-threaded workers (each under a nanny that restarts it) on this
+    machine, for tests and the bench; returns the address once every worker has registered, and the
+    processes to stop. The workers run from `home` without PYTHONPATH: they import the shipped package."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    dask = Path(sys.executable).parent / "dask"
+    address_file = home / "scheduler.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    quiet = {"cwd": home, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", address_file], **quiet
+        )
+    ]
+    deadline = time.monotonic() + timeout
+    while not address_file.exists():  # the scheduler's own readiness signal
+        if time.monotonic() > deadline or procs[0].poll() is not None:
+            stop_local(procs)
+            raise LivejppError("the local Dask scheduler did not start")
+        time.sleep(0.05)
+    procs.append(
+        subprocess.Popen(
+            [dask, "worker", "--scheduler-file", address_file, "--nworkers", str(workers), "--nthreads", "1"]
+            + ["--local-directory", home],
+            **quiet,
+        )
+    )
+    address = json.loads(address_file.read_text())["address"]
+    with Client(address, timeout=timeout) as client:
+        client.wait_for_workers(workers, timeout=timeout)
+    return address, procs
+
+
+def stop_local(procs: list) -> None:
+    for p in reversed(procs):
+        p.terminate()
+        p.wait(timeout=30)
