@@ -135,3 +135,26 @@ def test_killed_driver_resumes(scheduler, local_library, tmp_path):
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "already in the library" in rerun.stdout + rerun.stderr or "1 already" in rerun.stdout
     _same(_contents(lib), _contents(local_library))
+
+
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_long_video_split_into_ranges_equals_one_task(where, scheduler, tmp_path, monkeypatch):
+    """A 30 s video in three 10 s ranges (three tasks) makes the clips and features of one task."""
+    from livejpp.library import build
+
+    video = tmp_path / "in" / "bbb.webm"
+    video.parent.mkdir()
+    os.link(Path(__file__).parent / "media" / "av" / "big_buck_bunny_0_30.webm", video)
+    whole = build_library([video], tmp_path / "whole", SETTINGS, jobs=1, progress=False)
+    monkeypatch.setattr(build, "SPLIT_SECONDS", 10.0)
+    kw = {"cluster": scheduler} if where == "cluster" else {"jobs": 2}
+    split = build_library([video], tmp_path / "split", SETTINGS, progress=False, **kw)
+    assert split.videos_added == whole.videos_added == 1 and split.clips_added == whole.clips_added == 3
+    _same(_contents(tmp_path / "split"), _contents(tmp_path / "whole"))
+    db = sqlite3.connect(tmp_path / "split" / "library.sqlite")
+    assert (
+        db.execute("SELECT status, duration FROM videos").fetchall()
+        == sqlite3.connect(tmp_path / "whole" / "library.sqlite")
+        .execute("SELECT status, duration FROM videos")
+        .fetchall()
+    )
