@@ -13,7 +13,7 @@ scheduler's `allowed-failures` (3) it gives up (KilledWorker) and the builder sk
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -54,12 +54,12 @@ def connect(address: str):
     except ImportError:
         raise LivejppError("--cluster needs Dask distributed: pip install 'livejpp[cluster]'") from None
     try:
-        client = Client(address, timeout=30)
+        client = Client(address, timeout=10)
         client.wait_for_workers(1, timeout=60)
     except (OSError, TimeoutError) as exc:
         raise LivejppError(f"--cluster {address}: no scheduler with a worker answers ({exc})") from None
     client.upload_file(_package_zip())
-    lacking = {w: m for w, m in client.run(_missing_modules).items() if m}
+    lacking = {w: m for w, m in client.run(_missing_modules, (*WORKER_NEEDS, "livejpp")).items() if m}
     if lacking:
         worker, missing = next(iter(lacking.items()))
         client.close()
@@ -81,14 +81,8 @@ def _package_zip() -> str:
     return path
 
 
-def _missing_modules() -> list[str]:
-    missing = []
-    for name in (*WORKER_NEEDS, "livejpp.library.worker"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
+# a lambda travels by value: the check runs on a worker that cannot import livejpp's modules yet
+_missing_modules = lambda names: [n for n in names if importlib.util.find_spec(n) is None]  # noqa: E731
 
 
 def mark_shared(root: Path) -> str:
