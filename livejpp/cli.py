@@ -41,6 +41,11 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
         help="videos processed at once (default: all %(default)s cores)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar; print only problems and the summary")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the per-video work on a Dask distributed scheduler (tcp://host:8786); needs livejpp[cluster]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -754,7 +759,9 @@ def _build(args, videos, out, settings, create: bool) -> int:
     from livejpp.library.build import build_library
     from livejpp.library.store import LibraryStore
 
-    report = build_library(videos, out, settings, jobs=args.jobs, progress=not args.quiet, create=create)
+    report = build_library(
+        videos, out, settings, jobs=args.jobs, progress=not args.quiet, create=create, cluster=args.cluster
+    )
     with LibraryStore(out) as store:
         _print_summary(store.summary(), report)
     if report.interrupted:

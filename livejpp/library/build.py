@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from livejpp.features.sets import feature_sets_for
@@ -42,6 +42,9 @@ from livejpp.progress import progress_bar
 from livejpp.signals import Terminated
 
 log = logging.getLogger("livejpp.library")
+
+# a video longer than this is split into time ranges of about this length, processed in parallel
+SPLIT_SECONDS = float(os.environ.get("LIVEJPP_SPLIT_SECONDS", "300"))
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .webm .mkv .avi .mpg .mpeg .m2v .ts .mts .m2ts .wmv .flv .ogv .3gp .dv .mxf .gif".split()
@@ -150,9 +153,11 @@ def build_library(
     jobs: int | None = None,
     progress: bool = True,
     create: bool = True,
+    cluster: str | None = None,
 ) -> BuildReport:
     """Add the videos in `inputs` to the library at `out` (created if `create`), resuming any
-    unfinished work. `settings=None` uses the library's own."""
+    unfinished work. `settings=None` uses the library's own. `cluster`: a Dask scheduler address
+    that runs the per-video work (the driver still writes the library alone)."""
     root = Path(out)
     if settings is not None:
         feature_sets_for(settings.features)  # a missing extractor fails here, before anything is written
@@ -161,7 +166,9 @@ def build_library(
     lock = _Lock(root)
     try:
         with LibraryStore(root, create=create) as store:
-            return _Builder(store, _check_settings(store, settings), jobs or os.cpu_count() or 1, progress).run(inputs)
+            builder = _Builder(store, _check_settings(store, settings), jobs or os.cpu_count() or 1, progress)
+            builder.cluster = cluster
+            return builder.run(inputs)
     finally:
         lock.release()
 
@@ -173,6 +180,11 @@ class _Builder:
         self.jobs = max(1, jobs)
         self.progress = progress
         self.report = BuildReport()
+        self.cluster: str | None = None  # a Dask scheduler address: per-video work runs there
+        self.ranges_left: dict[str, int] = {}  # a long video split into time ranges: ranges still running
+        self.failed_keys: set[str] = set()
+        self.final_done: dict[str, VideoDone] = {}  # a range failed: the video stays partial (the next run resumes it)
+        self.work_seconds = 0.0  # time the cluster's tasks spent working (the engine's overhead is the rest)
         self.feature_sets = feature_sets_for(settings.features)
         self.video_ids: dict[str, int] = {}
         self.paths: dict[str, str] = {}
@@ -247,22 +259,38 @@ class _Builder:
             if info.has_audio:
                 self.fingerprint_units.add(key)
             self.clip_counts[key] = max(1, sum(c.index not in done for c in planned))
-            jobs.append(
-                VideoJob(
-                    key=key,
-                    info=info,
-                    done=frozenset(done),
-                    first_index=min(
-                        (c.index for c in planned if c.index not in done), default=max(done, default=-1) + 1
+            jobs.extend(
+                self._ranges(
+                    VideoJob(
+                        key=key,
+                        info=info,
+                        done=frozenset(done),
+                        first_index=min(
+                            (c.index for c in planned if c.index not in done), default=max(done, default=-1) + 1
+                        ),
+                        clip_dir=str(self.store.root / CLIPS_DIR / key[:16]),
+                        clip_dir_rel=f"{CLIPS_DIR}/{key[:16]}",
+                        settings=self.settings,
+                        feature_sets=self.feature_sets,
+                        threads=max(1, (os.cpu_count() or 1) // self.jobs),
                     ),
-                    clip_dir=str(self.store.root / CLIPS_DIR / key[:16]),
-                    clip_dir_rel=f"{CLIPS_DIR}/{key[:16]}",
-                    settings=self.settings,
-                    feature_sets=self.feature_sets,
-                    threads=max(1, (os.cpu_count() or 1) // self.jobs),
+                    [c.index for c in planned if c.index not in done],
                 )
             )
         return jobs
+
+    def _ranges(self, job: VideoJob, pending: list[int]) -> list[VideoJob]:
+        """A long video as several time ranges, each a job (its own core or worker); the last runs to the end.
+        Each range seeks to its first clip as a resumed video does, so its clips are the one-job clips."""
+        per_range = max(1, round(SPLIT_SECONDS / self.settings.step))
+        if len(pending) <= per_range:
+            return [job]
+        firsts = pending[::per_range]
+        self.ranges_left[job.key] = len(firsts)
+        return [
+            replace(job, first_index=first, last_index=None if after is None else after - 1)
+            for first, after in zip(firsts, [*firsts[1:], None], strict=True)
+        ]
 
     def _forget_missing_files(self, video_id: int, path: Path) -> int:
         """Clips whose playback file is gone (deleted, a half-copied stick) or lies outside the
@@ -438,6 +466,10 @@ class _Builder:
                 self.store.log("info", note, path)
 
     def _video_failed(self, key: str, reason: str) -> None:
+        if key in self.failed_keys:
+            return  # another range of the same video: said once
+        if key in self.ranges_left:
+            self.failed_keys.add(key)
         path = self.paths[key]
         video_id = self.video_ids.get(key)
         if video_id is not None:
@@ -449,6 +481,20 @@ class _Builder:
         self._fingerprint_resolved(key)
         self._video_finished()
 
+    def _last_range(self, done: VideoDone) -> bool:
+        """True once every range of the video is in (and none failed); the last range's VideoDone is kept."""
+        if done.key not in self.ranges_left:
+            return True
+        self.ranges_left[done.key] -= 1
+        if not done.partial:
+            self.final_done[done.key] = done
+        if self.ranges_left[done.key] > 0 or done.key in self.failed_keys:
+            return False
+        del self.ranges_left[done.key]
+        done = self.final_done.pop(done.key)
+        self._commit_video(done)
+        return False
+
     def _video_finished(self) -> None:
         self.videos_done += 1
         if self.bar is not None:
@@ -457,7 +503,7 @@ class _Builder:
     def _handle(self, message: object) -> None:
         if isinstance(message, ClipResult):
             self._commit_clip(message)
-        elif isinstance(message, VideoDone):
+        elif isinstance(message, VideoDone) and self._last_range(message):
             self._commit_video(message)
         elif isinstance(message, FingerprintDone):
             self._save_fingerprint(message)
@@ -486,13 +532,15 @@ class _Builder:
         jobs = self._plan(inputs)
         for job in jobs:
             self._ensure_video(job)
-        self.videos_total = len(jobs)
+        self.videos_total = len({job.key for job in jobs})
         # a video's fingerprint counts as one more clip: a bar that stood at 100 % while soundtracks are read lies
         total = sum(self.clip_counts[j.key] for j in jobs) + len(self.fingerprint_units)
         self.bar = progress_bar(total=total, unit="clip", desc="building", enabled=self.progress and total > 0)
         self.bar.set_postfix_str(f"videos 0/{self.videos_total}")
         try:
-            if self.jobs == 1 or len(jobs) + len(self.fingerprint_jobs) <= 1:
+            if self.cluster:
+                self._run_cluster(jobs)
+            elif self.jobs == 1 or len(jobs) + len(self.fingerprint_jobs) <= 1:
                 self._run_here(jobs)
             else:
                 self._run_pool(jobs)
@@ -530,6 +578,45 @@ class _Builder:
                 self._video_failed(job.key, _describe(exc))
             self._run_fingerprints_here()
 
+    def _run_cluster(self, jobs: list[VideoJob]) -> None:
+        """Each video a Dask task; results commit here in the order they finish. Fingerprints
+        (seconds per video) run on the driver between commits."""
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        from livejpp.library import cluster
+
+        client = cluster.connect(self.cluster)
+        try:
+            token = cluster.mark_shared(self.store.root)
+            root = str(self.store.root.resolve())
+            self._run_fingerprints_here()
+            futures = {
+                client.submit(
+                    cluster.run_video, job, root, token, key=f"livejpp-{job.key}-{job.first_index}-{token}", retries=0
+                ): job
+                for job in jobs
+            }
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except KilledWorker:
+                    self._video_failed(job.key, "its worker kept dying on the cluster")
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
+                    self._video_failed(job.key, _describe(exc))
+                    continue
+                self.work_seconds += result.work_seconds
+                cluster.write_returned(result, job.clip_dir)
+                for message in result.messages:
+                    self._handle(message)
+                if result.error is not None:
+                    self._video_failed(job.key, result.error)
+                self._run_fingerprints_here()
+        finally:
+            client.close()
+
     def _run_pool(self, jobs: list[VideoJob]) -> None:
         ctx = mp.get_context("spawn")
         messages = ctx.Queue()
@@ -545,7 +632,7 @@ class _Builder:
 
             start_fingerprints()  # videos already in the library, built before fingerprints
             futures = {pool.submit(_run_job, job): job for job in jobs}
-            finished: set[str] = set()
+            finished: set[tuple[str, int]] = set()  # (video, first clip of its range)
             try:
                 while len(finished) < len(jobs) or fingerprints:
                     try:
@@ -555,7 +642,7 @@ class _Builder:
                     if message is not None:
                         self._handle(message)
                         if isinstance(message, VideoDone):
-                            finished.add(message.key)
+                            finished.add((message.key, message.first_index))
                             start_fingerprints()
                         continue
                     for future in [f for f in fingerprints if f.done()]:
@@ -566,12 +653,12 @@ class _Builder:
                         else:
                             self._fingerprint_failed(job, result if isinstance(result, str) else _describe(result))
                     for future, job in futures.items():
-                        if job.key in finished or not future.done():
+                        if (job.key, job.first_index) in finished or not future.done():
                             continue
                         error = future.exception() or future.result()
                         if error is None:
                             continue  # done; its VideoDone is still on the queue
-                        finished.add(job.key)
+                        finished.add((job.key, job.first_index))
                         self._video_failed(job.key, error if isinstance(error, str) else _describe(error))
             except BaseException:
                 # workers blocked writing to the queue nobody reads would keep the pool from ever closing

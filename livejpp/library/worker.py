@@ -50,6 +50,7 @@ class VideoJob:
     settings: BuildSettings
     feature_sets: tuple[FeatureSet, ...]
     threads: int = 1
+    last_index: int | None = None  # a time range of a long video: stop after this clip (None: to the end)
 
 
 @dataclass
@@ -75,6 +76,8 @@ class VideoDone:
     duration: float
     tail_dropped: float
     note: str | None
+    first_index: int = 0  # which range of the video this was (its first clip)
+    partial: bool = False  # a range that stopped before the end: duration and tail are the last range's
 
 
 class _OpenClip:
@@ -112,7 +115,7 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
     )
     os.makedirs(job.clip_dir, exist_ok=True)
     start_time = clip_start(job.first_index, step)
-    audio = AudioReader(info.path, start=start_time, origin=info.start) if info.has_audio else None
+    audio = _audio_from(info, start_time) if info.has_audio else None
     extra = [
         extractor_for(fs, info.rotation, job.threads) for fs in job.feature_sets if not fs.name.startswith("hand_")
     ]
@@ -132,11 +135,13 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
             for index in [i for i, c in open_clips.items() if c.start + length <= t + eps]:
                 _finish(open_clips.pop(index), clip_start(index, step) + length, job, audio, extra, emit)
             while clip_start(next_index, step) <= t + eps:
-                if next_index not in job.done:
+                if next_index not in job.done and (job.last_index is None or next_index <= job.last_index):
                     open_clips[next_index] = _OpenClip(next_index, clip_start(next_index, step), job, size)
                 next_index += 1
             if not open_clips:
                 last_t = t
+                if job.last_index is not None and next_index > job.last_index:
+                    break  # the range's last clip is finished: the next range decodes from here
                 continue
             small = scaler.reformat(frame, width=small_w, height=small_h, format="rgb24").to_ndarray()
             if info.rotation:
@@ -172,9 +177,23 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
     if frames_seen == 0 and job.first_index == 0:
         note = "no frame could be decoded"
     duration = end_of_video if frames_seen else (info.duration if job.first_index > 0 else 0.0)
-    done = VideoDone(job.key, duration, tail_dropped, note)
+    partial = job.last_index is not None
+    done = VideoDone(job.key, duration, tail_dropped, None if partial else note, job.first_index, partial)
     emit(done)
     return done
+
+
+def _audio_from(info: VideoInfo, start: float) -> AudioReader:
+    """The soundtrack read from its beginning and dropped up to `start`: samples are placed by counting from
+    the first frame (container timestamps are rounded, to 1 ms in WebM), so a range or a resumed video starting
+    here gets the very samples, and features, of one pass over the whole video. Audio decodes fast."""
+    audio = AudioReader(info.path, origin=info.start)
+    t = 0.0
+    while t < start:
+        t = min(start, t + 30.0)
+        audio.read(t, t)
+        audio.discard_before(t)
+    return audio
 
 
 def _shown_for(frame) -> float:

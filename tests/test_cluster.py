@@ -1,0 +1,160 @@
+"""`library build --cluster`: a real Dask scheduler and worker (with its nanny) on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livejpp.library import cluster
+from livejpp.library.build import build_library
+from livejpp.library.worker import BuildSettings
+from tests.waiting import wait_until
+
+pytest.importorskip("distributed")
+SETTINGS = BuildSettings(features="hand")
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory) -> str:
+    """A scheduler and one single-threaded worker; the worker runs outside any checkout (no PYTHONPATH,
+    cwd elsewhere), so it imports the livejpp the build ships to it."""
+    address, procs = cluster.start_local(tmp_path_factory.mktemp("cluster"), workers=1)
+    yield address
+    cluster.stop_local(procs)
+
+
+@pytest.fixture(scope="module")
+def local_library(tmp_path_factory) -> Path:
+    footage = tmp_path_factory.mktemp("footage")
+    for name in ("footage/tree.avi", "footage/earth.mp4"):
+        os.link(Path(__file__).parent / "media" / name, footage / Path(name).name)
+    lib = tmp_path_factory.mktemp("local") / "lib"
+    build_library([footage], lib, SETTINGS, jobs=1, progress=False)
+    return lib
+
+
+def _contents(lib: Path) -> dict:
+    """Clip for clip, feature for feature, keyed by the video's content (not its row ids or its path)."""
+    db = sqlite3.connect(lib / "library.sqlite")
+    clips = db.execute(
+        "SELECT v.content_hash, c.idx, c.start, c.end, c.frames, c.width, c.height, c.audio, f.feature_set, f.data "
+        "FROM clips c JOIN videos v ON v.id = c.video_id LEFT JOIN features f ON f.clip_id = c.id "
+        "WHERE v.status = 'done'"
+    ).fetchall()
+    db.close()
+    return {
+        (h, i, fs): (round(s, 3), round(e, 3), n, w, ht, a, np.frombuffer(d, np.float32) if d else None)
+        for h, i, s, e, n, w, ht, a, fs, d in clips
+    }
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k][:6] == b[k][:6], k
+        if a[k][6] is not None:
+            np.testing.assert_allclose(a[k][6], b[k][6], rtol=1e-5, atol=1e-5, err_msg=str(k))
+
+
+def _footage(lib_dir: Path) -> Path:
+    footage = lib_dir.parent / "footage"
+    footage.mkdir()
+    for name in ("footage/tree.avi", "footage/earth.mp4"):
+        os.link(Path(__file__).parent / "media" / name, footage / Path(name).name)
+    return footage
+
+
+def test_cluster_build_equals_local_build(scheduler, local_library, tmp_path):
+    """Shared storage: the worker writes playback files into the library folder it can see."""
+    lib = tmp_path / "lib"
+    report = build_library([_footage(lib)], lib, SETTINGS, progress=False, cluster=scheduler)
+    assert report.videos_added == 2 and not report.skipped
+    _same(_contents(lib), _contents(local_library))
+    playback = sqlite3.connect(lib / "library.sqlite").execute("SELECT playback FROM clips").fetchall()
+    assert all((lib / p).is_file() for (p,) in playback)
+
+
+def test_playback_files_come_back_through_the_engine(scheduler, local_library, tmp_path, monkeypatch):
+    """A worker that cannot read the driver's token at the library path sends the bytes back."""
+    monkeypatch.setattr(cluster, "mark_shared", lambda root: "a token no worker can read")
+    lib = tmp_path / "lib"
+    report = build_library([_footage(lib)], lib, SETTINGS, progress=False, cluster=scheduler)
+    assert report.videos_added == 2 and not report.skipped
+    _same(_contents(lib), _contents(local_library))
+    db = sqlite3.connect(lib / "library.sqlite")
+    for (playback,) in db.execute("SELECT playback FROM clips"):
+        assert (lib / playback).stat().st_size > 1000
+    assert not list(lib.rglob("*.part*"))
+
+
+def test_killed_worker_video_is_retried(scheduler, local_library, tmp_path):
+    """SIGKILL the worker process while it encodes (its pid is in the .part file's name): the nanny starts
+    a new one, Dask runs the video again, and the library ends the same as a local build's."""
+    lib = tmp_path / "lib"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "livejpp", "library", "build", _footage(lib), "--out", lib, "--features", "hand"]
+        + ["--quiet", "--cluster", scheduler],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    part = wait_until(lambda: next(iter(lib.rglob("*.part-*")), None), 60, "a worker starts encoding")
+    os.kill(int(part.name.rsplit("-", 1)[1]), signal.SIGKILL)
+    out, _ = build.communicate(timeout=120)
+    assert build.returncode == 0, out
+    _same(_contents(lib), _contents(local_library))
+
+
+def test_killed_driver_resumes(scheduler, local_library, tmp_path):
+    lib = tmp_path / "lib"
+    footage = _footage(lib)
+    cmd = [sys.executable, "-m", "livejpp", "library", "build", footage, "--out", lib, "--features", "hand"]
+    cmd += ["--quiet", "--cluster", scheduler]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    build = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def a_video_done() -> bool:
+        try:
+            with sqlite3.connect(lib / "library.sqlite") as db:
+                return bool(db.execute("SELECT 1 FROM videos WHERE status = 'done'").fetchone())
+        except sqlite3.Error:
+            return False
+
+    wait_until(a_video_done, 60, "the first video is committed")
+    build.kill()
+    build.wait()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "already in the library" in rerun.stdout + rerun.stderr or "1 already" in rerun.stdout
+    _same(_contents(lib), _contents(local_library))
+
+
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_long_video_split_into_ranges_equals_one_task(where, scheduler, tmp_path, monkeypatch):
+    """A 30 s video in three 10 s ranges (three tasks) makes the clips and features of one task."""
+    from livejpp.library import build
+
+    video = tmp_path / "in" / "bbb.webm"
+    video.parent.mkdir()
+    os.link(Path(__file__).parent / "media" / "av" / "big_buck_bunny_0_30.webm", video)
+    whole = build_library([video], tmp_path / "whole", SETTINGS, jobs=1, progress=False)
+    monkeypatch.setattr(build, "SPLIT_SECONDS", 10.0)
+    kw = {"cluster": scheduler} if where == "cluster" else {"jobs": 2}
+    split = build_library([video], tmp_path / "split", SETTINGS, progress=False, **kw)
+    assert split.videos_added == whole.videos_added == 1 and split.clips_added == whole.clips_added == 3
+    _same(_contents(tmp_path / "split"), _contents(tmp_path / "whole"))
+    db = sqlite3.connect(tmp_path / "split" / "library.sqlite")
+    assert (
+        db.execute("SELECT status, duration FROM videos").fetchall()
+        == sqlite3.connect(tmp_path / "whole" / "library.sqlite")
+        .execute("SELECT status, duration FROM videos")
+        .fetchall()
+    )
