@@ -41,7 +41,7 @@ system:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[dev,train,link]"
+	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install --quiet -e ".[dev,train,link,cluster]"
 	touch $@
 
 bench: setup
