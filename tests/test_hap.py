@@ -117,3 +117,39 @@ def test_section_headers_and_damage():
         parse_frame(frame_packet(blocks[:-8], "dxt1"), 12, 8)
     with pytest.raises(HapError, match="past the frame"):
         parse_frame(frame_packet(blocks, "dxt1")[:-5], 12, 8)
+
+
+def test_library_build_codec_hap_writes_clips_the_player_uploads_as_blocks(media, tmp_path):
+    import shutil
+    import sqlite3
+
+    from livejpp.media.hap import CompressedPicture
+    from livejpp.render.player import ClipFrames
+
+    footage = tmp_path / "in"
+    footage.mkdir()
+    shutil.copy(media / "footage/mdn_bug.mp4", footage)
+    lib = tmp_path / "lib"
+    run = subprocess.run(
+        [sys.executable, "-m", "livejpp", "library", "build", str(footage), "--out", str(lib), "--codec", "hap", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        (playback,) = db.execute("SELECT playback FROM clips").fetchone()
+        (settings,) = db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+    assert '"codec": "hap"' in settings  # the library says how its clips are stored
+    assert playback.endswith(".mov")
+    with av.open(str(lib / playback)) as clip:
+        assert clip.streams.video[0].codec_context.name == "hap"
+    reader = ClipFrames(lib / playback, (320, 180))
+    picture = reader.planes_at(2.0)
+    assert isinstance(picture, CompressedPicture) and (picture.width, picture.height) == (640, 360)
+    with av.open(str(media / "footage/mdn_bug.mp4")) as src:  # the right picture: the source's at 2 s
+        source = next(f for f in src.decode(video=0) if f.time >= 2.0 - 1e-3).to_ndarray(format="rgb24")
+    with av.open(str(lib / playback)) as clip:  # FFmpeg's own HAP decoder reads our framing too
+        shown = next(f for f in clip.decode(video=0) if f.time >= 2.0 - 1e-3).to_ndarray(format="rgb24")
+    assert np.abs(shown.astype(int) - source).mean() < 4
+    reader.close()

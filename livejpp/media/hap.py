@@ -27,7 +27,9 @@ from pathlib import Path
 import av
 import cramjam
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
+from livejpp.media.clips import ClipEncoder
 from livejpp.media.decode import MediaError
 
 log = logging.getLogger("livejpp")
@@ -306,3 +308,32 @@ class HapWriter:
 
     def close(self) -> None:
         self._container.close()
+
+
+class HapClipEncoder(ClipEncoder):
+    """`library build --codec hap`: a playback clip as HAP (DXT1) in .mov, the source frames placed in
+    constant-rate slots as ClipEncoder does; sides rounded down to whole 4x4 blocks."""
+
+    def __init__(self, path: str, start: float, fps: Fraction, size: tuple[int, int], rotation: int = 0):
+        self.path, self.start, self.fps, self.rotation = path, start, fps, rotation
+        self.width, self.height = size[0] // 4 * 4, size[1] // 4 * 4
+        self._writer = HapWriter(path, self.width, self.height, rate=fps)
+        self._scaler = VideoReformatter()
+        self._held: np.ndarray | None = None
+        self._container = self._writer._container  # ClipEncoder.abort closes it
+        self.frames = 0
+
+    def _prepare(self, frame: av.VideoFrame) -> np.ndarray:
+        if not self.rotation:
+            return self._scaler.reformat(frame, width=self.width, height=self.height, format="rgb24").to_ndarray()
+        turned = self.rotation in (90, 270)
+        stored_w, stored_h = (self.height, self.width) if turned else (self.width, self.height)
+        rgb = self._scaler.reformat(frame, width=stored_w, height=stored_h, format="rgb24").to_ndarray()
+        return np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))
+
+    def _emit(self, frame: np.ndarray) -> None:
+        self._writer.add(frame)
+        self.frames += 1
+
+    def _close(self) -> None:
+        self._writer.close()
