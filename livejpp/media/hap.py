@@ -52,7 +52,7 @@ class CompressedPicture:
     format: str
     width: int
     height: int
-    data: bytes
+    data: bytes | bytearray  # written once, by the parser
 
     @property
     def texture_size(self) -> tuple[int, int]:
@@ -80,15 +80,21 @@ def _section(buf: memoryview, pos: int) -> tuple[int, int, int]:
     return start, size, kind
 
 
-def _snappy(data) -> bytes:
+def _snappy(data: memoryview, out: memoryview) -> int:
+    """Snappy data decompressed into `out` (no copies: a 1080p frame is 1 MB of blocks); its length."""
     try:
-        return bytes(cramjam.snappy.decompress_raw(bytes(data)))
+        if cramjam.snappy.decompress_raw_len(data) > len(out):
+            raise HapError("a chunk holds more than the picture's blocks")
+        return cramjam.snappy.decompress_raw_into(data, out)
+    except HapError:
+        raise
     except Exception as exc:  # cramjam raises its own DecompressionError for every damaged stream
         raise HapError(f"damaged Snappy data ({exc})") from exc
 
 
-def _complex(buf: memoryview) -> bytes:
-    """The texture of a chunked section: the instructions container, then the chunks."""
+def _complex(buf: memoryview, out: memoryview) -> int:
+    """The texture of a chunked section, decompressed into `out`: the instructions container, then the
+    chunks; the bytes written."""
     start, size, kind = _section(buf, 0)
     if kind != 0x01:
         raise HapError(f"complex section without decode instructions (type 0x{kind:02x})")
@@ -108,21 +114,24 @@ def _complex(buf: memoryview) -> bytes:
     data = buf[start + size :]
     if offsets is None:
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
-    parts = []
+    written = 0
     for compressor, offset, length in zip(compressors, offsets, sizes, strict=True):
         if offset + length > len(data):
             raise HapError("a chunk runs past the frame's end")
         chunk = data[offset : offset + length]
         if compressor == SNAPPY:
-            parts.append(_snappy(chunk))
+            written += _snappy(chunk, out[written:])
         elif compressor == NONE:
-            parts.append(bytes(chunk))
+            if written + length > len(out):
+                raise HapError("a chunk holds more than the picture's blocks")
+            out[written : written + length] = chunk
+            written += length
         else:
             raise HapError(f"unknown chunk compressor 0x{compressor:02x}")
-    return b"".join(parts)
+    return written
 
 
-def parse_frame(packet: bytes, width: int, height: int) -> CompressedPicture:
+def parse_frame(packet: bytes | av.Packet, width: int, height: int) -> CompressedPicture:
     """A HAP frame's blocks; HapError if it is damaged (sizes that do not add up, bad Snappy data)."""
     buf = memoryview(packet)
     start, size, kind = _section(buf, 0)
@@ -133,18 +142,20 @@ def parse_frame(packet: bytes, width: int, height: int) -> CompressedPicture:
         raise HapError(f"texture type 0x{nibble:x} is not shown (DXT1, DXT5 and HAP Q are)")
     fmt = TEXTURES[nibble][0]
     body = buf[start : start + size]
+    expected = texture_bytes(fmt, width, height)
+    data = bytearray(expected)
     if compressor == NONE:
-        data = bytes(body)
+        written = len(body)
+        if written == expected:
+            data[:] = body
     elif compressor == SNAPPY:
-        data = _snappy(body)
+        written = _snappy(body, memoryview(data))
     elif compressor == COMPLEX:
-        data = _complex(body)
+        written = _complex(body, memoryview(data))
     else:
         raise HapError(f"unknown compressor 0x{compressor:x}")
-    if len(data) != texture_bytes(fmt, width, height):
-        raise HapError(
-            f"{len(data)} bytes of blocks, a {width}x{height} {fmt} picture has {texture_bytes(fmt, width, height)}"
-        )
+    if written != expected:
+        raise HapError(f"{written} bytes of blocks, a {width}x{height} {fmt} picture has {expected}")
     return CompressedPicture(fmt, width, height, data)
 
 
@@ -169,7 +180,7 @@ class HapFrames:
         self._origin = float(start * self._stream.time_base) if start is not None else 0.0
         self._packets = None
         self._current: tuple[float, CompressedPicture | None] | None = None
-        self._next: tuple[float, bytes] | None = None
+        self._next: tuple[float, av.Packet] | None = None
         self._warned = False
 
     def close(self) -> None:
@@ -185,7 +196,7 @@ class HapFrames:
         for packet in self._packets:
             if packet.size and packet.pts is not None:
                 t = float(packet.pts * self._stream.time_base) - self._origin - self.base
-                self._next = (t, bytes(packet))
+                self._next = (t, packet)  # read in place: av.Packet is a buffer
                 return True
         return False
 
@@ -199,7 +210,7 @@ class HapFrames:
             or (self._next is not None and t > self._next[0] + 2.0)
         ):
             self._seek(t)
-        chosen: tuple[float, bytes] | None = None
+        chosen: tuple[float, av.Packet] | None = None
         while True:
             if self._next is None and not self._read():
                 break

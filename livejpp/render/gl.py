@@ -122,6 +122,7 @@ class GLCompositor:
         self.plane_textures = [[_texture(gl, gl.GL_LINEAR) for _ in range(3)] for _ in range(slots)]
         self.plane_shapes: list[tuple | None] = [None] * slots
         self.compressed_textures = [_texture(gl, gl.GL_LINEAR) for _ in range(slots)]  # DXT blocks (HAP)
+        self.compressed_shapes: list[tuple | None] = [None] * slots
         self.kind = [0] * slots  # 0 RGB, 1 planes, 2 DXT blocks: what each slot holds now
         self.uploaded: set[int] = set()  # slots holding a picture: an empty extra layer draws nothing
         self._warned_size = False
@@ -249,8 +250,13 @@ class GLCompositor:
             return False
         gl.glActiveTexture(gl.GL_TEXTURE0 + slot)
         gl.glBindTexture(gl.GL_TEXTURE_2D, self.compressed_textures[slot])
-        data = (ctypes.c_ubyte * len(picture.data)).from_buffer_copy(picture.data)
-        gl.glCompressedTexImage2D(gl.GL_TEXTURE_2D, 0, S3TC[picture.format], tw, th, 0, len(picture.data), data)
+        blocks = np.frombuffer(picture.data, np.uint8)  # a view: no copy of the blocks
+        data, shape = ctypes.c_void_p(blocks.ctypes.data), (S3TC[picture.format], tw, th)
+        if shape == self.compressed_shapes[slot]:
+            gl.glCompressedTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, tw, th, shape[0], blocks.size, data)
+        else:
+            gl.glCompressedTexImage2D(gl.GL_TEXTURE_2D, 0, shape[0], tw, th, 0, blocks.size, data)
+            self.compressed_shapes[slot] = shape
         x, y, w, h = cover_rect(picture.width, picture.height, self.width, self.height)
         fx, fy = picture.width / tw, picture.height / th
         self.kind[slot] = 2
