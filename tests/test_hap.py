@@ -153,3 +153,12 @@ def test_library_build_codec_hap_writes_clips_the_player_uploads_as_blocks(media
         shown = next(f for f in clip.decode(video=0) if f.time >= 2.0 - 1e-3).to_ndarray(format="rgb24")
     assert np.abs(shown.astype(int) - source).mean() < 4
     reader.close()
+
+
+def test_hap_q_alpha_shows_its_colour_texture():
+    rgb = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    colour = frame_packet(compress_blocks(rgb, "ycocg_dxt5"), "ycocg_dxt5")
+    alpha = bytes((8, 0, 0, 0xA1)) + bytes(8)  # an RGTC1 alpha texture: not drawn
+    both = colour + alpha
+    picture = parse_frame(bytes((len(both), 0, 0, 0x0D)) + both, 8, 8)
+    assert picture.format == "ycocg_dxt5" and picture.data == parse_frame(colour, 8, 8).data
