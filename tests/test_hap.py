@@ -7,23 +7,23 @@ import os
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import av
+import cramjam
 import numpy as np
 import pytest
 
-from livejpp.media.hap import HapError, HapFrames, HapWriter, compress_blocks, frame_packet, parse_frame
+from livejpp.media.hap import HapError, HapFrames, HapWriter, parse_frame
 
 FRAMES = 8
+MEDIA = Path(__file__).parent / "media"
 
 
-@pytest.fixture(scope="module")
-def earth_hap(tmp_path_factory, media):
-    """The first frames of earth.mp4 (480x270 H.264) as HAP (480x268: whole 4x4 blocks), in 4 chunks."""
-    path = tmp_path_factory.mktemp("hap") / "earth.mov"
-    with av.open(str(media / "footage/earth.mp4")) as src:
-        stream = src.streams.video[0]
-        writer = HapWriter(path, 480, 268, rate=stream.average_rate, chunks=4)
+def earth_as(path, fmt: str, chunks: int):
+    """The first frames of earth.mp4 (480x270 H.264) as HAP (480x268: whole 4x4 blocks) by FFmpeg's encoder."""
+    with av.open(str(MEDIA / "footage/earth.mp4")) as src:
+        writer = HapWriter(path, 480, 268, rate=src.streams.video[0].average_rate, fmt=fmt, chunks=chunks)
         for n, frame in enumerate(src.decode(video=0)):
             writer.add(frame.to_ndarray(format="rgb24")[:268])
             if n + 1 == FRAMES:
@@ -32,17 +32,29 @@ def earth_hap(tmp_path_factory, media):
     return path
 
 
+@pytest.fixture(scope="module")
+def earth_hap(tmp_path_factory):
+    """HAP (DXT1) in 4 chunks: "complex" sections with chunk tables."""
+    return earth_as(tmp_path_factory.mktemp("hap") / "earth.mov", "dxt1", 4)
+
+
+@pytest.fixture(scope="module")
+def earth_hap_q(tmp_path_factory):
+    """HAP Q (scaled YCoCg in DXT5), one Snappy section a frame."""
+    return earth_as(tmp_path_factory.mktemp("hapq") / "earth_q.mov", "ycocg_dxt5", 1)
+
+
 CODE = r"""
 import sys
 from dataclasses import replace
 import av
 import numpy as np
-from livejpp.media.hap import HapFrames, compress_blocks, frame_packet, parse_frame
+from livejpp.media.hap import HapFrames
 from livejpp.render.gl import offscreen
 from livejpp.render.player import planes_of
-hap, media, out = sys.argv[1:4]
+hap, hap_q, media, out = sys.argv[1:5]
 window, gl = offscreen(320, 180)
-reader = HapFrames(hap)
+reader, reader_q = HapFrames(hap), HapFrames(hap_q)
 with av.open(media + "/footage/earth.mp4") as src:
     for n, frame in enumerate(src.decode(video=0)):
         if n in (0, 4, 7):
@@ -53,21 +65,19 @@ with av.open(media + "/footage/earth.mp4") as src:
             gl.upload(1, reader.picture_at(frame.time))
             gl.draw(1.0)
             np.save(f"{out}/hap_{n}.npy", gl.read_pixels())
-            if n == 7:
-                rgb = frame.to_ndarray(format="rgb24")[:268]
-                gl.upload(1, parse_frame(frame_packet(compress_blocks(rgb, "ycocg_dxt5"), "ycocg_dxt5"), 480, 268))
-                gl.draw(1.0)
-                np.save(f"{out}/hapq_{n}.npy", gl.read_pixels())
+            gl.upload(1, reader_q.picture_at(frame.time))
+            gl.draw(1.0)
+            np.save(f"{out}/hapq_{n}.npy", gl.read_pixels())
             if n == 7:
                 break
 window.close()
 """
 
 
-def test_hap_draws_as_the_h264_decode_of_the_same_frames(earth_hap, media, tmp_path):
+def test_hap_draws_as_the_h264_decode_of_the_same_frames(earth_hap, earth_hap_q, media, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     run = subprocess.run(
-        [sys.executable, "-c", CODE, str(earth_hap), str(media), str(tmp_path)],
+        [sys.executable, "-c", CODE, str(earth_hap), str(earth_hap_q), str(media), str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
@@ -79,12 +89,12 @@ def test_hap_draws_as_the_h264_decode_of_the_same_frames(earth_hap, media, tmp_p
         assert h264.std() > 20  # a real picture, not black on both sides
         # DXT1 keeps two RGB565 colours a 4x4 block and 2-bit weights between them: 565 alone is up to 4
         # levels off (5 bits: steps of 8.2), a block's detail more; the same bilinear scaling on both sides.
-        # Measured 1.4 on this smooth footage; the same picture upside down is 5.5 off: hence 3, not 8
+        # Measured 0.65 (HAP Q 0.5) on this smooth footage; the same picture upside down is 5.3 off: hence 3
         assert np.abs(hap - h264).mean() < 3, n
+        # HAP Q: scaled YCoCg in DXT5, converted in the shader
+        hapq = np.load(tmp_path / f"hapq_{n}.npy").astype(int)
+        assert np.abs(hapq - h264).mean() < 3, n
     assert np.abs(np.load(tmp_path / "hap_0.npy").astype(int) - np.load(tmp_path / "hap_7.npy")).mean() > 1
-    # HAP Q: scaled YCoCg in DXT5, converted in the shader
-    hapq = np.load(tmp_path / "hapq_7.npy").astype(int)
-    assert np.abs(hapq - np.load(tmp_path / "h264_7.npy")).mean() < 3  # measured 1.1
 
 
 def test_a_damaged_chunk_skips_that_frame_with_one_line(earth_hap, tmp_path, caplog):
@@ -106,17 +116,27 @@ def test_a_damaged_chunk_skips_that_frame_with_one_line(earth_hap, tmp_path, cap
     assert all(not r.exc_info for r in caplog.records)
 
 
+def section(kind: int, data: bytes) -> bytes:
+    return bytes((len(data) & 0xFF, len(data) >> 8 & 0xFF, len(data) >> 16, kind)) + data
+
+
 def test_section_headers_and_damage():
-    rgb = np.random.default_rng(1).integers(0, 256, (8, 12, 3), dtype=np.uint8)
-    blocks = compress_blocks(rgb, "dxt1")
+    blocks = np.random.default_rng(1).integers(0, 256, 6 * 8, dtype=np.uint8).tobytes()  # 12x8 DXT1: 6 blocks
     # 8-byte header (size 0 in the first 3 bytes), no second-stage compressor
     long = bytes((0, 0, 0, 0xAB)) + struct.pack("<I", len(blocks)) + blocks
     assert parse_frame(long, 12, 8).data == blocks
-    assert parse_frame(frame_packet(blocks, "dxt1", chunks=3), 12, 8).data == blocks
+    # chunked, with an offset table: one chunk stored, one Snappy-compressed, written in the other order
+    first, second = blocks[:16], bytes(cramjam.snappy.compress_raw(blocks[16:]))
+    tables = section(0x02, bytes((0x0A, 0x0B))) + section(0x03, struct.pack("<2I", 16, len(second)))
+    tables += section(0x04, struct.pack("<2I", len(second), 0))
+    chunked = section(0xCB, section(0x01, tables) + second + first)
+    assert parse_frame(chunked, 12, 8).data == blocks
     with pytest.raises(HapError, match="bytes of blocks"):
-        parse_frame(frame_packet(blocks[:-8], "dxt1"), 12, 8)
+        parse_frame(section(0xAB, blocks[:-8]), 12, 8)
     with pytest.raises(HapError, match="past the frame"):
-        parse_frame(frame_packet(blocks, "dxt1")[:-5], 12, 8)
+        parse_frame(chunked[:-5], 12, 8)
+    with pytest.raises(HapError, match="Snappy"):
+        parse_frame(section(0xBB, b"\xff" * 40), 12, 8)
 
 
 def test_library_build_codec_hap_writes_clips_the_player_uploads_as_blocks(media, tmp_path):
@@ -156,9 +176,8 @@ def test_library_build_codec_hap_writes_clips_the_player_uploads_as_blocks(media
 
 
 def test_hap_q_alpha_shows_its_colour_texture():
-    rgb = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    colour = frame_packet(compress_blocks(rgb, "ycocg_dxt5"), "ycocg_dxt5")
-    alpha = bytes((8, 0, 0, 0xA1)) + bytes(8)  # an RGTC1 alpha texture: not drawn
-    both = colour + alpha
-    picture = parse_frame(bytes((len(both), 0, 0, 0x0D)) + both, 8, 8)
-    assert picture.format == "ycocg_dxt5" and picture.data == parse_frame(colour, 8, 8).data
+    blocks = bytes(range(64))  # 8x8 DXT5: 4 blocks of 16 bytes
+    colour = section(0xBF, bytes(cramjam.snappy.compress_raw(blocks)))
+    alpha = section(0xA1, bytes(16))  # an RGTC1 alpha texture: not drawn
+    picture = parse_frame(section(0x0D, colour + alpha), 8, 8)
+    assert picture.format == "ycocg_dxt5" and picture.data == blocks

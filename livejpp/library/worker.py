@@ -92,7 +92,9 @@ class _OpenClip:
             self.rel = f"{job.clip_dir_rel}/{name}"
             part = os.path.join(job.clip_dir, f"{name}.part-{os.getpid()}")
             if hap:
-                self.encoder = HapClipEncoder(part, start, job.info.fps, size, rotation=job.info.rotation)
+                self.encoder = HapClipEncoder(
+                    part, start, job.info.fps, size, rotation=job.info.rotation, threads=job.threads
+                )
                 return
             self.encoder = ClipEncoder(
                 part,
