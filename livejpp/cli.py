@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="x264 speed preset for playback clips (default: %(default)s; slower = smaller files)",
     )
     build.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default: %(default)s)")
+    build.add_argument(
+        "--codec",
+        choices=("h264", "hap"),
+        default="h264",
+        help="playback clips as H.264 (small) or HAP (large; the GPU takes its frames as they are, "
+        "almost no CPU a layer) (default: %(default)s)",
+    )
     _add_jobs(build)
     build.set_defaults(func=_cmd_build)
 
@@ -742,6 +749,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         features=args.features,
         x264_preset=args.x264_preset,
         crf=args.crf,
+        codec=args.codec,
     )
     return _build(args, args.videos, args.out, settings, create=True)
 

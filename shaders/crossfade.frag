@@ -39,12 +39,20 @@ vec3 blended(vec3 base, vec3 top, float opacity, int blend) {
 // One slot's picture at output coordinate `at`: an RGB texture at the output size (yuv 0), or the
 // decoder's Y, U, V planes at their native size (yuv 1), scaled and cover-cropped (crop: the output's
 // rectangle in the picture, x, y, w, h in 0..1) and converted to RGB (rows: the matrix with range and
-// bit depth folded in, plus offset). chroma: where the chroma planes end, as a fraction of the luma's.
+// bit depth folded in, plus offset); or HAP Q's scaled YCoCg DXT5 blocks (yuv 2; HAP's RGB DXT draws
+// as yuv 0). chroma: where the chroma planes end, as a fraction of the luma's.
 vec3 fetch(sampler2D main, sampler2D u, sampler2D v, int yuv, vec4 crop, vec2 chroma,
            vec3 r, vec3 g, vec3 b, vec3 offset, vec2 at) {
     vec2 p = crop.xy + at * crop.zw;
     if (yuv == 0) {
         return texture(main, p).rgb;
+    }
+    if (yuv == 2) {
+        // HAP Q: DXT5 holding Co, Cg (offset 128/255, multiplied by a per-block scale), the scale, Y
+        vec4 c = texture(main, p) - vec4(0.50196078, 0.50196078, 0.0, 0.0);
+        float scale = c.b * (255.0 / 8.0) + 1.0;
+        float co = c.r / scale, cg = c.g / scale;
+        return clamp(vec3(c.a + co - cg, c.a + cg, c.a - co - cg), 0.0, 1.0);
     }
     vec3 s = vec3(texture(main, p).r, texture(u, p * chroma).r, texture(v, p * chroma).r);
     return clamp(vec3(dot(r, s), dot(g, s), dot(b, s)) + offset, 0.0, 1.0);

@@ -677,7 +677,7 @@ def main() -> None:
     lv.add_argument("--baseline", metavar="REV", help="also run the show with the code of git REV, side by side")
     lv.add_argument("--layers", type=int, help="playback only: N layers, today's path and GPU-ready planes")
     lv.add_argument("--source-height", type=int, default=1080, help="with --layers: 720, 1080 or 2160 lines")
-    lv.add_argument("--codec", choices=["h264"], default="h264", help="with --layers: the sources' codec")
+    lv.add_argument("--codec", choices=["h264", "hap"], default="h264", help="with --layers: hap adds a HAP column")
     lv.set_defaults(func=bench_live)
     ctl = sub.add_parser("control", help="OSC and MIDI latency to state and to frame; paced rates without loss")
     ctl.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")

@@ -4,7 +4,9 @@ decoder's planes uploaded as they are; the shader converts, scales and crops), s
 
 Headless EGL (llvmpipe) at the show's size, paced at 30 fps: per layer and frame, the CPU time of decode,
 conversion and upload; frames dropped (a frame later than 1.5 intervals); frame-interval p99; peak memory.
-The sources are the bundled footage scaled to H lines (H.264, in a temp dir)."""
+The sources are the bundled footage scaled to H lines (H.264, in a temp dir); with --codec hap, also the same
+frames as HAP (DXT1, livejpp/media/hap.py) in a third column: demux + Snappy as "decode", the DXT blocks
+uploaded as they are (no conversion)."""
 
 from __future__ import annotations
 
@@ -46,16 +48,31 @@ def scaled_source(source: Path, height: int, out: Path, seconds: float = 10.0) -
     return target
 
 
-def play(sources: list[Path], size: tuple[int, int], seconds: float, planes: bool) -> dict:
+def hap_source(source: Path, out: Path) -> Path:
+    """The H.264 source's frames as a HAP (DXT1) .mov beside it: what `library build --codec hap` writes."""
+    from livejpp.media.hap import HapWriter
+
+    target = out / f"{source.stem}.mov"
+    with av.open(str(source)) as src:
+        stream = src.streams.video[0]
+        writer = HapWriter(target, stream.width, stream.height, rate=stream.average_rate)
+        for frame in src.decode(video=0):
+            writer.add(frame.to_ndarray(format="rgb24"))
+        writer.close()
+    return target
+
+
+def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) -> dict:
     """One paced playback of all layers; per-stage CPU milliseconds per layer and frame, drops, p99."""
     from pyglet import gl as pgl
 
+    from livejpp.media.hap import HapFrames
     from livejpp.render.compose import LayerDraw
     from livejpp.render.gl import offscreen
     from livejpp.render.player import ClipFrames, cover, planes_of
 
     window, compositor = offscreen(*size, layers=max(2, len(sources)))
-    readers = [ClipFrames(path, size) for path in sources]
+    readers = [HapFrames(path) if mode == "hap" else ClipFrames(path, size) for path in sources]
     stages = {"decode": [], "convert": [], "upload": []}
     draws = []
     intervals, last, fps = [], None, 30.0
@@ -65,9 +82,11 @@ def play(sources: list[Path], size: tuple[int, int], seconds: float, planes: boo
         t = frame_no / fps
         for layer, reader in enumerate(readers):
             c0 = time.process_time()
-            chosen = reader._chosen(t % 9.5)
+            chosen = reader.picture_at(t % 9.5) if mode == "hap" else reader._chosen(t % 9.5)
             c1 = time.process_time()
-            if planes:
+            if mode == "hap":
+                picture = chosen  # the DXT blocks as they are
+            elif mode == "planes":
                 picture = planes_of(chosen[1])
             else:
                 frame = chosen[1]
@@ -110,8 +129,11 @@ def run(args: argparse.Namespace, table) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sources = [scaled_source(FOOTAGE[k % len(FOOTAGE)], args.source_height, Path(tmp)) for k in range(args.layers)]
         runs = {}
-        for name, planes in (("today: RGB on the CPU", False), ("planes to the GPU", True)):
-            runs[name] = play(sources, size, args.seconds, planes)
+        modes = {"today: RGB on the CPU": ("rgb", sources), "planes to the GPU": ("planes", sources)}
+        if args.codec == "hap":
+            modes["HAP blocks to the GPU"] = ("hap", [hap_source(path, Path(tmp)) for path in sources])
+        for name, (mode, paths) in modes.items():
+            runs[name] = play(paths, size, args.seconds, mode)
             runs[name]["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak so far, MiB
     print(
         f"{args.layers} layers of {args.source_height}p {args.codec}, headless (EGL, llvmpipe), {args.size}, "
@@ -127,4 +149,9 @@ def run(args: argparse.Namespace, table) -> None:
         ["frame interval p99, ms", *(f"{r['p99']:.1f}" for r in runs.values())],
         ["peak memory (process, so far), MiB", *(f"{r['rss']:.0f}" for r in runs.values())],
     ]
+    if args.codec == "hap":
+        cpu = {name: r["decode"] + r["convert"] + r["upload"] for name, r in runs.items()}
+        rows.append(["decode + conversion + upload, ms CPU per layer-frame", *(f"{c:.1f}" for c in cpu.values())])
+        hap = cpu["HAP blocks to the GPU"]
+        rows.append(["HAP layer's CPU / this column's", *(f"{hap / c:.2f}" for c in cpu.values())])
     print(table(["measure", *runs], rows))

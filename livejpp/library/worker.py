@@ -20,6 +20,7 @@ from livejpp.features.pretrained import extractor_for
 from livejpp.features.visual import ANALYSIS_SIZE, VisualFeatures
 from livejpp.media.clips import ClipEncoder, clip_start, keep_tail, playback_size
 from livejpp.media.decode import AudioReader, VideoInfo, iter_video_frames
+from livejpp.media.hap import HapClipEncoder
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class BuildSettings:
     features: str = "hand"
     x264_preset: str = "ultrafast"
     crf: int = 23
+    codec: str = "h264"  # playback clips: h264 (.mp4) or hap (.mov, DXT1 blocks the GPU takes as they are)
 
     @property
     def step(self) -> float:
@@ -88,9 +90,15 @@ class _OpenClip:
         self.encoder: ClipEncoder | None = None
         self.rel: str | None = None
         if job.settings.transcode:
-            name = f"{index:05d}.mp4"
+            hap = job.settings.codec == "hap"
+            name = f"{index:05d}.mov" if hap else f"{index:05d}.mp4"
             self.rel = f"{job.clip_dir_rel}/{name}"
             part = os.path.join(job.clip_dir, f"{name}.part-{os.getpid()}")
+            if hap:
+                self.encoder = HapClipEncoder(
+                    part, start, job.info.fps, size, rotation=job.info.rotation, threads=job.threads
+                )
+                return
             self.encoder = ClipEncoder(
                 part,
                 start,

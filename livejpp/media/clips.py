@@ -151,10 +151,13 @@ class ClipEncoder:
         if self._held is not None:
             while self._slot_time(self.frames) < end - eps:
                 self._emit(self._held)
+        self._close()
+        return self.frames
+
+    def _close(self) -> None:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        return self.frames
 
     def abort(self) -> None:
         try:

@@ -16,11 +16,15 @@ from dataclasses import replace
 import numpy as np
 
 from livejpp.errors import LivejppError
+from livejpp.media.hap import CompressedPicture
 from livejpp.paths import SHADERS
 from livejpp.render.compose import BLENDS, LayerDraw
 from livejpp.render.player import Planes, cover_rect
 
 log = logging.getLogger("livejpp")
+
+# glCompressedTexImage2D formats of GL_EXT_texture_compression_s3tc (pyglet names them only in its extensions)
+S3TC = {"dxt1": 0x83F0, "dxt5": 0x83F3, "ycocg_dxt5": 0x83F3}  # COMPRESSED_RGB_S3TC_DXT1, _RGBA_S3TC_DXT5
 
 
 def gl_config():
@@ -117,7 +121,9 @@ class GLCompositor:
         # Y, U, V of each slot, (re)allocated to the planes' sizes; Y and V share the RGB texture's unit
         self.plane_textures = [[_texture(gl, gl.GL_LINEAR) for _ in range(3)] for _ in range(slots)]
         self.plane_shapes: list[tuple | None] = [None] * slots
-        self.kind = [0] * slots  # 0 RGB, 1 planes: what each slot holds now
+        self.compressed_textures = [_texture(gl, gl.GL_LINEAR) for _ in range(slots)]  # DXT blocks (HAP)
+        self.compressed_shapes: list[tuple | None] = [None] * slots
+        self.kind = [0] * slots  # 0 RGB, 1 planes, 2 DXT blocks: what each slot holds now
         self.uploaded: set[int] = set()  # slots holding a picture: an empty extra layer draws nothing
         self._warned_size = False
         self.program.use()
@@ -140,13 +146,17 @@ class GLCompositor:
         self.effect = 0
         self.amount = 0.5
 
-    def upload(self, slot: int, picture: np.ndarray | Planes) -> None:
+    def upload(self, slot: int, picture: np.ndarray | Planes | CompressedPicture) -> None:
         """A picture into a slot (0 outgoing, 1 incoming, 1 + k extra layer k): uint8 RGB
-        [height, width, 3] at the output size, top row first, or a decoder's planes at any size."""
+        [height, width, 3] at the output size, top row first, a decoder's planes at any size, or
+        a HAP frame's DXT blocks at any size."""
         if not 0 <= slot < len(self.textures):
             raise ValueError(f"no texture slot {slot}: this compositor has {len(self.textures)}")
         if isinstance(picture, Planes):
             self._upload_planes(slot, picture)
+        elif isinstance(picture, CompressedPicture):
+            if not self._upload_compressed(slot, picture):
+                return
         else:
             self._upload_rgb(slot, picture)
         self.uploaded.add(slot)
@@ -222,6 +232,39 @@ class GLCompositor:
             self.program[f"{name}{slot}"] = tuple(float(x) for x in row)
         self.program[f"offset{slot}"] = tuple(float(x) for x in offset)
 
+    def _upload_compressed(self, slot: int, picture: CompressedPicture) -> bool:
+        """The blocks as they are (the GPU decodes DXT on sampling); the shader crops the 4x4 padding,
+        scales, covers and, for HAP Q, turns scaled YCoCg into RGB. False (one line) if too large."""
+        from pyglet import gl
+
+        tw, th = picture.texture_size
+        if max(tw, th) > self.max_texture_size:
+            if not self._warned_size:
+                log.warning(
+                    "livejpp: a %dx%d HAP picture is larger than this GL draws (%d): not shown",
+                    picture.width,
+                    picture.height,
+                    self.max_texture_size,
+                )
+                self._warned_size = True
+            return False
+        gl.glActiveTexture(gl.GL_TEXTURE0 + slot)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.compressed_textures[slot])
+        blocks = np.frombuffer(picture.data, np.uint8)  # a view: no copy of the blocks
+        data, shape = ctypes.c_void_p(blocks.ctypes.data), (S3TC[picture.format], tw, th)
+        if shape == self.compressed_shapes[slot]:
+            gl.glCompressedTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, tw, th, shape[0], blocks.size, data)
+        else:
+            gl.glCompressedTexImage2D(gl.GL_TEXTURE_2D, 0, shape[0], tw, th, 0, blocks.size, data)
+            self.compressed_shapes[slot] = shape
+        x, y, w, h = cover_rect(picture.width, picture.height, self.width, self.height)
+        fx, fy = picture.width / tw, picture.height / th
+        self.kind[slot] = 2
+        self.program.use()
+        self.program[f"yuv{slot}"] = 2 if picture.format == "ycocg_dxt5" else 0
+        self.program[f"crop{slot}"] = (x * fx, y * fy, w * fx, h * fy)
+        return True
+
     def draw(
         self,
         weight: float,
@@ -255,8 +298,11 @@ class GLCompositor:
                 self.program[f"blend{k}"] = BLENDS.index(layer.blend)
         slots = len(self.textures)
         for slot in range(slots):
-            planar = self.kind[slot] == 1
-            textures = self.plane_textures[slot] if planar else (self.textures[slot],)
+            textures = (
+                self.plane_textures[slot]
+                if self.kind[slot] == 1
+                else (self.compressed_textures[slot] if self.kind[slot] == 2 else self.textures[slot],)
+            )
             units = (slot, slots + 2 * slot, slots + 2 * slot + 1)[: len(textures)]
             for unit, tex in zip(units, textures, strict=True):
                 gl.glActiveTexture(gl.GL_TEXTURE0 + unit)

@@ -16,6 +16,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from livejpp.media.decode import DecodedFrames, MediaError
+from livejpp.media.hap import CompressedPicture, HapFrames
 
 log = logging.getLogger("livejpp")
 
@@ -146,9 +147,12 @@ class ClipFrames:
         self._next: tuple[float, av.VideoFrame] | None = None
         self._out: tuple[float, np.ndarray] | None = None
         self._warned: set[str] = set()
+        self._hap: HapFrames | None = None  # HAP clips: packets to the GPU as they are, opened on first use
 
     def close(self) -> None:
         self._container.close()
+        if self._hap is not None:
+            self._hap.close()
 
     def _seek(self, t: float) -> None:
         target = int((self.base + t + self._origin) / self._stream.time_base)
@@ -178,9 +182,12 @@ class ClipFrames:
         self._out = (chosen[0], picture)
         return picture
 
-    def planes_at(self, t: float) -> Planes:
+    def planes_at(self, t: float) -> Planes | CompressedPicture:
         """The picture shown at `t` seconds into the clip, as the decoder made it: the GPU converts,
-        scales and crops it (GLCompositor.upload), the CPU only decodes."""
+        scales and crops it (GLCompositor.upload), the CPU only decodes; HAP: the DXT blocks, not decoded."""
+        if self._stream.codec_context.name == "hap":
+            self._hap = self._hap or HapFrames(self.path, self.base)
+            return self._hap.picture_at(t)
         return planes_of(self._chosen(t)[1], self.path, self._warned)
 
     def _chosen(self, t: float) -> tuple[float, av.VideoFrame]:
