@@ -56,6 +56,26 @@ class Layer:
     replaced: bool = False  # its clip cannot play: another took its place
 
 
+@dataclass(frozen=True)
+class ShowFrame:
+    """Everything the window needs to draw one frame, taken at once: the window reads no show attribute.
+
+    Frozen so a control changing the show mid-draw cannot leave a frame half old, half new."""
+
+    outgoing: np.ndarray | None
+    incoming: np.ndarray | None
+    weight: float  # crossfade weight of the incoming picture
+    newly: tuple[Layer, ...]  # layers whose first picture this frame shows
+    transition: int
+    effect: int
+    effect_amount: float
+    brightness: float
+    blackout: bool
+    picture_time: float  # the audio time the pictures belong to (the recorder stamps frames with it)
+    hud: bool
+    fullscreen: bool
+
+
 @dataclass
 class ShowStats:
     started: float = field(default_factory=time.monotonic)
@@ -464,6 +484,24 @@ class LiveShow:
         return held is not None and layer.cut.offset - 1e-3 <= held[0] <= latest
 
     # --- what the window asks each frame -------------------------------------------------------
+    def snapshot(self) -> ShowFrame:
+        """This frame's pictures and settings, frozen (see ShowFrame)."""
+        outgoing, incoming, weight, newly = self.frame()
+        return ShowFrame(
+            outgoing,
+            incoming,
+            weight,
+            tuple(newly),
+            self.transition,
+            self.effect,
+            self.effect_amount,
+            self.brightness,
+            self.blackout,
+            self.picture_time(),
+            self.hud,
+            self.fullscreen,
+        )
+
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
         now = self.picture_time()
