@@ -705,6 +705,11 @@ def test_the_window_draws_one_frozen_snapshot_of_what_the_bus_set(show):
     assert before.transition == after.transition == show.transition != 0
     with pytest.raises(dataclasses.FrozenInstanceError):
         before.blackout = False
+    bus.run("help", None, "keys")  # the window's own toggles are bus commands, in its event log
+    bus.run("hud", False, "cli")  # and so are the command line's start-up flags
+    shot = show.snapshot()
+    assert shot.help and not shot.hud
+    assert [(e.command, e.origin) for e in list(bus.events)[-2:]] == [("help", "keys"), ("hud", "cli")]
 
 
 def test_the_hud_and_osc_feedback_show_the_clock(show):

@@ -74,6 +74,7 @@ class ShowFrame:
     picture_time: float  # the audio time the pictures belong to (the recorder stamps frames with it)
     hud: bool
     fullscreen: bool
+    help: bool
 
 
 @dataclass
@@ -183,6 +184,7 @@ class LiveShow:
         self.effect_amount = 0.5
         self.hud = True
         self.fullscreen = False
+        self.help = False  # the window's key help (a bus command, like the HUD)
         self.quit = threading.Event()
         self.forced: dict[str, str] = {}  # "video" / "tag" → what the VJ forced
         self.switching: str | None = None  # a library or model being loaded
@@ -500,6 +502,7 @@ class LiveShow:
             self.picture_time(),
             self.hud,
             self.fullscreen,
+            self.help,
         )
 
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:

@@ -287,9 +287,10 @@ def run(
         font_size=12,
         color=(255, 255, 180, 255),
     )
-    state = {"help": False, "uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
-    show.hud, show.fullscreen = hud, fullscreen
+    state = {"uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
     bus = controls.bus if controls is not None else CommandBus(show, Presets())
+    bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
+    bus.run("fullscreen", fullscreen, "cli")
     key_table = keymap.by_symbol(key)
     learnable = keymap.learnable()
     recorder: Recorder | None = None
@@ -330,7 +331,7 @@ def run(
                 hud_label.text = hud_text(show, controls)
                 state["hud_at"] = now
             batch.draw()
-        if state["help"]:
+        if shot.help:
             help_label.draw()
         show.drawn(list(shot.newly), shot.incoming is not None)
         stats.frames += 1
@@ -351,7 +352,7 @@ def run(
     def on_key_press(symbol, modifiers):
         received = time.monotonic()
         if symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
-            state["help"] = not state["help"]
+            bus.run("help", None, "keys", received)
         elif symbol == key.L:
             learn(0)
         elif state["learn"] is not None and symbol in (key.LEFT, key.RIGHT):
