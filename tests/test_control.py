@@ -691,9 +691,30 @@ def test_phrase_and_beat_tracker_are_commands_and_preset_settings(show, tmp_path
     assert (show.bars, show.phrase, show.beat_tracker) == (1, 16, "today")
 
 
+def test_the_window_draws_one_frozen_snapshot_of_what_the_bus_set(show):
+    """The window reads one snapshot per frame: the bus's changes land in the next one, never mid-frame."""
+    import dataclasses
+
+    bus = CommandBus(show, Presets())
+    bus.run("transition", "wipe")
+    bus.run("blackout")
+    before = show.snapshot()
+    bus.run("blackout")
+    after = show.snapshot()
+    assert before.blackout and not after.blackout  # the earlier frame kept what it was given
+    assert before.transition == after.transition == show.transition != 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.blackout = False
+    bus.run("help", None, "keys")  # the window's own toggles are bus commands, in its event log
+    bus.run("hud", False, "cli")  # and so are the command line's start-up flags
+    shot = show.snapshot()
+    assert shot.help and not shot.hud
+    assert [(e.command, e.origin) for e in list(bus.events)[-2:]] == [("help", "keys"), ("hud", "cli")]
+
+
 def test_the_hud_and_osc_feedback_show_the_clock(show):
     from livejpp.control.osc import OscFeedback
-    from livejpp.render.window import _hud_text
+    from livejpp.render.hud import hud_text as _hud_text
 
     bus = CommandBus(show, Presets())
     clock = show.engine.clock
@@ -748,7 +769,7 @@ def test_the_hud_and_osc_feedback_never_show_half_a_new_grid(show):
     """The analysis thread changes the clock under the engine lock, one attribute after another; the
     window and the OSC feedback read without that lock, so they read the grid published whole."""
     from livejpp.control.osc import OscFeedback
-    from livejpp.render.window import _hud_text
+    from livejpp.render.hud import hud_text as _hud_text
 
     bus = CommandBus(show, Presets())
     feedback = OscFeedback(bus, ("127.0.0.1", free_port()))

@@ -80,7 +80,7 @@ from livejpp.audio_io import FileSource
 from livejpp.control.commands import CommandBus
 from livejpp.control.osc import OscFeedback
 from livejpp.engine.live import LiveShow
-from livejpp.render import window
+from livejpp.render import hud, window
 lib, other, song, out = sys.argv[1:5]
 show = LiveShow(lib, FileSource(song, play=False), size=(320, 180), fps=30)
 bus = CommandBus(show)
@@ -88,7 +88,7 @@ log = {}
 def script(win):
     def watch(dt):  # readiness: the lock, then the switch's end; no fixed waits
         if "hud" not in log and show.sync_state.lock is not None:
-            log["hud"] = window._hud_text(show)
+            log["hud"] = hud.hud_text(show)
             log["next_refused"] = bus.run("next") is None and "sync off" in bus.last_error  # it would cover the film
             log["still_locked"] = show.sync_state.lock is not None
             log["osc"] = {k: v for k, v in OscFeedback(bus, None).state().items() if k.startswith("sync")}

@@ -21,8 +21,8 @@ from waiting import Watched, wait_until
 from livejpp.audio_io import DeviceSource
 from livejpp.engine.live import LiveShow
 from livejpp.render.compose import crossfade_weight, mix
+from livejpp.render.hud import hud_text as _hud_text
 from livejpp.render.player import ClipFrames
-from livejpp.render.window import _hud_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SONG = ROOT / "tests" / "media" / "music" / "lmms_Skiessi-C64.ogg"

@@ -220,6 +220,7 @@ COMMANDS: dict[str, Command] = {
         Command("preset", TEXT, "load a show preset (presets/NAME.toml, its [show] table)"),
         Command("learn", TEXT, "MIDI learn: bind the next MIDI message to COMMAND [VALUE] (empty: stop)"),
         Command("hud", TOGGLE, "the HUD on / off", _set_flag("hud"), lambda show: show.hud),
+        Command("help", TOGGLE, "the key help on / off", _set_flag("help"), lambda show: show.help),
         Command("fullscreen", TOGGLE, "fullscreen on / off", _set_flag("fullscreen"), lambda show: show.fullscreen),
         Command("quit", TRIGGER, "end the show", lambda show, _: show.quit.set()),
     )

@@ -60,6 +60,28 @@ class Layer:
     sync_clips: list[ClipRecord] = field(default_factory=list)  # that video's clips, back to back
 
 
+@dataclass(frozen=True)
+class ShowFrame:
+    """Everything the window needs to draw one frame, taken at once: the window reads no show attribute.
+
+    Frozen so a control changing the show mid-draw cannot leave a frame half old, half new."""
+
+    outgoing: np.ndarray | None
+    incoming: np.ndarray | None
+    weight: float  # crossfade weight of the incoming picture
+    newly: tuple[Layer, ...]  # layers whose first picture this frame shows
+    transition: int
+    effect: int
+    effect_amount: float
+    brightness: float
+    blackout: bool
+    picture_time: float  # the audio time the pictures belong to (the recorder stamps frames with it)
+    hud: bool
+    fullscreen: bool
+    help: bool
+    sync_position: float | None = None  # the locked video's position these pictures show (None: not in sync)
+
+
 @dataclass
 class ShowStats:
     started: float = field(default_factory=time.monotonic)
@@ -161,6 +183,7 @@ class LiveShow:
         self.effect_amount = 0.5
         self.hud = True
         self.fullscreen = False
+        self.help = False  # the window's key help (a bus command, like the HUD)
         self.quit = threading.Event()
         self.forced: dict[str, str] = {}  # "video" / "tag" → what the VJ forced
         self.switching: str | None = None  # a library or model being loaded
@@ -554,6 +577,26 @@ class LiveShow:
         return held is not None and (offset if first is record else 0.0) - 1e-3 <= held[0] <= latest
 
     # --- what the window asks each frame -------------------------------------------------------
+    def snapshot(self) -> ShowFrame:
+        """This frame's pictures and settings, frozen (see ShowFrame)."""
+        outgoing, incoming, weight, newly = self.frame()
+        return ShowFrame(
+            outgoing,
+            incoming,
+            weight,
+            tuple(newly),
+            self.transition,
+            self.effect,
+            self.effect_amount,
+            self.brightness,
+            self.blackout,
+            self._last_frame,  # the time frame() chose the pictures for, not a moment later
+            self.hud,
+            self.fullscreen,
+            self.help,
+            self.shown_sync_position,
+        )
+
     def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
         now = self.picture_time()

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.errors import LivejppError
+from livejpp.render.hud import HUD_REFRESH, hud_text
 
 log = logging.getLogger("livejpp.window")
-HUD_REFRESH = 0.25  # seconds between HUD text updates
 
 
 RECORD_QUEUE = 16  # frames the encoder may be behind (1280x720 BGRA: 3.7 MB each) before the recording drops
@@ -289,9 +289,10 @@ def run(
         font_size=12,
         color=(255, 255, 180, 255),
     )
-    state = {"help": False, "uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
-    show.hud, show.fullscreen = hud, fullscreen
+    state = {"uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
     bus = controls.bus if controls is not None else CommandBus(show, Presets())
+    bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
+    bus.run("fullscreen", fullscreen, "cli")
     key_table = keymap.by_symbol(key)
     learnable = keymap.learnable()
     recorder: Recorder | None = None
@@ -302,8 +303,6 @@ def run(
         stats = show.stats
         if show.quit.is_set():
             pyglet.app.exit()
-        if not headless and show.fullscreen != window.fullscreen:
-            window.set_fullscreen(show.fullscreen)
         if state["last"] is not None:
             interval = now - state["last"]
             if interval > 1.5 / show.fps:
@@ -311,30 +310,32 @@ def run(
                 stats.drops.append((show.show_time(), interval * 1000))
         state["last"] = now
         stats.frame_times.append(now)
-        outgoing, incoming, weight, newly = show.frame()
-        for layer, picture in ((0, outgoing), (1, incoming)):
+        shot = show.snapshot()
+        if not headless and shot.fullscreen != window.fullscreen:
+            window.set_fullscreen(shot.fullscreen)
+        for layer, picture in ((0, shot.outgoing), (1, shot.incoming)):
             if picture is not None and id(picture) != state["uploaded"][layer]:
                 compositor.upload(layer, picture)
                 state["uploaded"][layer] = id(picture)
         window.clear()
         fb_w, fb_h = window.get_framebuffer_size()
-        compositor.transition, compositor.effect, compositor.amount = show.transition, show.effect, show.effect_amount
-        if incoming is not None or outgoing is not None:
+        compositor.transition, compositor.effect, compositor.amount = shot.transition, shot.effect, shot.effect_amount
+        if shot.incoming is not None or shot.outgoing is not None:
             # a clip with no picture yet (it waited its longest): the outgoing one stays on screen
-            weight = 0.0 if incoming is None else weight if outgoing is not None else 1.0
-            compositor.draw(weight, show.brightness, show.blackout, (fb_w, fb_h))
+            weight = 0.0 if shot.incoming is None else shot.weight if shot.outgoing is not None else 1.0
+            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h))
         if recorder is not None:
             # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
             # the cuts on their beats whatever the room's latencies (engine/latency.py)
-            recorder.add(compositor.read_bgra_into, show.picture_time(), show.shown_sync_position)
-        if show.hud:
+            recorder.add(compositor.read_bgra_into, shot.picture_time, shot.sync_position)
+        if shot.hud:
             if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
-                hud_label.text = _hud_text(show, controls)
+                hud_label.text = hud_text(show, controls)
                 state["hud_at"] = now
             batch.draw()
-        if state["help"]:
+        if shot.help:
             help_label.draw()
-        show.drawn(newly, incoming is not None)
+        show.drawn(list(shot.newly), shot.incoming is not None)
         stats.frames += 1
 
     def learn(step: int) -> None:
@@ -353,7 +354,7 @@ def run(
     def on_key_press(symbol, modifiers):
         received = time.monotonic()
         if symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
-            state["help"] = not state["help"]
+            bus.run("help", None, "keys", received)
         elif symbol == key.L:
             learn(0)
         elif state["learn"] is not None and symbol in (key.LEFT, key.RIGHT):
@@ -415,41 +416,3 @@ def _resident() -> float:
     from livejpp.engine.live import resident_mb
 
     return resident_mb()
-
-
-def _hud_text(show, controls=None) -> str:
-    s = show.stats
-    engine = show.engine
-    current = show.layers[-1].record if show.layers else None
-    latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
-    elapsed = max(1e-3, show.show_time())
-    clock = engine.clock_state  # published whole at each hop: never half a new grid
-    bar_beat = clock.bar_position(show.picture_time()) + 1  # the beat of the pictures on screen
-    forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
-    lines = [
-        f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
-        f"   stale hops {engine.dropped_hops}",
-        f"{clock.bpm:5.1f} BPM {clock.source}/{clock.tracker}  beat {bar_beat}/{clock.beats_per_bar}"
-        f"  conf {clock.confidence:.0%}   every {show.bars} bars"
-        f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}"
-        + (f"   A/V {clock.av_offset * 1000:+.0f} ms" if clock.av_offset else ""),
-    ]
-    if current is not None:
-        lines.append(f"now  {current.uid}  {Path(current.source).name}")
-    if engine.neighbours:
-        record = engine.records[engine.neighbours[0][0]]
-        lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
-    sync = show.sync_line()
-    if sync:
-        lines.append(sync)
-    lines.append(show.sync_state.hud_line(show.picture_time()))  # published whole at each hop
-    if show.hearing:
-        lines.append(f"HEARING NOTHING: {show.hearing}")
-    if show.standby:
-        lines.append(f"STANDBY: {show.standby}")
-    if show.switching:
-        lines.append(f"loading {show.switching} ...")
-    control = controls.hud_line() if controls is not None else ""
-    if control:
-        lines.append(control)
-    return "\n".join(lines)
