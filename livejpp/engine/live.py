@@ -601,6 +601,7 @@ class LiveShow:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
         now = self.picture_time()
         if self.loop:
+            self._last_frame = now
             return None, self._flash(now), 1.0, []
         newly = []
         with self.lock:
