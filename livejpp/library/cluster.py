@@ -13,6 +13,7 @@ scheduler's `allowed-failures` (3) it gives up (KilledWorker) and the builder sk
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -58,7 +59,10 @@ def connect(address: str):
         client.wait_for_workers(1, timeout=60)
     except (OSError, TimeoutError) as exc:
         raise LivejppError(f"--cluster {address}: no scheduler with a worker answers ({exc})") from None
-    client.upload_file(_package_zip())
+    shipped = _package_zip()
+    name = os.path.basename(shipped)
+    if not all(client.run(_has_on_path, name).values()):  # a worker re-sent the zip it imports from breaks imports
+        client.upload_file(shipped)
     lacking = {w: m for w, m in client.run(_missing_modules, (*WORKER_NEEDS, "livejpp")).items() if m}
     if lacking:
         worker, missing = next(iter(lacking.items()))
@@ -70,19 +74,25 @@ def connect(address: str):
 
 
 def _package_zip() -> str:
-    """The livejpp package as a zip: workers import it from there, no checkout needed."""
+    """The livejpp package as a zip named by its content: workers import it from there, no checkout needed.
+    Named by content so a second build on the same cluster finds it there and does not overwrite a zip that
+    a worker's imports read from (zipimport then fails with a KeyError on its path)."""
     package = Path(livejpp.__file__).parent
+    files = sorted(f for f in package.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    digest = hashlib.sha1()
+    for f in files:
+        digest.update(f.relative_to(package.parent).as_posix().encode() + b"\0" + f.read_bytes())
     folder = tempfile.mkdtemp(prefix="livejpp-ship-")
-    path = os.path.join(folder, "livejpp.zip")
+    path = os.path.join(folder, f"livejpp-{digest.hexdigest()[:12]}.zip")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in package.rglob("*"):
-            if f.is_file() and "__pycache__" not in f.parts:
-                z.write(f, f.relative_to(package.parent).as_posix())
+        for f in files:
+            z.write(f, f.relative_to(package.parent).as_posix())
     return path
 
 
 # a lambda travels by value: the check runs on a worker that cannot import livejpp's modules yet
 _missing_modules = lambda names: [n for n in names if importlib.util.find_spec(n) is None]  # noqa: E731
+_has_on_path = lambda name: any(str(p).endswith(name) for p in __import__("sys").path)  # noqa: E731
 
 
 def mark_shared(root: Path) -> str:
