@@ -1,12 +1,8 @@
 """The live compositor (GLSL, headless EGL on Mesa) draws what `render` writes (numpy), pixel by pixel,
 for every transition; the live-only effects do what they say."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
-import pytest
+from headless_gl import run_gl_script
 
 CODE = r"""
 import json, sys
@@ -40,13 +36,7 @@ window.close()
 
 
 def test_gl_crossfade_equals_the_numpy_compositor(media, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    run = subprocess.run(
-        [sys.executable, "-c", CODE, str(media), str(tmp_path)], capture_output=True, text=True, env=env, timeout=120
-    )
-    if run.returncode != 0 and "EGL" in run.stderr and "libEGL" in run.stderr:
-        pytest.fail(f"headless OpenGL (EGL) is missing: {run.stderr.splitlines()[-1]}")
-    assert run.returncode == 0, run.stderr
+    run_gl_script(CODE, str(media), str(tmp_path), timeout=120)
     from livejpp.render.compose import TRANSITIONS, transition
 
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")

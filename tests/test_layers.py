@@ -1,12 +1,8 @@
 """Extra layers over the matcher's picture: the GL compositor (headless EGL) draws what the numpy
 compositor (`compose.blend`) computes, for every blend mode, and an empty or transparent layer draws nothing."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
-import pytest
+from headless_gl import run_gl_script
 
 CODE = r"""
 import sys
@@ -44,13 +40,7 @@ window.close()
 
 
 def test_gl_layers_equal_the_numpy_blend(media, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    run = subprocess.run(
-        [sys.executable, "-c", CODE, str(media), str(tmp_path)], capture_output=True, text=True, env=env, timeout=120
-    )
-    if run.returncode != 0 and "EGL" in run.stderr and "libEGL" in run.stderr:
-        pytest.fail(f"headless OpenGL (EGL) is missing: {run.stderr.splitlines()[-1]}")
-    assert run.returncode == 0, run.stderr
+    run = run_gl_script(CODE, str(media), str(tmp_path), timeout=120)
     from livejpp.render.compose import BLENDS, blend, mix
 
     a, b, c, d = (np.load(tmp_path / f"{name}.npy") for name in "abcd")

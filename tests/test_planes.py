@@ -2,12 +2,8 @@
 them to RGB (BT.601/709, limited/full range, 8/10 bits, 4:2:0/4:2:2, odd widths) as the reference formula
 and FFmpeg's own converter do; real footage drawn from planes looks as the CPU path's RGB does."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
-import pytest
+from headless_gl import run_gl_script
 
 # (format, width, height, colorspace (1 BT.709, 5 BT.601), color_range (1 limited, 2 full))
 CASES = [
@@ -100,17 +96,7 @@ def reference(y, u, v, fmt, spc, full):
 def test_planes_convert_in_the_shader_as_the_formulas_say(media, tmp_path, caplog):
     import json
 
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    run = subprocess.run(
-        [sys.executable, "-c", CODE, json.dumps(CASES), str(tmp_path), str(media)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
-    if run.returncode != 0 and "EGL" in run.stderr and "libEGL" in run.stderr:
-        pytest.fail(f"headless OpenGL (EGL) is missing: {run.stderr.splitlines()[-1]}")
-    assert run.returncode == 0, run.stderr
+    run = run_gl_script(CODE, json.dumps(CASES), str(tmp_path), str(media), timeout=180)
     matrices = []
     for i, (fmt, w, h, spc, rng) in enumerate(CASES):
         y, u, v = (np.load(tmp_path / f"case{i}_plane{p}.npy") for p in range(3))
