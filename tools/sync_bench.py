@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import degrade  # noqa: E402
 from bench import table  # noqa: E402
-from sync_live_bench import LIVE_PARTS  # noqa: E402
+from sync_live_bench import LIVE_PARTS, p, store_of  # noqa: E402
 
 from livejpp.fingerprint import Matcher, MemoryHashStore, StreamMatcher, fingerprint  # noqa: E402
 from livejpp.fingerprint.landmarks import FRAME_SECONDS  # noqa: E402
@@ -74,17 +74,9 @@ def load() -> dict[str, np.ndarray]:
     return {p.name: read_audio_file(p) for p in paths}
 
 
-def store_of(audio: dict[str, np.ndarray], names: list[str]) -> MemoryHashStore:
-    store = MemoryHashStore()
-    for i, name in enumerate(names):
-        lm = fingerprint(audio[name])
-        store.add(i, lm.hashes, lm.t)
-    return store
-
-
 def identification(audio, quick: bool, paths: list[str]) -> None:
     names = list(audio)
-    store = store_of(audio, names)
+    store = store_of({n: audio[n] for n in names})
     print("\n== identification rate: one-shot excerpts every 2 s of every song: right song / right song at +-50 ms")
     conditions = list(CONDITIONS)[:3] if quick else list(CONDITIONS)
     rows = []
@@ -116,7 +108,7 @@ def false_locks(audio, quick: bool, paths: list[str]) -> None:
     print("   'unknown music': it locks to the song, probably through rhythm patterns that read the same backwards.)")
     counts = {(path, kind): [0, 0] for path in paths for kind in ("one-shot 2 s + 5 s windows", "live stream")}
     for stored in (0, 1):
-        store = store_of(audio, HALVES[stored])
+        store = store_of({n: audio[n] for n in HALVES[stored]})
         unknown = [audio[n] for n in HALVES[1 - stored]] + [audio[n][::-1].copy() for n in HALVES[1 - stored]]
         for noisy in (False, True):
             signal = np.concatenate(unknown)
@@ -137,15 +129,11 @@ def false_locks(audio, quick: bool, paths: list[str]) -> None:
     print(table(["windows", "path", "false locks", "windows", "unknown music"], rows), flush=True)
 
 
-def p(values, q: float) -> float:
-    return float(np.percentile(values, q)) if len(values) else float("nan")
-
-
 def streaming(audio, paths: list[str]) -> None:
     print("\n== live stream (0.5 s hops, 5 s window) from 3.3 s into each song longer than 15 s; conditions: clean,")
     print("   noise 10 dB, -5 %, +4 % + noise + mp3; bundled store (all 8 songs)")
     names = [n for n in audio if len(audio[n]) > 15 * AUDIO_RATE]
-    store, rows = store_of(audio, list(audio)), []
+    store, rows = store_of(audio), []
     signals = {}
     for cond in ("clean", "noise 10dB", "speed -5%", "+4%, noise, mp3"):
         factor, fn = CONDITIONS[cond]

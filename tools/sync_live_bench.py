@@ -61,6 +61,7 @@ LIVE_CASES = [
 
 
 def p(values, q: float) -> float:
+    """The q-th percentile, NaN for no values (a table cell, not an error)."""
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
@@ -168,6 +169,7 @@ def live(args) -> None:
 
 
 def store_of(songs: dict[str, np.ndarray]) -> MemoryHashStore:
+    """The songs' fingerprints in one store, video id = the song's place in `songs`."""
     store = MemoryHashStore()
     for i, audio in enumerate(songs.values()):
         lm = fingerprint(audio)
