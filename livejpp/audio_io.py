@@ -58,6 +58,7 @@ class Source:
     """Something that delivers mono float32 audio at AUDIO_RATE, in blocks, with their arrival time."""
 
     problem: str = ""  # why it delivers nothing (no device, device "X" not found, file unreadable); "" if it can
+    opening: bool = False  # still trying to open for the first time: no verdict on what it hears yet
     latency: float = 0.0  # seconds from the sound in the room to its arrival, as the device reports it
 
     def start(self) -> None: ...
@@ -144,7 +145,12 @@ class DeviceSource(Source):
         self.opens = 0  # 1 on a clean run; more when the device vanished and came back
         self.open_failures = 0  # tries that found no device to open
         self.problem = ""
+        self.opening = True  # until the first try to open has succeeded or failed
         self._devices_seen = device_fingerprint()  # PortAudio listed the devices at import
+        try:  # PortAudio starts here, on the caller's thread, before the show logs: while it starts,
+            import sounddevice  # noqa: F401 - sounddevice silences stderr, and lines logged then are lost
+        except Exception as exc:  # noqa: BLE001 - no PortAudio library: the first try says so
+            log.debug("sounddevice not available: %s", exc)
 
     def _callback(self, indata, frames, time_info, status) -> None:  # the audio thread: copy, nothing else
         try:
@@ -225,6 +231,7 @@ class DeviceSource(Source):
                     self.problem = self._why_not(exc)  # the show says it once (engine/live.py)
                     log.debug("audio device %s not available: %s", self.device, exc)
                     self._rescan()
+                self.opening = False
             self._stop.wait(1.0)
 
     def _close(self) -> None:

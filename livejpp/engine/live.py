@@ -404,8 +404,8 @@ class LiveShow:
         """Whether the show hears anything, and if not why: said once per change, in the log and the HUD."""
         now = time.monotonic()
         problem = self.source.problem
-        if self._source_problem and not problem:  # a device just opened: its audio gets its time to come
-            self._heard_at = now
+        if (self._source_problem and not problem) or self.source.opening:  # a device opens: its audio gets its time
+            self._heard_at = self._loud_at = now
         self._source_problem = problem
         if len(samples):
             self._heard_at = now
