@@ -23,6 +23,7 @@ from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
 log = logging.getLogger("livejpp.audio")
 CAPTURE_RATE = 48000
+STALLED_AFTER = 2.0  # seconds an open stream may go without a block before it counts as stopped
 
 
 def list_devices() -> list[dict]:
@@ -140,7 +141,7 @@ class DeviceSource(Source):
         self._stream = None
         self._stop = threading.Event()
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-        self._last_arrival = time.monotonic()
+        self._last_arrival = self._last_block = time.monotonic()
         self.dropped_blocks = 0
         self.opens = 0  # 1 on a clean run; more when the device vanished and came back
         self.open_failures = 0  # tries that found no device to open
@@ -153,6 +154,7 @@ class DeviceSource(Source):
             log.debug("sounddevice not available: %s", exc)
 
     def _callback(self, indata, frames, time_info, status) -> None:  # the audio thread: copy, nothing else
+        self._last_block = time.monotonic()
         try:
             self._blocks.put_nowait((indata.copy(), time.monotonic()))
         except queue.Full:
@@ -170,6 +172,7 @@ class DeviceSource(Source):
             blocksize=512,
         )
         self._stream.start()
+        self._last_block = time.monotonic()
         self.problem = ""
         log.info("capturing from %s at %d Hz", self._stream.device, self.rate)
 
@@ -218,7 +221,7 @@ class DeviceSource(Source):
     def _watch(self) -> None:
         """Open the device; when it stops or vanishes, retry every second until it is back."""
         while not self._stop.is_set():
-            if self._stream is None or not self._stream.active:
+            if self._stream is None or not self._stream.active or self._stalled():
                 if self._stream is not None:
                     log.warning("audio device %s stopped: reconnecting", self.device)
                     self._close()
@@ -233,6 +236,11 @@ class DeviceSource(Source):
                     self._rescan()
                 self.opening = False
             self._stop.wait(1.0)
+
+    def _stalled(self) -> bool:
+        """An open stream that delivers nothing: its sound server went away and PortAudio still calls the
+        stream active (seen with PulseAudio's `pactl exit` under load). A silent device still delivers blocks."""
+        return time.monotonic() - self._last_block > STALLED_AFTER
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None

@@ -2,7 +2,6 @@
 a PulseAudio null sink as the capture device, keys sent to the window."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from waiting import Watched
 from livejpp.media.decode import read_audio_file
 from livejpp.render.compose import mix
 from livejpp.render.player import ClipFrames
+from tools.pulse_sink import SCRIPT, PulseSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (320, 180)
@@ -237,15 +237,10 @@ def best_correlation(played: np.ndarray, heard: np.ndarray, max_lag: int) -> flo
 
 @pytest.fixture
 def pulse(tmp_path):
-    """A PulseAudio null sink whose monitor is the default capture device (tools/fake-audio.sh)."""
-    if not shutil.which("pulseaudio"):
-        pytest.fail("pulseaudio is not installed (tools/install-system-deps.sh installs it)")
-    env = {**os.environ, "FAKE_AUDIO_DIR": str(tmp_path / "pulse-run")}
-    subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} start"], env=env, check=True, timeout=60)
-    env["XDG_RUNTIME_DIR"] = env["FAKE_AUDIO_DIR"]
-    env["PULSE_RUNTIME_PATH"] = env["FAKE_AUDIO_DIR"] + "/pulse"
-    yield env
-    subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} stop"], env=env, timeout=30)
+    """The environment of a PulseAudio null sink whose monitor is the default capture device."""
+    sink = PulseSink(tmp_path / "pulse-run").start()
+    yield sink.env
+    sink.stop()
 
 
 def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
@@ -261,8 +256,10 @@ def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["audio"]["device_opens"] >= 1 and stats["audio"]["seconds_analysed"] > 11
     assert len(stats["cuts"]) >= 3
-    # the latency budget: the device's input latency as PortAudio reports it, the arrival as measured
-    assert stats["latency"]["input_ms"] > 0 and stats["latency"]["arrival_ms"] > 0, stats["latency"]
+    # the latency budget: the device's input latency as PortAudio reports it, the arrival as measured (it may
+    # be a little below 0: a capture opened at once hands over the audio its buffer already held)
+    latency = stats["latency"]
+    assert latency["input_ms"] > 0 and latency["arrival_ms"] != 0 and abs(latency["arrival_ms"]) < 500, latency
     frames = recorded(tmp_path / "show.mp4")
     # the clips' pictures; crossfade weights are checked on the played song, where capture and a
     # second sound server do not compete with the decoder for the two cores
@@ -283,7 +280,7 @@ def test_the_show_survives_a_vanished_device_and_missing_clips(lib, media, tmp_p
     subprocess.run(["pactl", "exit"], env=pulse, timeout=10)  # the sound server (our device) goes away
     player.kill()
     lost = show.wait_for("stopped: reconnecting", after=opened)  # the show noticed; it goes on without it
-    subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} start"], env=pulse, timeout=60)
+    subprocess.run(["bash", "-c", f"source {SCRIPT} start"], env=pulse, check=True, timeout=60)  # it is back
     player = subprocess.Popen(["paplay", str(media / "music" / "lmms_Skiessi-C64.ogg")], env=pulse)
     show.wait_for("capturing from", after=lost)
     out, err = show.communicate(timeout=90)

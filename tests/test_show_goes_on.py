@@ -23,6 +23,7 @@ from livejpp.engine.live import LiveShow
 from livejpp.render.compose import crossfade_weight, mix
 from livejpp.render.hud import hud_text as _hud_text
 from livejpp.render.player import ClipFrames
+from tools.pulse_sink import PulseSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SONG = ROOT / "tests" / "media" / "music" / "lmms_Skiessi-C64.ogg"
@@ -192,21 +193,11 @@ def test_hearing_nothing_the_clips_still_change(lib, tmp_path):
 
 @pytest.fixture
 def pulse_later(tmp_path):
-    """The environment of a PulseAudio null sink (tools/fake-audio.sh) that is not started yet: until
-    it is, the machine has no capture device at all; `start()` brings it."""
-    if not shutil.which("pulseaudio"):
-        pytest.fail("pulseaudio is not installed (tools/install-system-deps.sh installs it)")
-    env = {**os.environ, "FAKE_AUDIO_DIR": str(tmp_path / "pulse-run")}
-    env["XDG_RUNTIME_DIR"] = env["FAKE_AUDIO_DIR"]
-    env["PULSE_RUNTIME_PATH"] = env["FAKE_AUDIO_DIR"] + "/pulse"
-    env.pop("PULSE_SERVER", None)
-    script = ROOT / "tools" / "fake-audio.sh"
-
-    def start():
-        subprocess.run(["bash", "-c", f"source {script} start"], env=env, check=True, timeout=60)
-
-    yield env, start
-    subprocess.run(["bash", "-c", f"source {script} stop"], env=env, timeout=30)
+    """The environment of a PulseAudio null sink that is not started yet: until it is, the machine has no
+    capture device at all; `start()` brings it."""
+    sink = PulseSink(tmp_path / "pulse-run")
+    yield sink.env, sink.start
+    sink.stop()
 
 
 def test_no_capture_device_then_a_silent_one_then_music(lib, tmp_path, pulse_later):

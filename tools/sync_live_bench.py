@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import degrade  # noqa: E402
 from bench import table  # noqa: E402
+from pulse_sink import PulseSink  # noqa: E402
 from sync_check import FrameCheck, check_frames, song_start  # noqa: E402
 from synth import write_audio  # noqa: E402
 
@@ -65,22 +65,7 @@ def p(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-class Pulse:
-    """A PulseAudio null sink whose monitor is the default capture device (tools/fake-audio.sh), for the bench."""
-
-    def __init__(self, folder: Path):
-        self.env = {**os.environ, "FAKE_AUDIO_DIR": str(folder)}
-        self._script("start")
-        self.env |= {"XDG_RUNTIME_DIR": str(folder), "PULSE_RUNTIME_PATH": f"{folder}/pulse"}
-
-    def _script(self, what: str) -> None:
-        subprocess.run(["bash", "-c", f"source {ROOT / 'tools' / 'fake-audio.sh'} {what}"], env=self.env, timeout=60)
-
-    def close(self) -> None:
-        self._script("stop")
-
-
-def live_case(lib: Path, pulse: Pulse, folder: Path, case) -> dict:
+def live_case(lib: Path, pulse: PulseSink, folder: Path, case) -> dict:
     """One song played into the sink and recorded by the show: lock time, sync errors, picture check."""
     import av
     from waiting import Watched
@@ -128,12 +113,12 @@ def live(args) -> None:
         t0 = time.perf_counter()
         build_library([MEDIA / "av"], folder / "lib", BuildSettings(), jobs=2, progress=False)
         print(f"   library of tests/media/av built in {time.perf_counter() - t0:.0f} s")
-        pulse, results = Pulse(folder / "pulse"), []
+        pulse, results = PulseSink(folder / "pulse").start(), []
         try:
             for case in LIVE_CASES:
                 results.append(live_case(folder / "lib", pulse, folder, case))
         finally:
-            pulse.close()
+            pulse.stop()
     rows, locks, errors = [], [], []
     for r in results:
         c, e = r["check"], np.abs(r["check"].errors_ms)
