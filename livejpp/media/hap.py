@@ -230,7 +230,7 @@ class HapFrames:
                 return parse_frame(chosen[1], self.width, self.height)
             except HapError as exc:
                 if not self._warned:
-                    log.warning("livejpp: %s: damaged HAP frame at %.2f s skipped (%s)", self.path, chosen[0], exc)
+                    log.warning("%s: damaged HAP frame at %.2f s skipped (%s)", self.path, chosen[0], exc)
                     self._warned = True
             if current is not None or (self._next is None and not self._read()):
                 return current[1] if current else None
