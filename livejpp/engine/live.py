@@ -934,6 +934,7 @@ class LiveShow:
             "seconds": round(elapsed, 2),
             "frames_drawn": s.frames,
             "frames_dropped": s.dropped,
+            "frames_handed": self.frames,  # what the decoder handed the window: rgb, or gpu (planes, HAP blocks)
             "drops": [(round(t, 2), round(ms, 1)) for t, ms in s.drops],
             "fps": round(s.frames / elapsed, 2) if elapsed else 0.0,
             "frame_interval_ms": {"p50": q(np.diff(s.frame_times), 50), "p99": q(np.diff(s.frame_times), 99)},
