@@ -1,12 +1,14 @@
 """`live --frames gpu`: the decoder hands the window its pictures as decoded (YUV planes, HAP's DXT blocks) and
 the shader converts, scales and crops them; what the show records is what the CPU's RGB of the same frames
 shows. Bad input goes on with one line: odd pictures (odd width, 4:2:2, 10-bit, alpha), a HAP clip whose first
-frame is damaged, pictures larger than the GL's texture limit. Real parts: videos made here by PyAV, libraries
+frame is damaged, pictures larger than the GL's texture limit; the standby picture and the calibration loop's
+flashes (RGB) still show. Real parts: videos made here by PyAV, libraries
 built by `library build`, headless EGL shows read back through their recordings."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -21,6 +23,7 @@ from test_live import live_command, recorded
 
 from livejpp.library.store import LibraryStore
 from livejpp.render.player import ClipFrames
+from livejpp.render.standby import standby_picture
 
 SIZE = (320, 180)
 LAG = 0.6  # seconds a frame's picture may be behind its time (a due cut waits up to 0.5 s for its first picture)
@@ -191,3 +194,21 @@ def test_auto_frames_are_rgb_on_a_software_gl():
     lines = said(run.stderr.splitlines(), "pictures:")
     assert "RGB converted on the CPU" in lines[0] and "llvmpipe" in lines[0] and "software GL" in lines[0], lines
     assert "decoded planes to the GPU" in lines[1] and "--frames gpu" in lines[1], lines
+
+
+def test_gpu_frames_fall_back_to_the_standby_picture_when_no_clip_plays(hap_library, tmp_path):
+    lib = tmp_path / "lib"
+    shutil.copytree(hap_library[0], lib)
+    for path in (lib / "clips").rglob("*.mov"):
+        path.write_bytes(path.read_bytes()[:2000])  # cut short: no clip can play
+    stats, frames, lines = show(lib, tmp_path, "--frames", "gpu", "--no-hud")
+    assert len(said(lines, "showing the standby picture")) == 1, lines
+    standby = standby_picture(SIZE).astype(int)
+    assert frames and max(float(np.abs(frame - standby).mean()) for frame in frames) < 3  # RGB, from the first frame
+
+
+def test_gpu_frames_flash_the_calibration_loop(odd_library, tmp_path):
+    stats, frames, lines = show(odd_library, tmp_path, "--frames", "gpu", "--no-hud", "--calibrate", "loop")
+    levels = [float(frame.mean()) for frame in frames]
+    assert all(level < 3 or level > 252 for level in levels), np.round(levels)  # white or black, no clip
+    assert sum(level > 252 for level in levels) >= 3 and sum(level < 3 for level in levels) >= 30

@@ -302,7 +302,8 @@ def gil_probe(paths: list[Path], frames: str, seconds: float, where: str) -> dic
         worker, _ = None, ready.set()
     if worker is not None:
         worker.start()
-    ready.wait()
+    if not ready.wait(120):
+        raise RuntimeError("the decoder did not start")
     late, end = [], time.perf_counter() + seconds
     now = time.perf_counter()
     while now < end:
