@@ -11,6 +11,7 @@ uploaded as they are (no conversion)."""
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -250,7 +251,7 @@ def run_show(args: argparse.Namespace, table) -> None:
                     name = f"{n} layers, {frames}, decoder {'paused' if paused else 'running'}"
                     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as one:  # a fresh pyglet each
                         runs[name] = one.submit(show_run, lib, extras[: n - 2], song, args.seconds, frames, paused)
-                        runs[name] = runs[name].result()
+                        runs[name] = runs[name].result() | {"load": os.getloadavg()[0]}
                     print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
     print(
         f"the live show (LiveShow + window.run, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
@@ -258,10 +259,17 @@ def run_show(args: argparse.Namespace, table) -> None:
         "layers decoded by the decoder thread"
     )
     rows = [
-        [name, f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}", str(r["dropped"]), f"{r['cpu']:.0f}"]
+        [
+            name,
+            *(f"{r[k]:.1f}" for k in ("p50", "p99", "max")),
+            str(r["dropped"]),
+            f"{r['cpu']:.0f}",
+            f"{r['load']:.1f}",
+        ]
         for name, r in runs.items()
     ]
-    print(table(["run", "interval p50 ms", "p99 ms", "max ms", "dropped", "CPU %"], rows))
+    # the machine's load average says how much of it the show had: other work there slows every column
+    print(table(["run", "interval p50 ms", "p99 ms", "max ms", "dropped", "CPU %", "load (1 min)"], rows))
     run_gil(args, table)
 
 
