@@ -222,7 +222,9 @@ class HapFrames:
             raise MediaError(self.path, f"no readable HAP picture at {t:.2f} s")
         return self._current[1]
 
-    def _parse(self, chosen: tuple[float, av.Packet], current) -> CompressedPicture | None:
+    def _parse(
+        self, chosen: tuple[float, av.Packet], current: tuple[float, CompressedPicture | None] | None
+    ) -> CompressedPicture | None:
         """The chosen frame's blocks; a damaged one is skipped (one line for the file): the previous picture
         stays, or with none yet (the clip's first frame), the next good frame shows from this one's time."""
         while True:
