@@ -279,6 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--fullscreen", action="store_true", help="fullscreen (see --screen)")
     live.add_argument("--screen", type=int, metavar="N", help="which screen for fullscreen (0 = first)")
     live.add_argument("--headless", action="store_true", help="no display needed: draw offscreen (EGL)")
+    live.add_argument(
+        "--frames",
+        choices=("auto", "rgb", "gpu"),
+        default="auto",
+        help="what the decoder hands the GPU: pictures as decoded (gpu: planes or HAP blocks, the shader converts "
+        "and scales, the CPU only decodes), RGB converted on the CPU (rgb), or gpu on a hardware GL and rgb on a "
+        "software one (auto, the default)",
+    )
+    live.add_argument(
+        "--max-texture",
+        type=_positive_int,
+        metavar="PX",
+        help="largest picture side to upload (default: the GL's limit); larger pictures are scaled down first",
+    )
     live.add_argument("--no-hud", dest="hud", action="store_false", help="start with the HUD hidden (tab shows it)")
     live.add_argument("--duration", type=float, metavar="S", help="stop the show after S seconds")
     live.add_argument("--record", metavar="OUT.mp4", help="record what the window shows, with the input audio")
@@ -518,7 +532,16 @@ def _play_live(args: argparse.Namespace, link) -> int:
     )
     try:
         summary = window.run(
-            show, args.duration, args.fullscreen, args.screen, args.headless, args.record, args.hud, controls=controls
+            show,
+            args.duration,
+            args.fullscreen,
+            args.screen,
+            args.headless,
+            args.record,
+            args.hud,
+            controls=controls,
+            frames=args.frames,
+            max_texture=args.max_texture,
         )
     except (LivejppError, KeyboardInterrupt):
         raise

@@ -181,3 +181,28 @@ def test_hap_q_alpha_shows_its_colour_texture():
     alpha = section(0xA1, bytes(16))  # an RGTC1 alpha texture: not drawn
     picture = parse_frame(section(0x0D, colour + alpha), 8, 8)
     assert picture.format == "ycocg_dxt5" and picture.data == blocks
+
+
+def damage_frames(source: Path, out: Path, frames: tuple[int, ...]) -> Path:
+    """A copy of a HAP file with bytes inside the chunks of `frames` overwritten (a disk error, a cut copy)."""
+    data = bytearray(source.read_bytes())
+    with av.open(str(source)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    for frame in frames:
+        pos, size = packets[frame]
+        data[pos + size // 2 : pos + size // 2 + 64] = b"\xff" * 64  # inside the chunks, past the tables
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_damaged_first_frame_shows_the_next_good_one_with_one_line(earth_hap, tmp_path, caplog):
+    damaged = damage_frames(earth_hap, tmp_path / "first.mov", (0,))
+    good = HapFrames(earth_hap)
+    reader = HapFrames(damaged)
+    with caplog.at_level(logging.WARNING, logger="livejpp"):
+        first = reader.picture_at(0.0)  # raised MediaError "no readable HAP picture" before
+        later = [reader.picture_at(n / 30) for n in range(1, FRAMES)]
+    lines = [r.getMessage() for r in caplog.records if "damaged HAP frame" in r.getMessage()]
+    assert len(lines) == 1 and str(damaged) in lines[0], lines
+    assert first.data == good.picture_at(1 / 30).data  # the next good frame, from the first moment
+    assert [p.data for p in later] == [good.picture_at(n / 30).data for n in range(1, FRAMES)]

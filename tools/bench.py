@@ -17,6 +17,8 @@ model: every preset under the three protocols (eval --table) on the project's re
     python tools/bench.py live [--seconds 300] [--xvfb] [--record] [--baseline REV]   a live show: frames,
         drops, latencies, memory (--baseline: the same show with the code of git REV beside it)
         [--layers N --source-height H --codec h264]: playback cost per layer, RGB on the CPU vs planes to the GPU
+        [--layers N --show]: the real live show (decoder thread, render loop) with 2 and N layers: frame-interval
+        p50/p99/max and drops, rgb vs gpu frames, decoder running vs paused (does decoding stall the render loop?)
     python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
     python tools/bench.py beats [--set DIR] [--trackers today bar beatnet]   cuts against true beats, per
         song and overall, each beat tracker side by side (default: the bundled truth songs and synthetic cases;
@@ -322,7 +324,7 @@ def bench_live(args: argparse.Namespace) -> None:
         sys.path.insert(0, str(ROOT / "tools"))
         import playback_bench
 
-        return playback_bench.run(args, table)
+        return (playback_bench.run_show if args.show else playback_bench.run)(args, table)
     with tempfile.TemporaryDirectory() as tmp:
         lib = Path(tmp) / "lib"
         build_library(DEFAULT_MEDIA, lib, progress=False)
@@ -678,6 +680,7 @@ def main() -> None:
     lv.add_argument("--layers", type=int, help="playback only: N layers, today's path and GPU-ready planes")
     lv.add_argument("--source-height", type=int, default=1080, help="with --layers: 720, 1080 or 2160 lines")
     lv.add_argument("--codec", choices=["h264", "hap"], default="h264", help="with --layers: hap adds a HAP column")
+    lv.add_argument("--show", action="store_true", help="with --layers: the real show path, rgb vs gpu frames")
     lv.set_defaults(func=bench_live)
     ctl = sub.add_parser("control", help="OSC and MIDI latency to state and to frame; paced rates without loss")
     ctl.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")

@@ -11,10 +11,13 @@ uploaded as they are (no conversion)."""
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
+from multiprocessing import get_context
 from pathlib import Path
 
 import av
@@ -155,3 +158,189 @@ def run(args: argparse.Namespace, table) -> None:
         hap = cpu["HAP blocks to the GPU"]
         rows.append(["HAP layer's CPU / this column's", *(f"{hap / c:.2f}" for c in cpu.values())])
     print(table(["measure", *runs], rows))
+
+
+# --- the real live show: decoder thread and render loop ----------------------------------------------------
+
+
+def show_run(lib: Path, extra_sources: list[Path], song: Path, seconds: float, frames: str, paused: bool) -> dict:
+    """One headless `live` show (LiveShow + window.run, as `livejpp live --headless --frames F`) on 1080p clips:
+    two clips on screen (a forced cut after the opening one, then held: both decoded and uploaded every frame)
+    and the extra layers decoded by the same decoder thread (the window draws two; decode is what may stall).
+    `paused`: after the warm-up the decoder decodes nothing and hands out the pictures it already has in turn,
+    so the render loop uploads as much as before: the difference is the decoder's hold on the render thread.
+    The render loop's frame intervals (after the warm-up), frames dropped, CPU."""
+    import pyglet
+
+    from livejpp.audio_io import FileSource
+    from livejpp.engine.live import LiveShow
+    from livejpp.render import window
+    from livejpp.render.player import ClipFrames
+
+    warm = 2.0
+
+    class BenchShow(LiveShow):
+        def _decode_once(self) -> None:
+            if paused and self.show_time() > warm:  # each clip's last two pictures in turn: uploads go on
+                for uid, (clip_time, picture) in list(self.pictures.items()):
+                    two = held.get(uid, [picture])
+                    self.pictures[uid] = (clip_time, two[0] if two[-1] is picture else two[-1])
+                return
+            super()._decode_once()
+            for uid, (_, picture) in self.pictures.items():
+                two = held.setdefault(uid, [])
+                if not two or two[-1] is not picture:
+                    held[uid] = (two + [picture])[-2:]
+            t = (self.picture_time() + 1.0 / self.fps) % 5.5
+            for reader in extras:
+                reader.planes_at(t) if self.frames == "gpu" else reader.frame_at(t)
+
+    held: dict = {}
+    extras = [ClipFrames(path, (1280, 720)) for path in extra_sources]
+    show = BenchShow(lib, FileSource(song), size=(1280, 720), fps=30.0)
+    show.set_hold(True)  # no cut but the one forced below: the same two clips throughout
+
+    def second_layer(dt) -> None:
+        show.next_clip()
+
+    def on_start(_window) -> None:
+        pyglet.clock.schedule_once(second_layer, 0.5)
+
+    cpu = time.process_time()
+    summary = window.run(show, seconds, headless=True, on_start=on_start, frames=frames)
+    cpu = time.process_time() - cpu
+    for reader in extras:
+        reader.close()
+    times = np.array(show.stats.frame_times)
+    intervals = np.diff(times[times > show.start_time + warm])
+    late = intervals[intervals > 1.5 / 30]
+    return {
+        "p50": 1000 * float(np.percentile(intervals, 50)),
+        "p99": 1000 * float(np.percentile(intervals, 99)),
+        "max": 1000 * float(intervals.max()),
+        "dropped": int(np.sum(np.round(late * 30) - 1)),
+        "frames": len(intervals) + 1,
+        "cpu": 100 * cpu / summary["seconds"],
+        "on_screen": len(show.layers),
+    }
+
+
+def run_show(args: argparse.Namespace, table) -> None:
+    """`tools/bench.py live --show --layers N`: the real live show with 2 and N layers of 1080p, rgb vs gpu
+    frames, the decoder running vs paused, in one table."""
+    from livejpp.index import embed_library
+    from livejpp.library.build import build_library
+    from livejpp.library.worker import BuildSettings
+
+    counts = sorted({2, args.layers})
+    song = ROOT / "tests/media/music/Kevin_MacLeod-Vibe_Ace.ogg"  # a minute: no run outlasts it
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "lib_in").mkdir()
+        (tmp / "extra").mkdir()
+        for k in range(2):  # the two clips on screen: from a library that plays its sources as they are
+            scaled_source(FOOTAGE[k], args.source_height, tmp / "lib_in", seconds=6.0)
+        extras = [scaled_source(FOOTAGE[k % 4], args.source_height, tmp / "extra", 6.0) for k in range(2, max(counts))]
+        lib = tmp / "lib"
+        build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=6.0, transcode=False), progress=False)
+        embed_library(lib, "default")
+        runs = {}
+        for n in counts:
+            for frames in ("rgb", "gpu"):
+                for paused in (False, True):
+                    name = f"{n} layers, {frames}, decoder {'paused' if paused else 'running'}"
+                    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as one:  # a fresh pyglet each
+                        runs[name] = one.submit(show_run, lib, extras[: n - 2], song, args.seconds, frames, paused)
+                        runs[name] = runs[name].result() | {"load": os.getloadavg()[0]}
+                    print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
+    print(
+        f"the live show (LiveShow + window.run, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
+        f"H.264 sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; two clips on screen, the other "
+        "layers decoded by the decoder thread"
+    )
+    rows = [
+        [
+            name,
+            *(f"{r[k]:.1f}" for k in ("p50", "p99", "max")),
+            str(r["dropped"]),
+            f"{r['cpu']:.0f}",
+            f"{r['load']:.1f}",
+        ]
+        for name, r in runs.items()
+    ]
+    # the machine's load average says how much of it the show had: other work there slows every column
+    print(table(["run", "interval p50 ms", "p99 ms", "max ms", "dropped", "CPU %", "load (1 min)"], rows))
+    run_gil(args, table)
+
+
+def decode_paced(paths: list[Path], frames: str, seconds: float, ready=None) -> int:
+    """What the show's decoder thread does for `paths` layers: each layer's picture for the next frame at 30 fps
+    (`frames` rgb: converted to RGB at 1280x720 on the CPU; gpu: the planes as decoded). Frames decoded."""
+    from livejpp.render.player import ClipFrames
+
+    readers = [ClipFrames(path, (1280, 720)) for path in paths]
+    if ready is not None:
+        ready.set()
+    start, n = time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        for reader in readers:
+            reader.planes_at(n / 30 % 5.5) if frames == "gpu" else reader.frame_at(n / 30 % 5.5)
+        n += 1
+        wait = start + n / 30 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # the pace of a 30 fps show
+    for reader in readers:
+        reader.close()
+    return n
+
+
+def gil_probe(paths: list[Path], frames: str, seconds: float, where: str) -> dict:
+    """How late a Python thread that asks for the GIL every millisecond (as the render loop does between GL
+    calls) gets it while the decoding runs in a thread of this process, in another process (no GIL shared: only
+    the CPU), or not at all. Lateness beyond the 1 ms sleep: p50/p99/max."""
+    import threading
+
+    context = get_context("spawn")
+    ready = context.Event() if where == "process" else threading.Event()
+    if where == "thread":
+        worker = threading.Thread(target=decode_paced, args=(paths, frames, seconds + 1.0, ready))
+    elif where == "process":
+        worker = context.Process(target=decode_paced, args=(paths, frames, seconds + 1.0, ready))
+    else:
+        worker, _ = None, ready.set()
+    if worker is not None:
+        worker.start()
+    if not ready.wait(120):
+        raise RuntimeError("the decoder did not start")
+    late, end = [], time.perf_counter() + seconds
+    now = time.perf_counter()
+    while now < end:
+        time.sleep(0.001)
+        now, before = time.perf_counter(), now
+        late.append(now - before - 0.001)
+    if worker is not None:
+        worker.join()
+    late = np.array(late) * 1000
+    return {"p50": float(np.percentile(late, 50)), "p99": float(np.percentile(late, 99)), "max": float(late.max())}
+
+
+def run_gil(args: argparse.Namespace, table) -> None:
+    """`tools/bench.py live --show --layers N` (second table): does decoding in a thread stall the render loop
+    through the GIL? The same paced decoding in a thread, in a process, and none, for rgb and gpu frames."""
+    counts = sorted({2, args.layers})
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [scaled_source(FOOTAGE[k % 4], args.source_height, Path(tmp), 6.0) for k in range(max(counts))]
+        rows = []
+        for n in counts:
+            for frames in ("rgb", "gpu"):
+                runs = {
+                    where: gil_probe(paths[:n], frames, args.seconds, where) for where in ("none", "process", "thread")
+                }
+                cells = [f"{r['p50']:.2f} / {r['p99']:.1f} / {r['max']:.0f}" for r in runs.values()]
+                rows.append([f"{n} layers, {frames}", *cells])
+                print(rows[-1], flush=True)
+    print(
+        f"a thread asking for the GIL every 1 ms: how late it gets it (ms p50 / p99 / max), {args.source_height}p "
+        f"H.264 decoded at 30 fps per layer, {args.seconds:.0f} s a run"
+    )
+    print(table(["layers, frames", "no decoding", "decoding in a process", "decoding in a thread"], rows))

@@ -37,7 +37,7 @@ from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
 from livejpp.media.decode import AUDIO_RATE, MediaError
 from livejpp.render.compose import crossfade_weight
-from livejpp.render.player import FramePool
+from livejpp.render.player import FramePool, Picture
 from livejpp.render.standby import standby_picture
 
 log = logging.getLogger("livejpp.live")
@@ -66,8 +66,8 @@ class ShowFrame:
 
     Frozen so a control changing the show mid-draw cannot leave a frame half old, half new."""
 
-    outgoing: np.ndarray | None
-    incoming: np.ndarray | None
+    outgoing: Picture | None  # RGB at the output size, or (--frames gpu) planes or HAP blocks as decoded
+    incoming: Picture | None
     weight: float  # crossfade weight of the incoming picture
     newly: tuple[Layer, ...]  # layers whose first picture this frame shows
     transition: int
@@ -175,7 +175,9 @@ class LiveShow:
         self.engine_lock = threading.RLock()  # the engine: analysis at each hop, controls that steer it
         self.layers: list[Layer] = []  # [outgoing, incoming] at most
         self.pending: list[Layer] = []  # decided, waiting for their beat
-        self.pictures: dict[str, tuple[float, np.ndarray]] = {}  # clip uid → (clip time, picture for the next frame)
+        self.pictures: dict[str, tuple[float, Picture]] = {}  # clip uid → (clip time, picture for the next frame)
+        self.frames = "rgb"  # what the decoder hands the window: "rgb" (converted on the CPU) or "gpu" (as decoded)
+        self.max_texture: int | None = None  # the GL's texture limit: larger pictures are scaled before the window
         self.blackout = False
         self.brightness = 1.0
         self.transition = 0  # index into compose.TRANSITIONS
@@ -199,7 +201,7 @@ class LiveShow:
         self._heard_at = self._loud_at = 0.0  # wall time audio last arrived / was above the silence floor
         self._source_problem = ""
         self._pool: FramePool | None = None  # the decoder's open clips (the opening picture is decoded first)
-        self._shown: np.ndarray | None = None  # the picture on screen, held while the next is not ready
+        self._shown: Picture | None = None  # the picture on screen, held while the next is not ready
         self._incoming_ready = False
         self._standby_picture: np.ndarray | None = None
         self._fallback: tuple[Engine, set[int] | None, list[tuple[int, float]]] | None = None  # for that engine
@@ -223,7 +225,11 @@ class LiveShow:
         return self.latency.heard(self.show_time())
 
     # --- threads -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, frames: str = "rgb", max_texture: int | None = None) -> None:
+        """Start the threads. The window says what its GL takes: `frames` "gpu" (the decoder hands it planes
+        or HAP blocks as decoded: the shader converts and scales) or "rgb" (converted on the CPU), and its
+        largest texture side, before the decoder's first picture."""
+        self.frames, self.max_texture = frames, max_texture
         self._pool = FramePool(self.size, keep=10)
         self._t0 = time.monotonic()  # show_time() is used while the opening clip is chosen ...
         self._open_with_a_clip()
@@ -559,7 +565,8 @@ class LiveShow:
             return False
         try:  # pictures() refuses a path outside the library, or a source that has gone (a pulled stick)
             path, base, length = record.pictures(library)
-            picture = pool.get(path, base, length).frame_at(clip_time % max(length, 1e-3))
+            reader, at = pool.get(path, base, length), clip_time % max(length, 1e-3)
+            picture = reader.planes_at(at, self.max_texture) if self.frames == "gpu" else reader.frame_at(at)
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
             self._mark_broken(record, exc)
             return False
@@ -597,7 +604,7 @@ class LiveShow:
             self.shown_sync_position,
         )
 
-    def frame(self) -> tuple[np.ndarray | None, np.ndarray | None, float, list[Layer]]:
+    def frame(self) -> tuple[Picture | None, Picture | None, float, list[Layer]]:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
         now = self.picture_time()
         if self.loop:
@@ -927,6 +934,7 @@ class LiveShow:
             "seconds": round(elapsed, 2),
             "frames_drawn": s.frames,
             "frames_dropped": s.dropped,
+            "frames_handed": self.frames,  # what the decoder handed the window: rgb, or gpu (planes, HAP blocks)
             "drops": [(round(t, 2), round(ms, 1)) for t, ms in s.drops],
             "fps": round(s.frames / elapsed, 2) if elapsed else 0.0,
             "frame_interval_ms": {"p50": q(np.diff(s.frame_times), 50), "p99": q(np.diff(s.frame_times), 99)},

@@ -217,16 +217,26 @@ class HapFrames:
                 break
             chosen, self._next = self._next, None
         if chosen is not None:
-            try:
-                self._current = (chosen[0], parse_frame(chosen[1], self.width, self.height))
-            except HapError as exc:
-                if not self._warned:
-                    log.warning("livejpp: %s: damaged HAP frame at %.2f s skipped (%s)", self.path, chosen[0], exc)
-                    self._warned = True
-                self._current = (chosen[0], current[1] if current else None)
+            self._current = (chosen[0], self._parse(chosen, current))
         if self._current is None or self._current[1] is None:
             raise MediaError(self.path, f"no readable HAP picture at {t:.2f} s")
         return self._current[1]
+
+    def _parse(
+        self, chosen: tuple[float, av.Packet], current: tuple[float, CompressedPicture | None] | None
+    ) -> CompressedPicture | None:
+        """The chosen frame's blocks; a damaged one is skipped (one line for the file): the previous picture
+        stays, or with none yet (the clip's first frame), the next good frame shows from this one's time."""
+        while True:
+            try:
+                return parse_frame(chosen[1], self.width, self.height)
+            except HapError as exc:
+                if not self._warned:
+                    log.warning("%s: damaged HAP frame at %.2f s skipped (%s)", self.path, chosen[0], exc)
+                    self._warned = True
+            if current is not None or (self._next is None and not self._read()):
+                return current[1] if current else None
+            chosen, self._next = self._next, None
 
 
 # --- encoding ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 
@@ -19,12 +18,35 @@ from livejpp.errors import LivejppError
 from livejpp.media.hap import CompressedPicture
 from livejpp.paths import SHADERS
 from livejpp.render.compose import BLENDS, LayerDraw
-from livejpp.render.player import Planes, cover_rect
+from livejpp.render.player import Planes, cover_rect, fit_planes
 
 log = logging.getLogger("livejpp")
 
 # glCompressedTexImage2D formats of GL_EXT_texture_compression_s3tc (pyglet names them only in its extensions)
 S3TC = {"dxt1": 0x83F0, "dxt5": 0x83F3, "ycocg_dxt5": 0x83F3}  # COMPRESSED_RGB_S3TC_DXT1, _RGBA_S3TC_DXT5
+
+
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast")  # Mesa's CPU renderers
+
+
+def frames_for(requested: str) -> str:
+    """What the decoder hands this GL (the current context's): "gpu" (planes, HAP blocks: the shader converts
+    and scales) or "rgb" (converted on the CPU). "auto": gpu on a hardware GL; a software one samples full-size
+    textures and converts per pixel on the CPU, slower than the CPU's own conversion (tools/bench.py live)."""
+    from pyglet import gl
+
+    renderer = ctypes.cast(gl.glGetString(gl.GL_RENDERER), ctypes.c_char_p).value.decode(errors="replace")
+    software = any(name in renderer.lower() for name in SOFTWARE_GL)
+    chosen = requested if requested != "auto" else "rgb" if software else "gpu"
+    if requested != "auto":
+        why = f"--frames {requested}"
+    elif software:
+        why = "a software GL: converting on the CPU draws faster there"
+    else:
+        why = "a hardware GL: the CPU only decodes"
+    what = "decoded planes to the GPU" if chosen == "gpu" else "RGB converted on the CPU"
+    log.info("pictures: %s (GL renderer %s; %s)", what, renderer, why)
+    return chosen
 
 
 def gl_config():
@@ -76,14 +98,6 @@ def _texture(gl, filtering) -> ctypes.c_uint:
     for pname in (gl.GL_TEXTURE_WRAP_S, gl.GL_TEXTURE_WRAP_T):
         gl.glTexParameteri(gl.GL_TEXTURE_2D, pname, gl.GL_CLAMP_TO_EDGE)
     return tex
-
-
-def fit_planes(planes: Planes, limit: int) -> Planes:
-    """Planes no larger than `limit` on either side: every n-th sample kept (the GL cannot hold a larger
-    texture; decimating keeps the show going at a little less sharpness)."""
-    n = -(-max(planes.width, planes.height) // limit)
-    y, u, v = (np.ascontiguousarray(plane[::n, ::n]) for plane in (planes.y, planes.u, planes.v))
-    return replace(planes, y=y, u=u, v=v)
 
 
 class GLCompositor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -36,6 +36,7 @@ PLANAR = {
     "yuv444p12le": (1, 1, 12),
 }
 BT709, BT601 = (0.2126, 0.0722), (0.299, 0.114)  # (Kr, Kb)
+SAID: set[tuple[str, str]] = set()  # (file, problem) said once: a file's clips open many readers over a show
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,25 @@ class Planes:
         return m * scale[None, :], m @ offset
 
 
+Picture = np.ndarray | Planes | CompressedPicture  # what a layer shows: RGB at the output size, or as decoded
+
+
+def fit_planes(planes: Planes, limit: int) -> Planes:
+    """Planes no larger than `limit` on either side: every n-th sample kept (the GL cannot hold a larger
+    texture; decimating keeps the show going at a little less sharpness)."""
+    n = -(-max(planes.width, planes.height) // limit)
+    y, u, v = (np.ascontiguousarray(plane[::n, ::n]) for plane in (planes.y, planes.u, planes.v))
+    return replace(planes, y=y, u=u, v=v)
+
+
 def planes_of(frame: av.VideoFrame, path: str = "", warned: set | None = None) -> Planes:
     """The frame's planes as views of its own buffers (no copy, no conversion); a format the compositor
     cannot take as planes (RGB, NV12, alpha, palette) is converted once to yuv444p, with one log line."""
     name = frame.format.name
     if name not in PLANAR:
-        if warned is not None and name not in warned:
-            warned.add(name)
-            log.warning("livejpp: %s: %s pictures are converted on the CPU (not planar YUV)", path, name)
+        if warned is not None and (path, name) not in warned:
+            warned.add((path, name))
+            log.warning("%s: %s pictures are converted on the CPU (not planar YUV)", path, name)
         frame = frame.reformat(format="yuv444p")
         name = "yuv444p"
     sx, sy, bits = PLANAR[name]
@@ -146,7 +158,7 @@ class ClipFrames:
         self._current: tuple[float, av.VideoFrame] | None = None
         self._next: tuple[float, av.VideoFrame] | None = None
         self._out: tuple[float, np.ndarray] | None = None
-        self._warned: set[str] = set()
+        self._planes: tuple[float, Planes] | None = None
         self._hap: HapFrames | None = None  # HAP clips: packets to the GPU as they are, opened on first use
 
     def close(self) -> None:
@@ -182,13 +194,34 @@ class ClipFrames:
         self._out = (chosen[0], picture)
         return picture
 
-    def planes_at(self, t: float) -> Planes | CompressedPicture:
+    def planes_at(self, t: float, limit: int | None = None) -> Planes | CompressedPicture | np.ndarray:
         """The picture shown at `t` seconds into the clip, as the decoder made it: the GPU converts,
-        scales and crops it (GLCompositor.upload), the CPU only decodes; HAP: the DXT blocks, not decoded."""
+        scales and crops it (GLCompositor.upload), the CPU only decodes; HAP: the DXT blocks, not decoded.
+        The same object while the frame is the same (the window uploads a picture once). A picture larger
+        than `limit` (the GL's texture limit) is decimated, or for HAP decoded to RGB at the output size
+        (frame_at), with one line for the file: the GL could not hold it."""
         if self._stream.codec_context.name == "hap":
             self._hap = self._hap or HapFrames(self.path, self.base)
+            if limit is not None and max(self._hap.width, self._hap.height) > limit:
+                self._too_large(self._hap.width, self._hap.height, limit, "decoded to RGB on the CPU")
+                return self.frame_at(t)
             return self._hap.picture_at(t)
-        return planes_of(self._chosen(t)[1], self.path, self._warned)
+        chosen = self._chosen(t)
+        if self._planes is not None and self._planes[0] == chosen[0]:
+            return self._planes[1]
+        planes = planes_of(chosen[1], self.path, SAID)
+        if limit is not None and max(planes.width, planes.height) > limit:
+            self._too_large(planes.width, planes.height, limit, "shown at a lower resolution")
+            planes = fit_planes(planes, limit)
+        self._planes = (chosen[0], planes)
+        return planes
+
+    def _too_large(self, width: int, height: int, limit: int, how: str) -> None:
+        if (self.path, "too large") not in SAID:
+            SAID.add((self.path, "too large"))
+            log.warning(
+                "%s: %dx%d pictures are larger than this GL draws (%d): %s", self.path, width, height, limit, how
+            )
 
     def _chosen(self, t: float) -> tuple[float, av.VideoFrame]:
         """The latest frame at or before `t` seconds into the clip."""

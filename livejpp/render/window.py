@@ -219,8 +219,11 @@ def run(
     hud: bool = True,
     on_start=None,
     controls=None,
+    frames: str = "rgb",
+    max_texture: int | None = None,
 ) -> dict:
     """Open the window and run the show until quit, `duration`, or the end of a played file.
+    `frames` auto|rgb|gpu: what the decoder hands the GL (gl.frames_for); `max_texture`: a lower texture limit.
     `on_start(window)` runs once the window exists (scripted shows and tests send keys through it).
     `controls` (control.inputs.Controls) brings OSC and MIDI; keys go through its bus either way."""
     import time
@@ -243,7 +246,7 @@ def run(
     try:
         from pyglet.window import key  # its import opens the display
 
-        from livejpp.render.gl import GLCompositor, gl_config
+        from livejpp.render.gl import GLCompositor, frames_for, gl_config
 
         screens = pyglet.display.get_display().get_screens()
         chosen = screens[screen] if screen is not None and screen < len(screens) else None
@@ -265,7 +268,7 @@ def run(
     except SizeError:
         window.close()
         raise
-    compositor = GLCompositor(width, height)
+    compositor = GLCompositor(width, height, max_texture_size=max_texture)
     batch = pyglet.graphics.Batch()
     hud_label = pyglet.text.Label(
         "",
@@ -289,7 +292,7 @@ def run(
         font_size=12,
         color=(255, 255, 180, 255),
     )
-    state = {"uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
+    state = {"uploaded": {0: None, 1: None}, "last": None, "hud_at": -1.0, "learn": None}
     bus = controls.bus if controls is not None else CommandBus(show, Presets())
     bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
     bus.run("fullscreen", fullscreen, "cli")
@@ -314,9 +317,9 @@ def run(
         if not headless and shot.fullscreen != window.fullscreen:
             window.set_fullscreen(shot.fullscreen)
         for layer, picture in ((0, shot.outgoing), (1, shot.incoming)):
-            if picture is not None and id(picture) != state["uploaded"][layer]:
+            if picture is not None and picture is not state["uploaded"][layer]:  # held: an id is reused once freed
                 compositor.upload(layer, picture)
-                state["uploaded"][layer] = id(picture)
+                state["uploaded"][layer] = picture
         window.clear()
         fb_w, fb_h = window.get_framebuffer_size()
         compositor.transition, compositor.effect, compositor.amount = shot.transition, shot.effect, shot.effect_amount
@@ -390,7 +393,7 @@ def run(
         if record:  # made here, so a show that fails to start leaves no recording behind
             recorder = Recorder(record, (width, height), show.fps)
             show.keep_audio = recorder.add_audio
-        show.start()
+        show.start(frames_for(frames), compositor.max_texture_size)
         pyglet.app.run(1.0 / show.fps)
     finally:
         if controls is not None:
