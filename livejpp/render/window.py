@@ -8,7 +8,6 @@ import logging
 import queue
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +43,14 @@ class Recorder:
         options: dict | None = None,
         queue_frames: int = RECORD_QUEUE,
     ):
-        import av
-
+        from livejpp.media.writer import VideoWriter
         from livejpp.partfiles import part_path, remove_stale_parts
 
         self.path = Path(path)
         audio_final = self.path.with_name(self.path.name + ".f32")
-        for final in (self.path, audio_final):  # what a killed show's recording left
-            remove_stale_parts(self.path.parent, final.name)
-        self.tmp = part_path(self.path)
-        self.container = av.open(str(self.tmp), "w", format="mp4")
-        self.fps = Fraction(fps).limit_denominator(1001)
-        self.stream = self.container.add_stream("libx264", rate=self.fps)
-        self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = dict(options or X264_OPTIONS)
+        remove_stale_parts(self.path.parent, audio_final.name)  # what a killed show's recording left
+        self.writer = VideoWriter(self.path, size, fps, options or X264_OPTIONS)  # and its video's
+        self.fps = self.writer.fps
         width, height = size
         self.free: queue.SimpleQueue = queue.SimpleQueue()  # buffers the render thread may read into
         for _ in range(queue_frames):
@@ -68,6 +60,7 @@ class Recorder:
         self.sync_positions: list[float | None] = []  # the video position each showed in sync (None: not)
         self.dropped = 0  # frames shown but not recorded: the encoder was behind
         self.failed: Exception | None = None
+        self._failing = threading.Lock()  # the encoder thread and the audio thread may both fail
         self.audio_path = part_path(audio_final)
         self.audio = open(self.audio_path, "wb")  # noqa: SIM115 - the input audio, on disk: an hour is 300 MB
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
@@ -80,8 +73,7 @@ class Recorder:
         try:
             self.audio.write(np.ascontiguousarray(samples, np.float32).tobytes())
         except OSError as exc:  # a full disk: the recording stops, the show goes on
-            self.failed = exc
-            log.warning("recording stopped: %s (the show goes on)", exc)
+            self._stop(exc)
 
     def add(self, read_into, show_time: float, sync_position: float | None = None) -> None:
         """A frame: `read_into(buffer)` fills a BGRA buffer (bottom row first, as GL reads it),
@@ -101,9 +93,14 @@ class Recorder:
         self.times.append(round(show_time, 4))
         self.sync_positions.append(sync_position)
 
-    def _write(self) -> None:
-        import av
+    def _stop(self, exc: Exception) -> None:
+        """The recording stops (said once: the sound and the pictures meet a full disk at the same moment)."""
+        with self._failing:
+            if self.failed is None:
+                self.failed = exc
+                log.warning("recording stopped: %s (the show goes on)", exc)
 
+    def _write(self) -> None:
         _background_thread("recorder", ENCODER_NICENESS)  # x264's own threads, started from here, inherit both
         last = -1
         while True:
@@ -113,20 +110,17 @@ class Recorder:
             buffer, show_time = item
             try:
                 if self.failed is None:
-                    frame = av.VideoFrame.from_ndarray(buffer[::-1], format="bgra")  # flipped as it is copied
-                    frame.pts = last = max(last + 1, int(round(show_time * self.fps)))
-                    frame.time_base = 1 / self.fps
-                    for packet in self.stream.encode(frame):
-                        self.container.mux(packet)
+                    last = max(last + 1, int(round(show_time * self.fps)))
+                    self.writer.write(buffer[::-1], last, "bgra")  # flipped as it is copied
             except Exception as exc:  # noqa: BLE001 - whatever stops the recording must not stop its thread
-                self.failed = exc
-                log.warning("recording stopped: %s (the show goes on)", exc)
+                self._stop(exc)
             self.free.put(buffer)
 
     def close(self) -> None:
-        import os
-
         import av
+
+        from livejpp.media.decode import AUDIO_RATE
+        from livejpp.media.writer import add_audio
 
         try:
             self.audio.close()
@@ -137,23 +131,21 @@ class Recorder:
         if self.dropped:
             log.warning("recorder: %d frames shown were left out of %s (encoder behind)", self.dropped, self.path)
         try:
-            for packet in self.stream.encode(None) if self.failed is None else ():
-                self.container.mux(packet)
-            self.container.close()
+            if self.failed is None:
+                self.writer.close(commit=False)  # the sound is added before it is renamed into place
         except (av.FFmpegError, OSError) as exc:
-            self.failed = self.failed or exc
+            self.failed = exc
         if self.failed is None and self.audio_path.stat().st_size:
             try:
-                _mux_audio(self.tmp, self.audio_path)
+                add_audio(self.writer.tmp, self.audio_path, AUDIO_RATE)
             except (av.FFmpegError, OSError) as exc:  # a disk that fills now: the pictures are kept
-                self.tmp.with_name(self.tmp.name + ".av.mp4").unlink(missing_ok=True)
                 log.warning("recording %s has no sound: %s", self.path, exc)
         self.audio_path.unlink(missing_ok=True)
         if self.failed is not None:
-            self.tmp.unlink(missing_ok=True)
+            self.writer.abort()
             log.warning("no recording written to %s: %s", self.path, self.failed)
             return
-        os.replace(self.tmp, self.path)
+        self.writer.commit()
 
 
 def _background_thread(name: str, niceness: int) -> None:
@@ -168,46 +160,6 @@ def _background_thread(name: str, niceness: int) -> None:
         os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
     except (AttributeError, OSError):
         pass
-
-
-def _mux_audio(video: Path, audio: Path) -> None:
-    """Rewrite the recording with the input audio (raw mono float32 at AUDIO_RATE) added: the pictures
-    by stream copy, the audio encoded a minute at a time (an hour's show would need gigabytes at once)."""
-    import os
-
-    import av
-
-    from livejpp.media.decode import AUDIO_RATE
-
-    out_path = video.with_name(video.name + ".av.mp4")
-    with av.open(str(video)) as src, av.open(str(out_path), "w", format="mp4") as out, open(audio, "rb") as pcm:
-        v_in = src.streams.video[0]
-        v_out = out.add_stream_from_template(v_in)
-        a_out = out.add_stream("aac", rate=48000)
-        a_out.layout = "stereo"
-        for packet in src.demux(v_in):
-            if packet.dts is None:
-                continue
-            packet.stream = v_out
-            out.mux(packet)
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
-        read, written = 0, 0
-        while True:
-            chunk = np.frombuffer(pcm.read(60 * AUDIO_RATE * 4), np.float32)
-            if len(chunk):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None, :]), format="flt", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, read, Fraction(1, AUDIO_RATE)
-                read += len(chunk)
-            for f in resampler.resample(frame if len(chunk) else None):
-                f.pts, f.time_base = written, Fraction(1, 48000)
-                written += f.samples
-                for packet in a_out.encode(f):
-                    out.mux(packet)
-            if not len(chunk):
-                break
-        for packet in a_out.encode(None):
-            out.mux(packet)
-    os.replace(out_path, video)
 
 
 class ShowWindow:
@@ -481,7 +433,7 @@ def run(
     """Open the window and run the show until quit, `duration`, or the end of a played file.
     `on_start(window)` runs once the window exists (scripted shows and tests send keys through it).
     `controls` (control.inputs.Controls) brings OSC and MIDI; keys go through its bus either way."""
-    from livejpp.engine.render import check_writable
+    from livejpp.media.writer import check_writable
     from livejpp.render.sizes import check_encodable
 
     if record:  # before the window opens: one line, not a failed recording
