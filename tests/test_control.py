@@ -639,6 +639,42 @@ def test_midi_controls_learn_clock_and_a_port_that_comes_back(library, tmp_path,
     assert counts["malformed"] > 20 and counts["applied"] >= 4
     assert stats["control"]["learned"] and "bars" in stats["control"]["learned"][0]
     assert 110 < played < 130 and abs(bpm - played) < 4 and counts["to_state_ms"]["n"] == counts["applied"]
+    # the clock went through the bus: its tempo in the event log, as the MIDI input's, not once a pulse
+    clocks = [e for e in stats["control"]["events"] if e[1] == "clock"]
+    assert clocks and all(e[0] == "midi" for e in clocks) and len(clocks) <= 11  # 288 pulses, 11 measured beats
+
+
+def test_midi_clock_beats_go_through_the_bus_and_its_log_keeps_the_tempo_changes(show):
+    """The beats a MIDI clock's pulses make are `clock` commands (received = the beat's pulse); the event
+    log holds one per tempo, not one per beat (2 a second all night) nor per pulse."""
+    from livejpp.control.midi import ClockFollower
+
+    bus = CommandBus(show, Presets())
+    follower, start = ClockFollower(bus), time.monotonic()
+    at = start
+
+    def pulses(n: int, apart: float) -> None:
+        nonlocal at
+        for _ in range(n):
+            follower.pulse(at)
+            at += apart
+
+    pulses(24 * 12, 0.02)  # 12 beats at 125 BPM
+    clock = show.engine.clock_state
+    assert clock.source == "midi" and clock.bpm == pytest.approx(125)
+    beat = show.latency.heard(start + 264 * 0.02 - show.start_time)  # the last beat: the 265th pulse
+    assert show.engine.clock.next_beat(beat - 0.1) == pytest.approx(beat, abs=1e-6)  # the beat is on its pulse
+    pulses(24 * 8, 0.025)  # then 8 beats at 100 BPM
+    assert show.engine.clock_state.bpm == pytest.approx(100)
+    clocks = [e for e in bus.events if e.command == "clock"]
+    assert [e.origin for e in clocks] == ["midi"] * len(clocks)
+    assert clocks[0].value == pytest.approx(125) and clocks[-1].value == pytest.approx(100)
+    assert len(clocks) <= 4  # 125, the change (one or two beats between), 100: not 18 beats
+    assert bus.counts["midi"].applied + bus.counts["midi"].repeated == 11 + 8  # every beat reached the show
+    follower.stop()  # stop: the music's beat again, in the log too ...
+    assert show.engine.clock_state.source == "music" and bus.events[-1].command == "follow"
+    pulses(24 * 3, 0.025)
+    assert bus.events[-1].command == "clock" and show.engine.clock_state.source == "midi"  # ... and back
 
 
 def test_keys_walk_through_the_videos_folders_and_presets(show):

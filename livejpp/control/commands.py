@@ -26,6 +26,7 @@ from livejpp.render.compose import EFFECTS, TRANSITIONS
 
 REFUSALS_SAID = 5  # refusal lines per input and REFUSAL_WINDOW: a flood of bad commands is a few lines, not megabytes
 REFUSAL_WINDOW = 5.0  # seconds
+CLOCK_LOGGED_BPM = 1.0  # a clock beat goes in the event log when its tempo moved this much: tempo changes, not beats
 
 log = logging.getLogger("livejpp.control")
 
@@ -50,6 +51,7 @@ class Command:
     choices: tuple[str, ...] = ()
     relative: bool = False  # a number: text with a sign ("+5", "-5") changes it by that much
     check: Callable[[Any], None] | None = None  # raises CommandError for a choice this show cannot take
+    logged_change: float = 0.0  # > 0: logged only when the value moved this much since the last logged (0: always)
 
     def usage(self) -> str:
         """What the command takes, for the help table."""
@@ -152,6 +154,15 @@ COMMANDS: dict[str, Command] = {
         Command("tap", TRIGGER, "tap tempo: tap on the beat, twice or more", lambda show, _: show.tap()),
         Command("follow", TRIGGER, "let go of the tap tempo: follow the music again", lambda show, _: show.follow()),
         Command("resync", TRIGGER, "the beat is now, and bars count from here", lambda show, _: show.resync()),
+        Command(
+            "clock",
+            NUMBER,
+            "an external clock's beat, now, at this tempo (BPM): MIDI clock sends one a beat; `follow` lets go",
+            low=20.0,
+            high=400.0,
+            step=1.0,
+            logged_change=CLOCK_LOGGED_BPM,
+        ),
         Command(
             "bars",
             NUMBER,
@@ -313,6 +324,7 @@ class InputCounts:
     ignored: int = 0  # button releases and the like
     refused: int = 0  # bad values, unknown commands
     malformed: int = 0  # not even a message (counted by the input that parsed it)
+    repeated: int = 0  # applied but kept out of the event log: clock beats at the tempo last logged
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -333,6 +345,7 @@ class CommandBus:
         self._lock = threading.RLock()
         self._last_preset = ""
         self._refusals: dict[str, list[float]] = {}  # origin -> [window start, lines said, lines held back]
+        self._logged: dict[str, Any] = {}  # command -> the value last put in the event log (see logged_change)
 
     def count(self, origin: str) -> InputCounts:
         return self.counts.setdefault(origin, InputCounts())
@@ -351,15 +364,31 @@ class CommandBus:
             with self._lock:
                 event = Event(name, parsed, origin, received)
                 self._apply(command, parsed, event)
+                logged = self._logs(command, event.value)
         except (CommandError, ValueError) as exc:
             self.refuse(origin, str(exc))
             return None
         event.applied = time.monotonic()
+        if not logged:  # a clock's 2 beats a second would flood the log: its tempo changes are what a VJ reads
+            self.count(origin).repeated += 1
+            return event
         self.count(origin).applied += 1
         self.events.append(event)
         with self.show.lock:
             self.show.awaiting.append(event)
         return event
+
+    def _logs(self, command: Command, value: Any) -> bool:
+        """Whether this event goes in the event log (see Command.logged_change)."""
+        if command.name in ("tap", "follow", "resync"):  # the clock changed hands: its next beat is news
+            self._logged.pop("clock", None)
+        if not command.logged_change:
+            return True
+        last = self._logged.get(command.name)
+        if last is not None and abs(value - last) < command.logged_change:
+            return False
+        self._logged[command.name] = value
+        return True
 
     def step(self, name: str, steps: float, origin: str = "keys", received: float | None = None) -> Event | None:
         """Move a number by `steps` of its step, a choice by one, or flip a toggle (keys, encoders)."""
@@ -412,6 +441,8 @@ class CommandBus:
         event.value = value
         if command.name == "preset":
             self._preset(value, event)
+        elif command.name == "clock":  # the beat is when it was received, not when it is applied
+            show.clock_sync(60.0 / value, event.received - show.start_time)
         elif command.name == "learn":
             if self.learner is None:
                 raise CommandError("learn: needs MIDI input (--midi-in)")
@@ -429,7 +460,7 @@ class CommandBus:
             command = COMMANDS.get(key)
             if command is None:
                 raise CommandError(f"{path}: unknown setting {key!r}")
-            if command.kind == TRIGGER or key in ("preset", "learn"):
+            if command.kind == TRIGGER or key in ("preset", "learn", "clock"):
                 raise CommandError(f"{path}: {key!r} cannot be set by a preset")
             try:
                 parse(command, value)  # every value is checked before any is applied

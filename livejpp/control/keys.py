@@ -81,4 +81,4 @@ def by_symbol(pyglet_key) -> dict[int, Key]:
 
 def learnable() -> list[str]:
     """The commands MIDI learn can bind without a value, in the order the learn key cycles them."""
-    return [name for name, c in COMMANDS.items() if c.kind != "text" and name not in ("learn",)]
+    return [name for name, c in COMMANDS.items() if c.kind != "text" and name not in ("learn", "clock")]

@@ -72,11 +72,12 @@ def matches(name: str, pattern: str) -> bool:
 
 
 class ClockFollower:
-    """MIDI clock (24 pulses a beat) → tempo and beat phase for the show's beat clock. Start resets
-    the count (its next pulse is the one); stop lets the clock follow the music again."""
+    """MIDI clock (24 pulses a beat) → tempo and beat phase for the show's beat clock, a `clock`
+    command on the bus each beat (its log keeps the tempo changes). Start resets the count (its next
+    pulse is the one); stop (`follow`) lets the clock follow the music again."""
 
-    def __init__(self, show: Any):
-        self.show = show
+    def __init__(self, bus: CommandBus):
+        self.bus = bus
         self.pulses: deque[float] = deque(maxlen=PPQN * 2 + 1)
         self.count = 0
 
@@ -85,7 +86,7 @@ class ClockFollower:
         if self.count % PPQN == 0 and len(self.pulses) > PPQN:
             times = list(self.pulses)
             period = (times[-1] - times[0]) / (len(times) - 1) * PPQN
-            self.show.clock_sync(period, at - self.show.start_time)
+            self.bus.run("clock", 60.0 / period, "midi", at)
         self.count += 1
 
     def start(self) -> None:
@@ -93,7 +94,7 @@ class ClockFollower:
         self.pulses.clear()
 
     def stop(self) -> None:
-        self.show.follow()
+        self.bus.run("follow", None, "midi")
 
 
 class Learner:
@@ -149,7 +150,7 @@ class MidiInputs:
         self.patterns = patterns
         self.map = midi_map
         self.api = api
-        self.clock = ClockFollower(bus.show) if clock else None
+        self.clock = ClockFollower(bus) if clock else None
         self.learner = learner
         self.ports: dict[str, Any] = {}  # name → rtmidi.MidiIn
         self.opens = 0

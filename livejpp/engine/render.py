@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -29,14 +28,13 @@ from livejpp.engine.trackers import make_tracker
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
 from livejpp.media.decode import AUDIO_RATE, DecodedFrames, Downmixer, MediaError, read_audio_file
-from livejpp.partfiles import part_path, remove_stale_parts
+from livejpp.media.writer import AUDIO_RATE_OUT, VideoWriter, check_writable
+from livejpp.partfiles import part_path
 from livejpp.progress import progress_bar
 from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
 from livejpp.render.player import FramePool
 from livejpp.render.sizes import check_encodable
 from livejpp.render.standby import standby_picture
-
-OUTPUT_AUDIO_RATE = 48000
 
 log = logging.getLogger("livejpp.render")
 
@@ -56,29 +54,6 @@ class RenderResult:
     cuts: list[dict]
     beats: list[float]
     bpm: float
-
-
-def check_writable(out: Path) -> None:
-    """Fail before the work, not at the final rename: the output must be a file in an existing, writable folder."""
-    folder = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise RenderError(f"{out}: is a folder; give the video a file name (like {out / 'video.mp4'})")
-    if not folder.is_dir():
-        raise RenderError(f"{out}: cannot write here (no folder {folder})")
-    if not os.access(folder, os.W_OK):
-        raise RenderError(f"{out}: cannot write here (folder {folder} is not writable)")
-
-
-def _start_part(out: Path) -> Path:
-    """The hidden file the video is encoded into, created now so an unwritable place fails at once."""
-    folder = out.parent if str(out.parent) else Path(".")
-    remove_stale_parts(folder, out.name)  # left by a render that was killed
-    tmp = part_path(out)
-    try:
-        tmp.touch()
-    except OSError as exc:
-        raise RenderError(f"{out}: cannot write here ({exc.strerror})") from exc
-    return tmp
 
 
 @dataclass
@@ -190,7 +165,8 @@ def render(
     started = time.monotonic()
     settings = settings or EngineSettings()
     make_tracker(settings.beat_tracker)  # a tracker this build lacks fails before the work, in one line
-    tmp = _start_part(out)
+    options = {"preset": preset, "crf": str(crf), "g": str(2 * fps), "movflags": "+faststart"}
+    writer = VideoWriter(out, size, fps, options, audio=True)  # opened now, so an unwritable place fails at once
     try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C anywhere below leaves no part file behind
         engine, duration, run = analyse(song, library, model, settings, sync)
         cuts = list(engine.cuts)
@@ -199,10 +175,10 @@ def render(
         cuts[0] = replace(cuts[0], time=0.0, crossfade=0.0)  # a file can show its first clip from the first frame
         cuts = _in_sync(engine, cuts, run, duration)
         rows = cut_rows(engine, cuts)
-        frames = _encode(song, engine, cuts, tmp, size, fps, duration, progress, crf, preset, transition)
-        os.replace(tmp, out)
+        frames = _encode(song, engine, cuts, writer, duration, progress, transition)
+        writer.close(flushed=True)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        writer.abort()
         raise
     stem = out.with_suffix("")
     json_path, csv_path = Path(f"{stem}.cuts.json"), Path(f"{stem}.cuts.csv")
@@ -233,16 +209,12 @@ def _encode(
     song,
     engine: Engine,
     cuts: list[Cut],
-    path: Path,
-    size,
-    fps: int,
+    writer: VideoWriter,
     duration: float,
     progress: bool,
-    crf: int,
-    preset: str,
     kind: str,
 ) -> int:
-    width, height = size
+    size, fps = (writer.width, writer.height), writer.fps
     n_frames = int(np.ceil(duration * fps))
     times = [c.time for c in cuts]
     pool = FramePool(size)
@@ -264,55 +236,35 @@ def _encode(
                 log.warning("clip %s cannot play (%s): the picture before it is held", record.uid, exc)
         return held[0] if held else standby_picture(size)
 
-    with av.open(str(path), "w", format="mp4") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"preset": preset, "crf": str(crf), "g": str(2 * fps), "movflags": "+faststart"}
-        audio = container.add_stream("aac", rate=OUTPUT_AUDIO_RATE)
-        audio.layout = "stereo"
-        try:
-            for n in progress_bar(range(n_frames), desc="rendering", unit="frame", enabled=progress, leave=False):
-                t = n / fps
-                i = bisect.bisect_right(times, t) - 1
-                cut = cuts[max(i, 0)]
-                rgb = picture(cut, t)
-                w = crossfade_weight(t, cut.time, cut.crossfade)
-                if i > 0 and w < 1.0:
-                    rgb = transition(picture(cuts[i - 1], t), rgb, w, kind)
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = n
-                frame.time_base = Fraction(1, fps)
-                for packet in video.encode(frame):
-                    container.mux(packet)
-            for packet in video.encode(None):
-                container.mux(packet)
-        finally:
-            pool.close()
-        _mux_audio(song, container, audio, duration)
+    try:
+        for n in progress_bar(range(n_frames), desc="rendering", unit="frame", enabled=progress, leave=False):
+            t = n / fps
+            i = bisect.bisect_right(times, t) - 1
+            cut = cuts[max(i, 0)]
+            rgb = picture(cut, t)
+            w = crossfade_weight(t, cut.time, cut.crossfade)
+            if i > 0 and w < 1.0:
+                rgb = transition(picture(cuts[i - 1], t), rgb, w, kind)
+            writer.write(rgb, n)
+        writer.finish_video()
+    finally:
+        pool.close()
+    _mux_audio(song, writer, duration)
     return n_frames
 
 
-def _mux_audio(song, container, stream, duration: float) -> None:
+def _mux_audio(song, writer: VideoWriter, duration: float) -> None:
     """The song itself, resampled to 48 kHz stereo AAC, trimmed to its decoded length."""
     try:
         source = av.open(str(song))
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(str(song), f"not a readable audio file ({exc})") from exc
-    downmix = Downmixer("stereo", OUTPUT_AUDIO_RATE)
-    limit = int(duration * OUTPUT_AUDIO_RATE)
-    written = 0
+    downmix = Downmixer("stereo", AUDIO_RATE_OUT)
+    limit = int(duration * AUDIO_RATE_OUT)
     with source:
         for frame in DecodedFrames(source, source.streams.audio[0]):
             frame.pts = None
             for samples in downmix.resample(frame):
-                if written >= limit:
+                if writer.audio.written >= limit:
                     break
-                out = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
-                out.sample_rate = OUTPUT_AUDIO_RATE
-                out.pts = written
-                out.time_base = Fraction(1, OUTPUT_AUDIO_RATE)
-                written += out.samples
-                for packet in stream.encode(out):
-                    container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
+                writer.audio.write(samples, AUDIO_RATE_OUT)

@@ -7,13 +7,14 @@ that fits the playback height, so the player can start any clip, anywhere, at on
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+from livejpp.media.writer import VideoWriter
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,8 @@ class ClipEncoder:
         self.fps = fps
         self.width, self.height = size
         self.rotation = rotation
-        self._container = av.open(path, "w", format="mp4")
-        stream = self._container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = self.width, self.height
-        stream.pix_fmt = "yuv420p"
         gop = max(1, int(float(fps)))  # 29.97 fps: 29 frames, so never more than a second apart
-        stream.options = {
+        options = {
             "preset": preset,
             "crf": str(crf),
             "g": str(gop),
@@ -106,9 +103,7 @@ class ClipEncoder:
             "tune": "fastdecode",
             "movflags": "+faststart",
         }
-        stream.codec_context.thread_count = threads
-        self._stream = stream
-        self._time_base = Fraction(1, 1) / fps
+        self._writer = VideoWriter(path, size, fps, options, threads=threads, in_place=True)  # the build renames it
         self._scaler = VideoReformatter()
         self._held: av.VideoFrame | None = None
         self.frames = 0
@@ -126,11 +121,7 @@ class ClipEncoder:
         return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
 
     def _emit(self, frame: av.VideoFrame) -> None:
-        # the encoder takes its own reference: one frame object may fill several slots
-        frame.pts = self.frames
-        frame.time_base = self._time_base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        self._writer.write(frame, self.frames)  # one frame object may fill several slots
         self.frames += 1
 
     def add(self, t: float, frame: av.VideoFrame) -> None:
@@ -155,16 +146,7 @@ class ClipEncoder:
         return self.frames
 
     def _close(self) -> None:
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
+        self._writer.close()
 
     def abort(self) -> None:
-        try:
-            self._container.close()
-        except av.FFmpegError:
-            pass
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+        self._writer.abort()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from fractions import Fraction
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +43,14 @@ class Recorder:
         options: dict | None = None,
         queue_frames: int = RECORD_QUEUE,
     ):
-        import av
-
+        from livejpp.media.writer import VideoWriter
         from livejpp.partfiles import part_path, remove_stale_parts
 
         self.path = Path(path)
         audio_final = self.path.with_name(self.path.name + ".f32")
-        for final in (self.path, audio_final):  # what a killed show's recording left
-            remove_stale_parts(self.path.parent, final.name)
-        self.tmp = part_path(self.path)
-        self.container = av.open(str(self.tmp), "w", format="mp4")
-        self.fps = Fraction(fps).limit_denominator(1001)
-        self.stream = self.container.add_stream("libx264", rate=self.fps)
-        self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = dict(options or X264_OPTIONS)
+        remove_stale_parts(self.path.parent, audio_final.name)  # what a killed show's recording left
+        self.writer = VideoWriter(self.path, size, fps, options or X264_OPTIONS)  # and its video's
+        self.fps = self.writer.fps
         width, height = size
         self.free: queue.SimpleQueue = queue.SimpleQueue()  # buffers the render thread may read into
         for _ in range(queue_frames):
@@ -67,6 +60,7 @@ class Recorder:
         self.sync_positions: list[float | None] = []  # the video position each showed in sync (None: not)
         self.dropped = 0  # frames shown but not recorded: the encoder was behind
         self.failed: Exception | None = None
+        self._failing = threading.Lock()  # the encoder thread and the audio thread may both fail
         self.audio_path = part_path(audio_final)
         self.audio = open(self.audio_path, "wb")  # noqa: SIM115 - the input audio, on disk: an hour is 300 MB
         self.thread = threading.Thread(target=self._write, daemon=True, name="recorder")
@@ -79,8 +73,7 @@ class Recorder:
         try:
             self.audio.write(np.ascontiguousarray(samples, np.float32).tobytes())
         except OSError as exc:  # a full disk: the recording stops, the show goes on
-            self.failed = exc
-            log.warning("recording stopped: %s (the show goes on)", exc)
+            self._stop(exc)
 
     def add(self, read_into, show_time: float, sync_position: float | None = None) -> None:
         """A frame: `read_into(buffer)` fills a BGRA buffer (bottom row first, as GL reads it),
@@ -100,9 +93,14 @@ class Recorder:
         self.times.append(round(show_time, 4))
         self.sync_positions.append(sync_position)
 
-    def _write(self) -> None:
-        import av
+    def _stop(self, exc: Exception) -> None:
+        """The recording stops (said once: the sound and the pictures meet a full disk at the same moment)."""
+        with self._failing:
+            if self.failed is None:
+                self.failed = exc
+                log.warning("recording stopped: %s (the show goes on)", exc)
 
+    def _write(self) -> None:
         _background_thread("recorder", ENCODER_NICENESS)  # x264's own threads, started from here, inherit both
         last = -1
         while True:
@@ -112,20 +110,17 @@ class Recorder:
             buffer, show_time = item
             try:
                 if self.failed is None:
-                    frame = av.VideoFrame.from_ndarray(buffer[::-1], format="bgra")  # flipped as it is copied
-                    frame.pts = last = max(last + 1, int(round(show_time * self.fps)))
-                    frame.time_base = 1 / self.fps
-                    for packet in self.stream.encode(frame):
-                        self.container.mux(packet)
+                    last = max(last + 1, int(round(show_time * self.fps)))
+                    self.writer.write(buffer[::-1], last, "bgra")  # flipped as it is copied
             except Exception as exc:  # noqa: BLE001 - whatever stops the recording must not stop its thread
-                self.failed = exc
-                log.warning("recording stopped: %s (the show goes on)", exc)
+                self._stop(exc)
             self.free.put(buffer)
 
     def close(self) -> None:
-        import os
-
         import av
+
+        from livejpp.media.decode import AUDIO_RATE
+        from livejpp.media.writer import add_audio
 
         try:
             self.audio.close()
@@ -136,23 +131,21 @@ class Recorder:
         if self.dropped:
             log.warning("recorder: %d frames shown were left out of %s (encoder behind)", self.dropped, self.path)
         try:
-            for packet in self.stream.encode(None) if self.failed is None else ():
-                self.container.mux(packet)
-            self.container.close()
+            if self.failed is None:
+                self.writer.close(commit=False)  # the sound is added before it is renamed into place
         except (av.FFmpegError, OSError) as exc:
-            self.failed = self.failed or exc
+            self.failed = exc
         if self.failed is None and self.audio_path.stat().st_size:
             try:
-                _mux_audio(self.tmp, self.audio_path)
+                add_audio(self.writer.tmp, self.audio_path, AUDIO_RATE)
             except (av.FFmpegError, OSError) as exc:  # a disk that fills now: the pictures are kept
-                self.tmp.with_name(self.tmp.name + ".av.mp4").unlink(missing_ok=True)
                 log.warning("recording %s has no sound: %s", self.path, exc)
         self.audio_path.unlink(missing_ok=True)
         if self.failed is not None:
-            self.tmp.unlink(missing_ok=True)
+            self.writer.abort()
             log.warning("no recording written to %s: %s", self.path, self.failed)
             return
-        os.replace(self.tmp, self.path)
+        self.writer.commit()
 
 
 def _background_thread(name: str, niceness: int) -> None:
@@ -169,44 +162,268 @@ def _background_thread(name: str, niceness: int) -> None:
         pass
 
 
-def _mux_audio(video: Path, audio: Path) -> None:
-    """Rewrite the recording with the input audio (raw mono float32 at AUDIO_RATE) added: the pictures
-    by stream copy, the audio encoded a minute at a time (an hour's show would need gigabytes at once)."""
-    import os
+class ShowWindow:
+    """The show's window: draws each frame from the show's frozen snapshot (engine/live.py ShowFrame)
+    and its own GL state, the HUD from render/hud.py, and hands keys to the command bus. It reads no
+    show attribute while drawing; the show is told what was drawn (`show.drawn`)."""
 
-    import av
+    def __init__(
+        self, show, controls=None, headless: bool = False, frames: str = "rgb", max_texture: int | None = None
+    ):
+        """`frames` auto|rgb|gpu: what the decoder hands this GL (gl.frames_for, decided once the GL exists);
+        `max_texture`: a lower texture limit than the GL's."""
+        from livejpp.control.commands import CommandBus
+        from livejpp.control.mapping import Presets
 
-    from livejpp.media.decode import AUDIO_RATE
+        self.show = show
+        self.controls = controls
+        self.headless = headless
+        self.frames, self.max_texture = frames, max_texture
+        self.bus = controls.bus if controls is not None else CommandBus(show, Presets())
+        self.recorder: Recorder | None = None
+        self.uploaded: dict[int, object] = {0: None, 1: None}  # per layer: the picture its texture holds
+        self.last_frame: float | None = None  # time.monotonic() of the previous frame
+        self.hud_at = -1.0  # when the HUD text was last laid out
+        self.learning: int | None = None  # index into keymap.learnable() while the learn key is on
 
-    out_path = video.with_name(video.name + ".av.mp4")
-    with av.open(str(video)) as src, av.open(str(out_path), "w", format="mp4") as out, open(audio, "rb") as pcm:
-        v_in = src.streams.video[0]
-        v_out = out.add_stream_from_template(v_in)
-        a_out = out.add_stream("aac", rate=48000)
-        a_out.layout = "stereo"
-        for packet in src.demux(v_in):
-            if packet.dts is None:
-                continue
-            packet.stream = v_out
-            out.mux(packet)
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
-        read, written = 0, 0
-        while True:
-            chunk = np.frombuffer(pcm.read(60 * AUDIO_RATE * 4), np.float32)
-            if len(chunk):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None, :]), format="flt", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, read, Fraction(1, AUDIO_RATE)
-                read += len(chunk)
-            for f in resampler.resample(frame if len(chunk) else None):
-                f.pts, f.time_base = written, Fraction(1, 48000)
-                written += f.samples
-                for packet in a_out.encode(f):
-                    out.mux(packet)
-            if not len(chunk):
-                break
-        for packet in a_out.encode(None):
-            out.mux(packet)
-    os.replace(out_path, video)
+    # --- opening ----------------------------------------------------------------------------------
+    def open(self, fullscreen: bool = False, screen: int | None = None) -> None:
+        """The pyglet window (or headless EGL surface) at the show's size, its compositor and labels."""
+        import pyglet
+
+        if self.headless:
+            pyglet.options["headless"] = True
+        self.window = self._make_window(fullscreen, screen)
+        from livejpp.render.sizes import SizeError, check_drawable
+
+        try:
+            check_drawable(self.show.size)
+        except SizeError:
+            self.window.close()
+            raise
+        self._make_compositor()
+        self.window.push_handlers(on_draw=self.draw_frame, on_key_press=self.on_key_press)
+
+    def _make_window(self, fullscreen: bool, screen: int | None):
+        import pyglet
+
+        width, height = self.show.size
+        try:
+            from livejpp.render.gl import gl_config
+
+            screens = pyglet.display.get_display().get_screens()  # importing pyglet.window opens the display
+            chosen = screens[screen] if screen is not None and screen < len(screens) else None
+            return pyglet.window.Window(
+                width,
+                height,
+                caption="livejpp",
+                config=gl_config(),
+                fullscreen=fullscreen,
+                screen=chosen,
+                vsync=not self.headless,
+                visible=not self.headless,
+            )
+        except Exception as exc:  # noqa: BLE001 - pyglet raises its own kinds: no display, no GL config
+            hint = "" if self.headless else "; without a display, run with --headless"
+            raise WindowError(f"cannot open the show's window ({exc}){hint}") from exc
+
+    def _make_compositor(self) -> None:
+        import pyglet
+        from pyglet.window import key
+
+        from livejpp.control import keys as keymap
+        from livejpp.render.gl import GLCompositor
+
+        width, height = self.show.size
+        self.compositor = GLCompositor(width, height, max_texture_size=self.max_texture)
+        self.batch = pyglet.graphics.Batch()
+        self.hud_label = pyglet.text.Label(
+            "",
+            x=12,
+            y=height - 12,
+            anchor_y="top",
+            multiline=True,
+            width=width - 24,
+            font_size=12,
+            color=(255, 255, 255, 230),
+            batch=self.batch,
+        )
+        self.help_label = pyglet.text.Label(
+            keymap.help_text(),
+            x=width // 2,
+            y=height // 2,
+            anchor_x="center",
+            anchor_y="center",
+            multiline=True,
+            width=560,
+            font_size=12,
+            color=(255, 255, 180, 255),
+        )
+        self.key = key
+        self.key_table = keymap.by_symbol(key)
+        self.learnable = keymap.learnable()
+
+    # --- each frame -------------------------------------------------------------------------------
+    def draw_frame(self) -> None:
+        """One frame: timing, the pictures (_compose), the HUD and help, then the show is told."""
+        import pyglet
+
+        now = time.monotonic()
+        show = self.show
+        if show.quit.is_set():
+            pyglet.app.exit()
+        self._count_frame(now)
+        shot = show.snapshot()
+        if not self.headless and shot.fullscreen != self.window.fullscreen:
+            self.window.set_fullscreen(shot.fullscreen)
+        self._compose(shot)
+        self._draw_overlays(shot, now)
+        show.drawn(list(shot.newly), shot.incoming is not None)
+        show.stats.frames += 1
+
+    def _count_frame(self, now: float) -> None:
+        """A frame later than 1.5 intervals counts the frames it stood in for as dropped."""
+        show, stats = self.show, self.show.stats
+        if self.last_frame is not None:
+            interval = now - self.last_frame
+            if interval > 1.5 / show.fps:
+                stats.dropped += int(round(interval * show.fps)) - 1
+                stats.drops.append((show.show_time(), interval * 1000))
+        self.last_frame = now
+        stats.frame_times.append(now)
+
+    def _compose(self, shot) -> None:
+        """Upload the snapshot's new pictures, draw them with its settings, and record what was drawn."""
+        compositor, window, recorder = self.compositor, self.window, self.recorder
+        for layer, picture in ((0, shot.outgoing), (1, shot.incoming)):
+            if picture is not None and picture is not self.uploaded[layer]:  # held: an id is reused once freed
+                compositor.upload(layer, picture)
+                self.uploaded[layer] = picture
+        window.clear()
+        fb_w, fb_h = window.get_framebuffer_size()
+        compositor.transition, compositor.effect, compositor.amount = shot.transition, shot.effect, shot.effect_amount
+        if shot.incoming is not None or shot.outgoing is not None:
+            # a clip with no picture yet (it waited its longest): the outgoing one stays on screen
+            weight = 0.0 if shot.incoming is None else shot.weight if shot.outgoing is not None else 1.0
+            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h))
+        if recorder is not None:
+            # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
+            # the cuts on their beats whatever the room's latencies (engine/latency.py)
+            recorder.add(compositor.read_bgra_into, shot.picture_time, shot.sync_position)
+
+    def _draw_overlays(self, shot, now: float) -> None:
+        if shot.hud:
+            if now - self.hud_at >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
+                self.hud_label.text = hud_text(self.show, self.controls)
+                self.hud_at = now
+            self.batch.draw()
+        if shot.help:
+            self.help_label.draw()
+
+    # --- keys -------------------------------------------------------------------------------------
+    def on_key_press(self, symbol: int, modifiers: int):
+        """Every key is a command on the bus (control/keys.py says which)."""
+        import pyglet
+
+        key, received = self.key, time.monotonic()
+        if symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
+            self.bus.run("help", None, "keys", received)
+        elif symbol == key.L:
+            self.learn(0)
+        elif self.learning is not None and symbol in (key.LEFT, key.RIGHT):
+            self.learn(1 if symbol == key.RIGHT else -1)
+        elif symbol in self.key_table:
+            self._key_command(self.key_table[symbol], received)
+        return pyglet.event.EVENT_HANDLED
+
+    def _key_command(self, entry, received: float) -> None:
+        bus = self.bus
+        if entry.cycle:
+            bus.cycle(entry.command, "keys", received)
+        elif entry.steps is not None:
+            bus.step(entry.command, entry.steps, "keys", received)
+        else:
+            bus.run(entry.command, entry.value, "keys", received)
+
+    def learn(self, step: int) -> None:
+        """The learn key (step 0: on/off) and left/right while learning (step ±1: another command)."""
+        controls, bus = self.controls, self.bus
+        if controls is None or controls.learner is None:
+            bus.refuse("keys", "MIDI learn needs --learn FILE (and --midi-in)")
+            return
+        if step == 0 and self.learning is not None:
+            self.learning = None
+            bus.run("learn", "", "keys")
+            return
+        self.learning = ((self.learning or 0) + step) % len(self.learnable)
+        bus.run("learn", self.learnable[self.learning], "keys")
+
+    # --- running ----------------------------------------------------------------------------------
+    def check_end(self, dt: float = 0.0) -> None:
+        """Once a second: the memory in use, and the end of a played file (the show ends half a second later)."""
+        import pyglet
+
+        self.show.stats.memory.append((round(self.show.show_time(), 1), round(_resident(), 1)))
+        if getattr(self.show.source, "finished", False):
+            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 0.5)
+
+    def start_recorder(self, record: str | Path | None) -> None:
+        """Made once the show is about to start, so a show that fails to start leaves no recording behind."""
+        if record:
+            self.recorder = Recorder(record, self.show.size, self.show.fps)
+            self.show.keep_audio = self.recorder.add_audio
+
+    def stop_recorder(self) -> None:
+        self.show.keep_audio = None  # an analysis thread still finishing its hop writes no more audio
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def play(self, duration: float | None = None, on_start=None, record: str | Path | None = None) -> dict:
+        """Run the show until quit, `duration`, or the end of a played file; its summary."""
+        import pyglet
+
+        from livejpp.render.gl import frames_for
+
+        pyglet.clock.schedule_interval(self.check_end, 1.0)
+        if duration:
+            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), duration)
+        if on_start is not None:
+            on_start(self.window)
+        self._start_controls()
+        try:
+            self.start_recorder(record)
+            self.show.start(frames_for(self.frames), self.compositor.max_texture_size)
+            pyglet.app.run(1.0 / self.show.fps)
+        finally:
+            if self.controls is not None:
+                self.controls.stop()
+            self.show.stop()
+            self.stop_recorder()
+            self.window.close()
+        return self.summary()
+
+    def _start_controls(self) -> None:
+        if self.controls is None:
+            return
+        try:
+            self.controls.start()  # a MIDI system that cannot be reached stops here, before the show starts
+        except Exception:
+            self.controls.stop()
+            self.window.close()
+            raise
+
+    def summary(self) -> dict:
+        summary = self.show.summary()
+        controls, recorder = self.controls, self.recorder
+        summary["control"] = controls.summary() if controls is not None else {"inputs": self.bus.summary()}
+        if recorder is not None:
+            summary["record"] = {
+                "path": str(recorder.path),
+                "frame_show_times": recorder.times,
+                "sync_positions": recorder.sync_positions,
+                "frames_left_out": recorder.dropped,
+            }
+        return summary
 
 
 def run(
@@ -226,193 +443,17 @@ def run(
     `frames` auto|rgb|gpu: what the decoder hands the GL (gl.frames_for); `max_texture`: a lower texture limit.
     `on_start(window)` runs once the window exists (scripted shows and tests send keys through it).
     `controls` (control.inputs.Controls) brings OSC and MIDI; keys go through its bus either way."""
-    import time
-
-    import pyglet
-
-    from livejpp.control import keys as keymap
-    from livejpp.control.commands import CommandBus
-    from livejpp.control.mapping import Presets
-
-    if headless:
-        pyglet.options["headless"] = True
-    width, height = show.size
-    from livejpp.engine.render import check_writable
-    from livejpp.render.sizes import SizeError, check_drawable, check_encodable
+    from livejpp.media.writer import check_writable
+    from livejpp.render.sizes import check_encodable
 
     if record:  # before the window opens: one line, not a failed recording
         check_encodable(show.size)
         check_writable(Path(record))
-    try:
-        from pyglet.window import key  # its import opens the display
-
-        from livejpp.render.gl import GLCompositor, frames_for, gl_config
-
-        screens = pyglet.display.get_display().get_screens()
-        chosen = screens[screen] if screen is not None and screen < len(screens) else None
-        window = pyglet.window.Window(
-            width,
-            height,
-            caption="livejpp",
-            config=gl_config(),
-            fullscreen=fullscreen,
-            screen=chosen,
-            vsync=not headless,
-            visible=not headless,
-        )
-    except Exception as exc:  # noqa: BLE001 - pyglet raises its own kinds: no display, no GL config
-        hint = "" if headless else "; without a display, run with --headless"
-        raise WindowError(f"cannot open the show's window ({exc}){hint}") from exc
-    try:
-        check_drawable(show.size)
-    except SizeError:
-        window.close()
-        raise
-    compositor = GLCompositor(width, height, max_texture_size=max_texture)
-    batch = pyglet.graphics.Batch()
-    hud_label = pyglet.text.Label(
-        "",
-        x=12,
-        y=height - 12,
-        anchor_y="top",
-        multiline=True,
-        width=width - 24,
-        font_size=12,
-        color=(255, 255, 255, 230),
-        batch=batch,
-    )
-    help_label = pyglet.text.Label(
-        keymap.help_text(),
-        x=width // 2,
-        y=height // 2,
-        anchor_x="center",
-        anchor_y="center",
-        multiline=True,
-        width=560,
-        font_size=12,
-        color=(255, 255, 180, 255),
-    )
-    state = {"uploaded": {0: None, 1: None}, "last": None, "hud_at": -1.0, "learn": None}
-    bus = controls.bus if controls is not None else CommandBus(show, Presets())
-    bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
-    bus.run("fullscreen", fullscreen, "cli")
-    key_table = keymap.by_symbol(key)
-    learnable = keymap.learnable()
-    recorder: Recorder | None = None
-
-    @window.event
-    def on_draw():
-        now = time.monotonic()
-        stats = show.stats
-        if show.quit.is_set():
-            pyglet.app.exit()
-        if state["last"] is not None:
-            interval = now - state["last"]
-            if interval > 1.5 / show.fps:
-                stats.dropped += int(round(interval * show.fps)) - 1
-                stats.drops.append((show.show_time(), interval * 1000))
-        state["last"] = now
-        stats.frame_times.append(now)
-        shot = show.snapshot()
-        if not headless and shot.fullscreen != window.fullscreen:
-            window.set_fullscreen(shot.fullscreen)
-        for layer, picture in ((0, shot.outgoing), (1, shot.incoming)):
-            if picture is not None and picture is not state["uploaded"][layer]:  # held: an id is reused once freed
-                compositor.upload(layer, picture)
-                state["uploaded"][layer] = picture
-        window.clear()
-        fb_w, fb_h = window.get_framebuffer_size()
-        compositor.transition, compositor.effect, compositor.amount = shot.transition, shot.effect, shot.effect_amount
-        if shot.incoming is not None or shot.outgoing is not None:
-            # a clip with no picture yet (it waited its longest): the outgoing one stays on screen
-            weight = 0.0 if shot.incoming is None else shot.weight if shot.outgoing is not None else 1.0
-            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h))
-        if recorder is not None:
-            # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
-            # the cuts on their beats whatever the room's latencies (engine/latency.py)
-            recorder.add(compositor.read_bgra_into, shot.picture_time, shot.sync_position)
-        if shot.hud:
-            if now - state["hud_at"] >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
-                hud_label.text = hud_text(show, controls)
-                state["hud_at"] = now
-            batch.draw()
-        if shot.help:
-            help_label.draw()
-        show.drawn(list(shot.newly), shot.incoming is not None)
-        stats.frames += 1
-
-    def learn(step: int) -> None:
-        """The learn key (step 0: on/off) and left/right while learning (step ±1: another command)."""
-        if controls is None or controls.learner is None:
-            bus.refuse("keys", "MIDI learn needs --learn FILE (and --midi-in)")
-            return
-        if step == 0 and state["learn"] is not None:
-            state["learn"] = None
-            bus.run("learn", "", "keys")
-            return
-        state["learn"] = ((state["learn"] or 0) + step) % len(learnable)
-        bus.run("learn", learnable[state["learn"]], "keys")
-
-    @window.event
-    def on_key_press(symbol, modifiers):
-        received = time.monotonic()
-        if symbol == key.QUESTION or (symbol == key.SLASH and modifiers & key.MOD_SHIFT):
-            bus.run("help", None, "keys", received)
-        elif symbol == key.L:
-            learn(0)
-        elif state["learn"] is not None and symbol in (key.LEFT, key.RIGHT):
-            learn(1 if symbol == key.RIGHT else -1)
-        elif symbol in key_table:
-            entry = key_table[symbol]
-            if entry.cycle:
-                bus.cycle(entry.command, "keys", received)
-            elif entry.steps is not None:
-                bus.step(entry.command, entry.steps, "keys", received)
-            else:
-                bus.run(entry.command, entry.value, "keys", received)
-        return pyglet.event.EVENT_HANDLED
-
-    def check_end(dt):
-        show.stats.memory.append((round(show.show_time(), 1), round(_resident(), 1)))
-        if getattr(show.source, "finished", False):
-            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 0.5)
-
-    pyglet.clock.schedule_interval(check_end, 1.0)
-    if duration:
-        pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), duration)
-    if on_start is not None:
-        on_start(window)
-    if controls is not None:
-        try:
-            controls.start()  # a MIDI system that cannot be reached stops here, before the show starts
-        except Exception:
-            controls.stop()
-            window.close()
-            raise
-    try:
-        if record:  # made here, so a show that fails to start leaves no recording behind
-            recorder = Recorder(record, (width, height), show.fps)
-            show.keep_audio = recorder.add_audio
-        show.start(frames_for(frames), compositor.max_texture_size)
-        pyglet.app.run(1.0 / show.fps)
-    finally:
-        if controls is not None:
-            controls.stop()
-        show.stop()
-        show.keep_audio = None  # an analysis thread still finishing its hop writes no more audio
-        if recorder is not None:
-            recorder.close()
-        window.close()
-    summary = show.summary()
-    summary["control"] = controls.summary() if controls is not None else {"inputs": bus.summary()}
-    if recorder is not None:
-        summary["record"] = {
-            "path": str(recorder.path),
-            "frame_show_times": recorder.times,
-            "sync_positions": recorder.sync_positions,
-            "frames_left_out": recorder.dropped,
-        }
-    return summary
+    window = ShowWindow(show, controls, headless, frames, max_texture)
+    window.open(fullscreen, screen)
+    window.bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
+    window.bus.run("fullscreen", fullscreen, "cli")
+    return window.play(duration, on_start, record)
 
 
 def _resident() -> float:
