@@ -26,7 +26,7 @@ from livejpp.render.player import ClipFrames
 from livejpp.render.standby import standby_picture
 
 SIZE = (320, 180)
-LAG = 0.6  # seconds a frame's picture may be behind its time (a due cut waits up to 0.5 s for its first picture)
+RECENT = 3  # cuts whose clips a recorded frame may show (a frame from any of them is a right picture)
 
 
 def gradient_video(path: Path, codec: str, pix_fmt: str, width: int, height: int, hue: int = 0) -> Path:
@@ -103,16 +103,16 @@ def show(lib: Path, tmp_path: Path, *args) -> tuple[dict, list[np.ndarray], list
 
 
 def errors_against_rgb(lib: Path, stats: dict, frames: list[np.ndarray]) -> tuple[list[float], set[str]]:
-    """Per recorded frame, its mean difference (levels) from the CPU's RGB of the nearest frame of the clip on
-    screen: one from its time back LAG seconds (a decoder starved by a busy machine shows older pictures; this
-    checks what is shown, not when), or of the clip before while the new one's first picture is not ready.
-    The videos shown."""
+    """Per recorded frame, its mean difference (levels) from the CPU's RGB of the nearest frame of a clip cut to
+    in the last RECENT cuts: this checks what is shown (the colours of the GPU's conversion), not when (a decoder
+    starved by a busy machine holds older pictures, and a due cut waits up to 0.5 s for its first one). The
+    videos shown."""
     where = clips(lib)
     pictures: dict[str, np.ndarray] = {}
     cuts = stats["cuts"]
     errors, shown = [], set()
     for frame, t in zip(frames, stats["record"]["frame_show_times"], strict=False):
-        on = [c for c in cuts if c["time"] + c["shown_late"] <= t + 1e-3][-2:]
+        on = [c for c in cuts if c["time"] + c["shown_late"] <= t + 1e-3][-RECENT:]
         candidates = []
         for cut in on:
             if cut["clip"] not in pictures:
@@ -120,10 +120,7 @@ def errors_against_rgb(lib: Path, stats: dict, frames: list[np.ndarray]) -> tupl
                 reader = ClipFrames(path, SIZE, base, length)
                 pictures[cut["clip"]] = np.stack([reader.frame_at(k / 30) for k in range(round(length * 30))])
                 reader.close()
-            clip = pictures[cut["clip"]]
-            now = (cut["offset"] + t - cut["time"]) * 30
-            near = np.arange(int(now - LAG * 30), int(now) + 3) % len(clip)
-            candidates += [float(np.abs(frame - clip[k]).mean()) for k in near]
+            candidates.append(float(np.abs(pictures[cut["clip"]] - frame).mean(axis=(1, 2, 3)).min()))
         errors.append(min(candidates))
         shown.add(on[-1]["video"])
     return errors, shown
