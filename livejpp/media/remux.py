@@ -1,0 +1,89 @@
+"""A source that is already fit to play, copied once into the library as it is (no re-encode).
+
+Encoding a playback file per clip is most of a build's time (x264 at 720p: about 10x real time per
+core, against 20x with no playback files). A source that the player decodes as cheaply as a cut clip
+needs none of it: its H.264 stream is copied (remuxed) into the library, and each clip plays its span
+of the copy. The library stays self-contained: the copy lives in its folder, not at the source's path.
+
+When a source is fit (measured on this machine, tools/bench.py scale --part build, 720p H.264 from
+x264 veryfast): a cut starts at its clip's first picture, which for a copy may lie anywhere between two
+keyframes, so the decoder works through up to a keyframe gap of frames first. A cut clip (x264
+ultrafast/fastdecode, a keyframe every second) shows its first picture in ~3 ms; a copied source's
+first picture, in the worst place in its GOP, took ~23 ms with a keyframe every 0.5 s, ~47 ms every
+1 s, ~106 ms every 2 s, ~190 ms every 4 s. One second (≈ 3 frames at 60 fps, what a cut clip's own
+mid-clip start already costs when a cut starts inside it) is the limit: two seconds doubles it, and a
+cut picked a beat ahead at 140 BPM has 430 ms for a few candidates' first pictures.
+
+The sound is left out of the copy: the show never plays a clip's sound (the music comes from the
+live input or the song being rendered), and the features were computed from the source's own track.
+"""
+
+from __future__ import annotations
+
+import os
+
+import av
+
+from livejpp.media.decode import VideoInfo, video_stream
+
+MAX_KEYFRAME_GAP = 1.0  # seconds between keyframes (see the module's note for the measurement)
+MAX_SIZE_FACTOR = 1.25  # a source up to this much taller than the library's playback height is copied as it is
+COPYABLE_CODECS = frozenset({"h264"})  # what the player decodes cheaply on the CPU
+COPYABLE_PIXELS = frozenset({"yuv420p", "yuvj420p"})  # 8-bit 4:2:0: 10-bit or 4:4:4 decodes slower
+
+
+def unfit_to_copy(info: VideoInfo, playback_height: int) -> str | None:
+    """Why `info`'s video must be encoded per clip (None: it may be copied, if its keyframes are close
+    enough, which `copy_video` checks while it copies)."""
+    if info.codec not in COPYABLE_CODECS:
+        return f"codec {info.codec}"
+    if info.rotation:
+        return f"rotated {info.rotation}°"  # the player shows stored pixels; a cut clip has them turned
+    if info.height > playback_height * MAX_SIZE_FACTOR:
+        return f"{info.height} px tall, the library plays ≤ {playback_height}"
+    return None
+
+
+def copy_video(source: str, destination: str) -> bool:
+    """Copy `source`'s video stream into `destination` (MP4) packet for packet; False (and nothing left
+    at `destination`) when its pixels or keyframes make it unfit to play from (see the module's note)."""
+    try:
+        fit = _copy(source, destination)
+    except (av.FFmpegError, OSError):
+        fit = False
+    if not fit:
+        try:
+            os.remove(destination)
+        except FileNotFoundError:
+            pass
+    return fit
+
+
+def _copy(source: str, destination: str) -> bool:
+    with av.open(source) as inp:
+        stream = video_stream(inp)
+        if stream is None or stream.codec_context.pix_fmt not in COPYABLE_PIXELS:
+            return False
+        tb = stream.time_base
+        limit = MAX_KEYFRAME_GAP + 0.5 / float(stream.average_rate or 25)
+        with av.open(destination, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            copied = out.add_stream_from_template(stream)
+            last_key, end = None, None
+            for packet in inp.demux(stream):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.pts is None:
+                    return False  # no presentation times (an AVI's): the player could not seek it
+                t = float(packet.pts * tb)
+                if packet.is_keyframe:
+                    if last_key is not None and t - last_key > limit:
+                        return False
+                    last_key = t if last_key is None else max(last_key, t)
+                elif last_key is None:
+                    return False  # pictures before the first keyframe: a clip there would not start
+                end = t if end is None else max(end, t)
+                packet.stream = copied
+                out.mux(packet)
+            if last_key is None or end - last_key > limit:
+                return False
+    return True
