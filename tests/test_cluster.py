@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from livejpp.library import cluster
-from livejpp.library.build import build_library
+from livejpp.library.build import build_library, content_hash
 from livejpp.library.worker import BuildSettings
 from tests.waiting import wait_until
 
@@ -158,3 +160,48 @@ def test_long_video_split_into_ranges_equals_one_task(where, scheduler, tmp_path
         .execute("SELECT status, duration FROM videos")
         .fetchall()
     )
+
+
+def test_video_whose_worker_keeps_dying_is_skipped(scheduler, local_library, tmp_path):
+    """Every worker that starts on earth.mp4 is SIGKILLed (as a decoder crash on a poison file would): after the
+    scheduler's allowed failures the video is skipped with one line naming it, and tree.avi, submitted after it
+    and waiting on the same worker each time it died, is built all the same."""
+    lib = tmp_path / "lib"
+    footage = _footage(lib)
+    poison = content_hash(footage / "earth.mp4")
+    killed: set[int] = set()
+    stop = threading.Event()
+
+    def kill_whoever_encodes_it() -> None:
+        while not stop.is_set():
+            for part in (lib / "clips" / poison[:16]).glob("*.part-*"):
+                pid = int(part.name.rsplit("-", 1)[1])
+                if pid not in killed:
+                    killed.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            stop.wait(0.02)
+
+    killer = threading.Thread(target=kill_whoever_encodes_it, daemon=True)
+    killer.start()
+    try:
+        build = subprocess.run(
+            [sys.executable, "-m", "livejpp", "library", "build", footage, "--out", lib, "--features", "hand"]
+            + ["--quiet", "--cluster", scheduler],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        stop.set()
+        killer.join()
+    out = build.stdout + build.stderr
+    assert build.returncode == 1, out  # a file not added: the exit status says so
+    assert len(killed) == 8, killed  # Dask gives up after its allowed failures (3): beside tree.avi, then alone
+    said = [line for line in build.stderr.splitlines() if "earth.mp4" in line]
+    assert len(said) == 1 and "its worker died 4 times running it alone" in said[0], out
+    db = sqlite3.connect(lib / "library.sqlite")
+    assert [Path(p).name for (p,) in db.execute("SELECT path FROM videos WHERE status = 'done'")] == ["tree.avi"]
+    assert [Path(p).name for (p,) in db.execute("SELECT path FROM skipped")] == ["earth.mp4"]
+    _same(_contents(lib), {k: v for k, v in _contents(local_library).items() if k[0] != poison})

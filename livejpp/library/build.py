@@ -604,7 +604,12 @@ class _Builder:
 
     def _run_cluster(self, jobs: list[VideoJob]) -> None:
         """Each video a Dask task; results commit here in the order they finish. Fingerprints
-        (seconds per video) run on the driver between commits."""
+        (seconds per video) run on the driver between commits.
+
+        A worker that dies takes the blame for every task it held, the one that killed it and the next one
+        waiting beside it (Dask keeps more tasks on a worker than it has threads): both reach the scheduler's
+        allowed failures together. So a video given up on (KilledWorker) runs again alone, once the rest is in:
+        only a video whose worker still dies then is skipped."""
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
@@ -621,25 +626,46 @@ class _Builder:
                 ): job
                 for job in jobs
             }
+            suspects: list[VideoJob] = []
             for future in as_completed(futures):
                 job = futures[future]
                 try:
                     result = future.result()
                 except KilledWorker:
-                    self._video_failed(job.key, "its worker kept dying on the cluster")
+                    suspects.append(job)
                     continue
                 except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
                     self._video_failed(job.key, _describe(exc))
                     continue
-                self.work_seconds += result.work_seconds
-                cluster.write_returned(result, job.clip_dir)
-                for message in result.messages:
-                    self._handle(message)
-                if result.error is not None:
-                    self._video_failed(job.key, result.error)
-                self._run_fingerprints_here()
+                self._take_cluster_result(result, job)
+            for job in suspects:
+                alone = client.submit(
+                    cluster.run_video, job, root, token, key=f"livejpp-{job.key}-{job.first_index}-{token}-alone"
+                )
+                try:
+                    result = alone.result()
+                except KilledWorker as exc:
+                    deaths = exc.allowed_failures + 1
+                    self._video_failed(job.key, f"its worker died {deaths} times running it alone on the cluster")
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
+                    self._video_failed(job.key, _describe(exc))
+                    continue
+                self._take_cluster_result(result, job)
         finally:
             client.close()
+
+    def _take_cluster_result(self, result, job: VideoJob) -> None:
+        """Commit what a cluster task sent back, as a local worker's messages."""
+        from livejpp.library import cluster
+
+        self.work_seconds += result.work_seconds
+        cluster.write_returned(result, job.clip_dir)
+        for message in result.messages:
+            self._handle(message)
+        if result.error is not None:
+            self._video_failed(job.key, result.error)
+        self._run_fingerprints_here()
 
     def _run_pool(self, jobs: list[VideoJob]) -> None:
         ctx = mp.get_context("spawn")
