@@ -205,3 +205,21 @@ def test_video_whose_worker_keeps_dying_is_skipped(scheduler, local_library, tmp
     assert [Path(p).name for (p,) in db.execute("SELECT path FROM videos WHERE status = 'done'")] == ["tree.avi"]
     assert [Path(p).name for (p,) in db.execute("SELECT path FROM skipped")] == ["earth.mp4"]
     _same(_contents(lib), {k: v for k, v in _contents(local_library).items() if k[0] != poison})
+
+
+def test_source_copy_with_the_object_store(scheduler, tmp_path, monkeypatch):
+    """A source fit to play, built on a worker that cannot see the library: the driver copies it into the
+    library, its clips point at spans of that copy, and the library equals a local build's."""
+    from tests.test_remux import READY, _clips, _first_pictures, _moving_video
+
+    (tmp_path / "in").mkdir()
+    source = _moving_video(tmp_path / "in" / "short_gop.mp4", 0.5)
+    build_library([source], tmp_path / "local", READY, jobs=1, progress=False)
+    monkeypatch.setattr(cluster, "mark_shared", lambda root: "a token no worker can read")
+    report = build_library([source], tmp_path / "lib", READY, progress=False, cluster=scheduler)
+    assert report.videos_added == 1 and report.copied == 1 and not report.skipped
+    assert _clips(tmp_path / "lib") == _clips(tmp_path / "local")
+    assert len({playback for *_, playback, _ in _clips(tmp_path / "lib")}) == 1
+    _same(_contents(tmp_path / "lib"), _contents(tmp_path / "local"))
+    for a, b in zip(_first_pictures(tmp_path / "lib"), _first_pictures(tmp_path / "local"), strict=True):
+        assert np.array_equal(a, b)

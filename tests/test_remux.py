@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from livejpp.library.build import build_library
+from livejpp.library.check import check_clips
 from livejpp.library.store import LibraryStore
 from livejpp.library.worker import BuildSettings
 from livejpp.render.player import ClipFrames
@@ -106,6 +107,24 @@ def test_ready_source_is_copied_once_and_clips_play_spans_of_it(sources, tmp_pat
         assert np.abs(a - b).mean() > 20.0  # and different clips show different pictures
 
     assert _features(remuxed) == _features(encoded)  # the same features as the re-encoded build
+    with LibraryStore(remuxed, readonly=True) as store:
+        assert check_clips(store) == []  # `library info --check` opens each clip's span of the copy
+
+
+def test_resumed_build_keeps_the_copy(sources, tmp_path):
+    """A build killed after two clips (rows committed, the video partial) resumes: the missing clips point at the
+    copy already in the library, which is not made again."""
+    lib = tmp_path / "lib"
+    build_library([sources["ready"]], lib, READY, jobs=1, progress=False)
+    whole = _clips(lib)
+    copy = lib / whole[0][3]
+    inode = copy.stat().st_ino
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        db.execute("DELETE FROM clips WHERE idx >= 2")
+        db.execute("UPDATE videos SET status = 'partial'")
+    report = build_library([sources["ready"]], lib, None, jobs=1, progress=False, create=False)
+    assert report.videos_resumed == 1 and report.clips_added == 3 and report.copied == 0
+    assert _clips(lib) == whole and copy.stat().st_ino == inode
 
 
 def test_sources_not_ready_are_encoded_per_clip(sources, tmp_path):
