@@ -1,21 +1,21 @@
 """A source that is already fit to play, copied once into the library as it is (no re-encode).
 
 Encoding a playback file per clip is most of a build's time (x264 at 720p: about 10x real time per
-core, against 20x with no playback files). A source that the player decodes as cheaply as a cut clip
-needs none of it: its H.264 stream is copied (remuxed) into the library, and each clip plays its span
-of the copy. The library stays self-contained: the copy lives in its folder, not at the source's path.
+core, against 20x with no playback files). A source the player can start anywhere quickly (H.264 with
+keyframes close together) needs none of it: its video stream is copied (remuxed) into the library, and
+each clip plays its span of the copy. The library stays self-contained: the copy lives in its folder.
 
-When a source is fit (measured on this machine, tools/bench.py scale --part build, 720p H.264 from
-x264 veryfast): a cut starts at its clip's first picture, which for a copy may lie anywhere between two
-keyframes, so the decoder works through up to a keyframe gap of frames first. A cut clip (x264
-ultrafast/fastdecode, a keyframe every second) shows its first picture in ~3 ms; a copied source's
-first picture, in the worst place in its GOP, took ~23 ms with a keyframe every 0.5 s, ~47 ms every
-1 s, ~106 ms every 2 s, ~190 ms every 4 s. One second (≈ 3 frames at 60 fps, what a cut clip's own
-mid-clip start already costs when a cut starts inside it) is the limit: two seconds doubles it, and a
-cut picked a beat ahead at 140 BPM has 430 ms for a few candidates' first pictures.
+When a source is fit (measured with tools/bench.py scale --part build, 720p H.264 from x264 veryfast,
+CPU ms to open a clip and decode its first picture on this 2-core machine): a cut clip starts on a keyframe
+(~7 ms), or mid-clip at worst after a second of fastdecode frames (~23 ms). A clip of a copied source starts
+wherever the clip boundary falls in the source's GOP, so at worst the decoder first works through a whole
+keyframe gap of heavier frames: ~47 ms with a keyframe every 0.5 s, ~73 ms every 1 s, ~127 ms every 2 s,
+~202 ms every 4 s. One second is the limit: about three cut clips' worst mid-clip start, under 5 frames at
+60 fps; two seconds doubles it, and the live show prepares several candidates' first pictures in the beat
+before a cut (430 ms at 140 BPM).
 
-The sound is left out of the copy: the show never plays a clip's sound (the music comes from the
-live input or the song being rendered), and the features were computed from the source's own track.
+The sound is left out of the copy, as a per-clip file has none: the show never plays a clip's sound (the
+music is the live input or the song being rendered), and the features are computed from the source's track.
 """
 
 from __future__ import annotations
