@@ -45,45 +45,52 @@ def unfit_to_copy(info: VideoInfo, playback_height: int) -> str | None:
 
 
 def copy_video(source: str, destination: str) -> bool:
-    """Copy `source`'s video stream into `destination` (MP4) packet for packet; False (and nothing left
-    at `destination`) when its pixels or keyframes make it unfit to play from (see the module's note)."""
+    """Copy `source`'s video stream into `destination` (MP4) packet for packet; False, and nothing written,
+    when its pixels or keyframes make it unfit to play from (see the module's note). The keyframes are read
+    first (packets only, no decoding: the file is in the page cache from its content hash), so a source that
+    is not fit leaves no half-written file behind."""
     try:
-        fit = _copy(source, destination)
+        if not _fit(source):
+            return False
+        _copy(source, destination)
     except (av.FFmpegError, OSError):
-        fit = False
-    if not fit:
         try:
             os.remove(destination)
         except FileNotFoundError:
             pass
-    return fit
+        return False
+    return True
 
 
-def _copy(source: str, destination: str) -> bool:
+def _fit(source: str) -> bool:
+    """8-bit 4:2:0 pictures, each packet timed, the first a keyframe, and keyframes ≤ MAX_KEYFRAME_GAP apart."""
     with av.open(source) as inp:
         stream = video_stream(inp)
         if stream is None or stream.codec_context.pix_fmt not in COPYABLE_PIXELS:
             return False
-        tb = stream.time_base
         limit = MAX_KEYFRAME_GAP + 0.5 / float(stream.average_rate or 25)
-        with av.open(destination, "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            copied = out.add_stream_from_template(stream)
-            last_key, end = None, None
-            for packet in inp.demux(stream):
-                if packet.dts is None:  # the demuxer's end-of-stream marker
-                    continue
-                if packet.pts is None:
-                    return False  # no presentation times (an AVI's): the player could not seek it
-                t = float(packet.pts * tb)
-                if packet.is_keyframe:
-                    if last_key is not None and t - last_key > limit:
-                        return False
-                    last_key = t if last_key is None else max(last_key, t)
-                elif last_key is None:
-                    return False  # pictures before the first keyframe: a clip there would not start
-                end = t if end is None else max(end, t)
+        last_key, end = None, None
+        for packet in inp.demux(stream):
+            if packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            if packet.pts is None:
+                return False  # no presentation times (an AVI's): the player could not seek it
+            t = float(packet.pts * stream.time_base)
+            if packet.is_keyframe:
+                if last_key is not None and t - last_key > limit:
+                    return False
+                last_key = t if last_key is None else max(last_key, t)
+            elif last_key is None:
+                return False  # pictures before the first keyframe: a clip there would not start
+            end = t if end is None else max(end, t)
+        return last_key is not None and end - last_key <= limit
+
+
+def _copy(source: str, destination: str) -> None:
+    with av.open(source) as inp, av.open(destination, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        stream = video_stream(inp)
+        copied = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is not None:
                 packet.stream = copied
                 out.mux(packet)
-            if last_key is None or end - last_key > limit:
-                return False
-    return True
