@@ -92,7 +92,6 @@ class _OpenClip:
         self.visual = VisualFeatures()
         self.encoder: ClipEncoder | None = None
         self.rel: str | None = job.copy
-        self.frames = 0  # source frames seen (a clip playing a span of the copy has no encoder to count them)
         if job.settings.transcode and job.copy is None:
             hap = job.settings.codec == "hap"
             name = f"{index:05d}.mov" if hap else f"{index:05d}.mp4"
@@ -160,7 +159,6 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
                 small = np.rot90(small, k=info.rotation // 90)
             for clip in open_clips.values():
                 clip.visual.add(t - clip.start, small)
-                clip.frames += 1
                 if clip.encoder is not None:
                     clip.encoder.add(t, frame)
                 for ex in extra:
@@ -218,7 +216,7 @@ def _shown_for(frame) -> float:
 
 def _finish(clip: _OpenClip, end: float, job: VideoJob, audio: AudioReader | None, extra, emit) -> None:
     seconds = whole_seconds(end - clip.start)
-    frames = clip.frames if job.copy else 0
+    frames = round((end - clip.start) * float(job.info.fps)) if job.copy else 0  # as many as a clip file would show
     if clip.encoder is not None:
         frames = clip.encoder.finish(end)
     features: dict[str, np.ndarray] = {}
