@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="play from the source files instead of writing playback clips",
     )
     build.add_argument(
+        "--no-remux",
+        dest="remux",
+        action="store_false",
+        help="encode a playback clip per clip even for H.264 sources fit to play, which are otherwise copied "
+        "into the library once as they are (a keyframe every second or closer, at most 1.25x the playback height)",
+    )
+    build.add_argument(
         "--features",
         choices=("hand", "pretrained", "all"),
         default="hand",
@@ -773,6 +780,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         x264_preset=args.x264_preset,
         crf=args.crf,
         codec=args.codec,
+        remux=args.remux,
     )
     return _build(args, args.videos, args.out, settings, create=True)
 

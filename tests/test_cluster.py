@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from livejpp.library import cluster
-from livejpp.library.build import build_library
+from livejpp.library.build import build_library, content_hash
 from livejpp.library.worker import BuildSettings
 from tests.waiting import wait_until
 
@@ -158,3 +160,67 @@ def test_long_video_split_into_ranges_equals_one_task(where, scheduler, tmp_path
         .execute("SELECT status, duration FROM videos")
         .fetchall()
     )
+
+
+def test_video_whose_worker_keeps_dying_is_skipped(scheduler, local_library, tmp_path):
+    """Every worker that starts on earth.mp4 is SIGKILLed (as a decoder crash on a poison file would): after the
+    scheduler's allowed failures the video is skipped with one line naming it, and tree.avi, submitted after it
+    and waiting on the same worker each time it died, is built all the same."""
+    lib = tmp_path / "lib"
+    footage = _footage(lib)
+    poison = content_hash(footage / "earth.mp4")
+    killed: set[int] = set()
+    stop = threading.Event()
+    build = subprocess.Popen(
+        [sys.executable, "-m", "livejpp", "library", "build", footage, "--out", lib, "--features", "hand"]
+        + ["--quiet", "--cluster", scheduler],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def kill_whoever_encodes_it() -> None:
+        while not stop.is_set():
+            for part in (lib / "clips" / poison[:16]).glob("*.part-*"):
+                pid = int(part.name.rsplit("-", 1)[1])
+                if pid not in killed and pid != build.pid:  # a worker's file, not one the driver writes
+                    killed.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            stop.wait(0.02)
+
+    killer = threading.Thread(target=kill_whoever_encodes_it, daemon=True)
+    killer.start()
+    try:
+        stdout, stderr = build.communicate(timeout=240)
+    finally:
+        stop.set()
+        killer.join()
+    out = stdout + stderr
+    assert build.returncode == 1, out  # a file not added: the exit status says so
+    assert len(killed) == 8, killed  # Dask gives up after its allowed failures (3): beside tree.avi, then alone
+    said = [line for line in stderr.splitlines() if "earth.mp4" in line]
+    assert len(said) == 1 and "its worker died 4 times running it alone" in said[0], out
+    db = sqlite3.connect(lib / "library.sqlite")
+    assert [Path(p).name for (p,) in db.execute("SELECT path FROM videos WHERE status = 'done'")] == ["tree.avi"]
+    assert [Path(p).name for (p,) in db.execute("SELECT path FROM skipped")] == ["earth.mp4"]
+    _same(_contents(lib), {k: v for k, v in _contents(local_library).items() if k[0] != poison})
+
+
+def test_source_copy_with_the_object_store(scheduler, tmp_path, monkeypatch):
+    """A source fit to play, built on a worker that cannot see the library: the driver copies it into the
+    library, its clips point at spans of that copy, and the library equals a local build's."""
+    from tests.test_remux import READY, _clips, _first_pictures, _moving_video
+
+    (tmp_path / "in").mkdir()
+    source = _moving_video(tmp_path / "in" / "short_gop.mp4", 0.5)
+    build_library([source], tmp_path / "local", READY, jobs=1, progress=False)
+    monkeypatch.setattr(cluster, "mark_shared", lambda root: "a token no worker can read")
+    report = build_library([source], tmp_path / "lib", READY, progress=False, cluster=scheduler)
+    assert report.videos_added == 1 and report.copied == 1 and not report.skipped
+    assert _clips(tmp_path / "lib") == _clips(tmp_path / "local")
+    assert len({playback for *_, playback, _ in _clips(tmp_path / "lib")}) == 1
+    _same(_contents(tmp_path / "lib"), _contents(tmp_path / "local"))
+    for a, b in zip(_first_pictures(tmp_path / "lib"), _first_pictures(tmp_path / "local"), strict=True):
+        assert np.array_equal(a, b)

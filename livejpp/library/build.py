@@ -37,7 +37,8 @@ from livejpp.library.fingerprinting import (
 from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_rows, inside_library
 from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
 from livejpp.media.clips import plan_clips
-from livejpp.media.decode import MediaError, probe
+from livejpp.media.decode import MediaError, VideoInfo, probe
+from livejpp.media.remux import copy_video, unfit_to_copy
 from livejpp.progress import progress_bar
 from livejpp.signals import Terminated
 
@@ -62,6 +63,7 @@ class BuildReport:
     seconds_added: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    copied: int = 0  # videos fit to play copied into the library as they are (no playback file per clip)
     fingerprinted: int = 0  # soundtracks fingerprinted for sync this run (silent ones included)
     same_soundtrack: list[tuple[str, str]] = field(default_factory=list)  # (video, the other video)
     wall_seconds: float = 0.0
@@ -273,11 +275,30 @@ class _Builder:
                         settings=self.settings,
                         feature_sets=self.feature_sets,
                         threads=max(1, (os.cpu_count() or 1) // self.jobs),
+                        copy=self._playback_copy(key, info),
                     ),
                     [c.index for c in planned if c.index not in done],
                 )
             )
         return jobs
+
+    def _playback_copy(self, key: str, info: VideoInfo) -> str | None:
+        """The library's copy of a source fit to play (made here, by the driver: a stream copy reads the file
+        about as fast as its content hash did, and a cluster's workers need not see the library), or None
+        when its clips get a playback file each. A resumed video keeps the copy its first clips play."""
+        s = self.settings
+        if not (s.transcode and s.remux and s.codec == "h264") or unfit_to_copy(info, s.playback_height):
+            return None
+        rel = f"{CLIPS_DIR}/{key[:16]}/video.mp4"
+        if rel in self.store.clip_files() and (self.store.root / rel).is_file():
+            return rel  # named in the manifest: the orphan sweep at start kept it
+        part = self.store.root / f"{rel}.part-{os.getpid()}"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        if not copy_video(info.path, str(part)):
+            return None
+        os.replace(part, self.store.root / rel)  # unnamed until a clip commits: a killed build's sweep removes it
+        self.report.copied += 1
+        return rel
 
     def _ranges(self, job: VideoJob, pending: list[int]) -> list[VideoJob]:
         """A long video as several time ranges, each a job (its own core or worker); the last runs to the end.
@@ -342,14 +363,15 @@ class _Builder:
             if clip.part_path is not None:
                 os.replace(clip.part_path, self.store.root / clip.playback)
             cur = db.execute(
-                "INSERT OR REPLACE INTO clips (video_id, idx, start, end, playback, width, height, fps, frames, "
-                "audio, audio_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO clips (video_id, idx, start, end, playback, playback_start, width, height, "
+                "fps, frames, audio, audio_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     video_id,
                     clip.index,
                     clip.start,
                     clip.end,
                     clip.playback,
+                    clip.playback_start,
                     clip.width,
                     clip.height,
                     clip.fps,
@@ -553,6 +575,8 @@ class _Builder:
             self.bar.close()
             self.bar = None
         # not in `finally`: after a failed manifest write (a full disk) these writes would fail too
+        if not self.report.interrupted:
+            _remove_orphans(self.store)  # a failed video's source copy, which no clip came to name
         self.store.update_normalisation()
         self.report.wall_seconds = time.monotonic() - started
         r = self.report
@@ -580,7 +604,12 @@ class _Builder:
 
     def _run_cluster(self, jobs: list[VideoJob]) -> None:
         """Each video a Dask task; results commit here in the order they finish. Fingerprints
-        (seconds per video) run on the driver between commits."""
+        (seconds per video) run on the driver between commits.
+
+        A worker that dies takes the blame for every task it held, the one that killed it and the next one
+        waiting beside it (Dask keeps more tasks on a worker than it has threads): both reach the scheduler's
+        allowed failures together. So a video given up on (KilledWorker) runs again alone, once the rest is in:
+        only a video whose worker still dies then is skipped."""
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
@@ -597,25 +626,46 @@ class _Builder:
                 ): job
                 for job in jobs
             }
+            suspects: list[VideoJob] = []
             for future in as_completed(futures):
                 job = futures[future]
                 try:
                     result = future.result()
                 except KilledWorker:
-                    self._video_failed(job.key, "its worker kept dying on the cluster")
+                    suspects.append(job)
                     continue
                 except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
                     self._video_failed(job.key, _describe(exc))
                     continue
-                self.work_seconds += result.work_seconds
-                cluster.write_returned(result, job.clip_dir)
-                for message in result.messages:
-                    self._handle(message)
-                if result.error is not None:
-                    self._video_failed(job.key, result.error)
-                self._run_fingerprints_here()
+                self._take_cluster_result(result, job)
+            for job in suspects:
+                alone = client.submit(
+                    cluster.run_video, job, root, token, key=f"livejpp-{job.key}-{job.first_index}-{token}-alone"
+                )
+                try:
+                    result = alone.result()
+                except KilledWorker as exc:
+                    deaths = exc.allowed_failures + 1
+                    self._video_failed(job.key, f"its worker died {deaths} times running it alone on the cluster")
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
+                    self._video_failed(job.key, _describe(exc))
+                    continue
+                self._take_cluster_result(result, job)
         finally:
             client.close()
+
+    def _take_cluster_result(self, result, job: VideoJob) -> None:
+        """Commit what a cluster task sent back, as a local worker's messages."""
+        from livejpp.library import cluster
+
+        self.work_seconds += result.work_seconds
+        cluster.write_returned(result, job.clip_dir)
+        for message in result.messages:
+            self._handle(message)
+        if result.error is not None:
+            self._video_failed(job.key, result.error)
+        self._run_fingerprints_here()
 
     def _run_pool(self, jobs: list[VideoJob]) -> None:
         ctx = mp.get_context("spawn")

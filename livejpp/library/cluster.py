@@ -8,7 +8,9 @@ work per video.
 The driver stays the only writer of the library: a task returns its video's messages (clip rows,
 features, and the playback bytes when the worker cannot see the library folder) and the builder
 commits them as it does a local worker's. Dask reschedules a task whose worker died; after the
-scheduler's `allowed-failures` (3) it gives up (KilledWorker) and the builder skips the video with one line.
+scheduler's `allowed-failures` (3) it gives up (KilledWorker); the builder runs the video again alone (the
+video queued beside it was blamed for the same deaths) and skips it with one line if its worker dies again.
+A source fit to play is copied into the library by the driver (media/remux.py): its clips carry no bytes back.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from livejpp.fingerprint.store import MemoryHashStore
 
 log = logging.getLogger("livejpp.library")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: clips.playback_start (clips that play a span of one copied source file)
+READABLE_VERSIONS = (1, 2)  # a version-1 library reads as is and gains the column when opened to write
 MANIFEST = "library.sqlite"
 CLIPS_DIR = "clips"
 
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS clips (
     start REAL NOT NULL,
     end REAL NOT NULL,
     playback TEXT,
+    playback_start REAL,  -- where the clip starts in its playback file (NULL: 0, a file per clip)
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     fps REAL NOT NULL,
@@ -126,6 +128,7 @@ class ClipRecord:
     end: float
     playback: str | None
     audio: str
+    playback_start: float = 0.0  # where the clip starts in `playback` (a copied source plays for all its clips)
 
     def pictures(self, library: str | os.PathLike) -> tuple[str, float, float]:
         """(file, where the clip starts in it, length): its playback clip, or its span of the source.
@@ -138,7 +141,7 @@ class ClipRecord:
             path = inside_library(library, self.playback)
             if path is None:
                 raise UnsafePath(f"clip {self.uid}: playback file {self.playback!r} is outside the library: refused")
-            return str(path), 0.0, length
+            return str(path), self.playback_start or 0.0, length
         if "://" in self.source or not os.path.isabs(self.source):
             raise UnsafePath(f"clip {self.uid}: source {self.source!r} is not a local file path: refused")
         if not os.path.isfile(self.source):  # missing, or a device or pipe that would block a reader
@@ -233,8 +236,8 @@ class LibraryStore:
             version = self.get_meta("schema_version")
             if version is None:
                 raise LibraryError(f"{path}: manifest has no schema version")
-            if int(version) != SCHEMA_VERSION:
-                raise LibraryError(f"{path}: schema version {version}, this livejpp reads {SCHEMA_VERSION}")
+            _check_version(path, version)
+            self.record_sql = _record_sql(self._has_column("clips", "playback_start"))
             return
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
@@ -256,10 +259,13 @@ class LibraryStore:
                     raise LibraryError(f"{path}: manifest has no schema version")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
                 self.set_meta("created_at", str(time.time()))
-            elif int(version) != SCHEMA_VERSION:
-                raise LibraryError(f"{path}: schema version {version}, this livejpp reads {SCHEMA_VERSION}")
+            elif _check_version(path, version) < SCHEMA_VERSION:
+                if not self._has_column("clips", "playback_start"):
+                    self.db.execute("ALTER TABLE clips ADD COLUMN playback_start REAL")
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
         if not self._has_table("fingerprints"):  # a library made before the table existed gains it (idempotent DDL)
             self.db.executescript(_SCHEMA)
+        self.record_sql = _record_sql(True)
 
     def close(self) -> None:
         """Close, moving what the WAL holds into the manifest: a library copied without its
@@ -287,6 +293,9 @@ class LibraryStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(row[1] == column for row in self.db.execute(f"PRAGMA table_info({table})"))
 
     def _has_table(self, name: str) -> bool:
         return (
@@ -379,10 +388,7 @@ class LibraryStore:
     @_damaged
     def all_clips(self) -> list[ClipRecord]:
         """Every clip row, its file paths unchecked (`library info --check` reports them all)."""
-        rows = self.db.execute(
-            "SELECT c.id, c.video_id, v.content_hash, v.path, c.idx, c.start, c.end, c.playback, c.audio "
-            "FROM clips c JOIN videos v ON v.id = c.video_id ORDER BY c.video_id, c.idx"
-        )
+        rows = self.db.execute(self.record_sql + " ORDER BY c.video_id, c.idx")
         return [ClipRecord(*r) for r in rows]
 
     def clips(self) -> list[ClipRecord]:
@@ -403,7 +409,7 @@ class LibraryStore:
         clip: SQL picks the suspects (a playback path that is absolute, climbs with `..` or is a URL; a
         source-played clip), `ClipRecord.pictures` judges each (one line per refused clip)."""
         rows = self.db.execute(
-            _RECORD_SQL + " WHERE c.playback IS NULL OR c.playback LIKE '/%' OR c.playback LIKE '%..%' "
+            self.record_sql + " WHERE c.playback IS NULL OR c.playback LIKE '/%' OR c.playback LIKE '%..%' "
             "OR c.playback LIKE '%://%'"
         )
         refused, sources_ok = set(), set()  # a source plays for all its clips: checked once per video
@@ -430,7 +436,7 @@ class LibraryStore:
         if refused:
             keep = ~np.isin(ids, np.fromiter(refused, np.int64, len(refused)))
             ids, video_ids = ids[keep], video_ids[keep]
-        return ClipTable(self.root, ids, video_ids)
+        return ClipTable(self.root, ids, video_ids, self.record_sql)
 
     @_damaged
     def clip_count(self) -> int:
@@ -691,10 +697,20 @@ def source_matches(source: str, video: str = "", tag: str = "") -> bool:
     return not tag or tag.lower() in (part.lower() for part in path.parent.parts)
 
 
-_RECORD_SQL = (
-    "SELECT c.id, c.video_id, v.content_hash, v.path, c.idx, c.start, c.end, c.playback, c.audio "
-    "FROM clips c JOIN videos v ON v.id = c.video_id"
-)
+def _check_version(path: Path, version: str) -> int:
+    if int(version) not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise LibraryError(f"{path}: schema version {version}, this livejpp reads {readable}")
+    return int(version)
+
+
+def _record_sql(has_playback_start: bool) -> str:
+    """What a ClipRecord is read from; a version-1 library opened read-only has no playback_start (all 0)."""
+    start = "COALESCE(c.playback_start, 0)" if has_playback_start else "0"
+    return (
+        f"SELECT c.id, c.video_id, v.content_hash, v.path, c.idx, c.start, c.end, c.playback, c.audio, {start} "
+        "FROM clips c JOIN videos v ON v.id = c.video_id"
+    )
 
 
 class ClipTable(Mapping):
@@ -705,8 +721,9 @@ class ClipTable(Mapping):
     text at start-up (see `LibraryStore.refused_clip_ids`); `ClipRecord.pictures` checks each again,
     links followed, when it is opened."""
 
-    def __init__(self, root: Path, ids: np.ndarray, video_ids: np.ndarray):
+    def __init__(self, root: Path, ids: np.ndarray, video_ids: np.ndarray, record_sql: str):
         self.root = root
+        self.record_sql = record_sql
         order = np.argsort(ids, kind="stable")
         self.ids, self.video_ids = ids[order], video_ids[order]
         self._cache: dict[int, ClipRecord] = {}
@@ -735,7 +752,7 @@ class ClipTable(Mapping):
             if self._db is None:
                 self._db = _open_readonly(self.root / MANIFEST, threads=True)
                 self._db.execute("PRAGMA query_only = ON")
-            row = self._db.execute(_RECORD_SQL + " WHERE c.id = ?", (int(clip_id),)).fetchone()
+            row = self._db.execute(self.record_sql + " WHERE c.id = ?", (int(clip_id),)).fetchone()
         if row is None:  # removed since start-up (a build running beside the show)
             raise KeyError(clip_id)
         return self._cache.setdefault(int(clip_id), ClipRecord(*row))
@@ -744,7 +761,7 @@ class ClipTable(Mapping):
         """Every record, streamed in id order (render's whole-library passes); not kept."""
         db = _open_readonly(self.root / MANIFEST)
         try:
-            for row in db.execute(_RECORD_SQL + " ORDER BY c.id"):
+            for row in db.execute(self.record_sql + " ORDER BY c.id"):
                 if row[0] in self:
                     yield self._cache.get(row[0]) or ClipRecord(*row)
         finally:

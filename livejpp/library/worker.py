@@ -35,6 +35,7 @@ class BuildSettings:
     x264_preset: str = "ultrafast"
     crf: int = 23
     codec: str = "h264"  # playback clips: h264 (.mp4) or hap (.mov, DXT1 blocks the GPU takes as they are)
+    remux: bool = True  # a source fit to play is copied once as it is and its clips play spans of it (media/remux.py)
 
     @property
     def step(self) -> float:
@@ -53,6 +54,7 @@ class VideoJob:
     feature_sets: tuple[FeatureSet, ...]
     threads: int = 1
     last_index: int | None = None  # a time range of a long video: stop after this clip (None: to the end)
+    copy: str | None = None  # the source's copy in the library (relative): its clips play spans of it, none encoded
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ClipResult:
     audio: str  # ok | silent | absent
     audio_level: float | None
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    playback_start: float | None = None  # where the clip starts in `playback` (None: a file of its own)
 
 
 @dataclass
@@ -88,8 +91,8 @@ class _OpenClip:
         self.start = start
         self.visual = VisualFeatures()
         self.encoder: ClipEncoder | None = None
-        self.rel: str | None = None
-        if job.settings.transcode:
+        self.rel: str | None = job.copy
+        if job.settings.transcode and job.copy is None:
             hap = job.settings.codec == "hap"
             name = f"{index:05d}.mov" if hap else f"{index:05d}.mp4"
             self.rel = f"{job.clip_dir_rel}/{name}"
@@ -213,7 +216,7 @@ def _shown_for(frame) -> float:
 
 def _finish(clip: _OpenClip, end: float, job: VideoJob, audio: AudioReader | None, extra, emit) -> None:
     seconds = whole_seconds(end - clip.start)
-    frames = 0
+    frames = round((end - clip.start) * float(job.info.fps)) if job.copy else 0  # as many as a clip file would show
     if clip.encoder is not None:
         frames = clip.encoder.finish(end)
     features: dict[str, np.ndarray] = {}
@@ -252,5 +255,6 @@ def _finish(clip: _OpenClip, end: float, job: VideoJob, audio: AudioReader | Non
             audio=status,
             audio_level=None if level is None or not np.isfinite(level) else float(level),
             features=features,
+            playback_start=clip.start if job.copy else None,
         )
     )
