@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.errors import LivejppError
+from livejpp.render.compose import LayerDraw
 from livejpp.render.hud import HUD_REFRESH, hud_text
 
 log = logging.getLogger("livejpp.window")
@@ -265,7 +266,7 @@ def run(
     except SizeError:
         window.close()
         raise
-    compositor = GLCompositor(width, height)
+    compositor = GLCompositor(width, height, layers=show.layers_count)  # too many for this GL: one line
     batch = pyglet.graphics.Batch()
     hud_label = pyglet.text.Label(
         "",
@@ -289,7 +290,7 @@ def run(
         font_size=12,
         color=(255, 255, 180, 255),
     )
-    state = {"uploaded": {0: -1, 1: -1}, "last": None, "hud_at": -1.0, "learn": None}
+    state = {"uploaded": dict.fromkeys(range(show.layers_count + 1), -1), "last": None, "hud_at": -1.0, "learn": None}
     bus = controls.bus if controls is not None else CommandBus(show, Presets())
     bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
     bus.run("fullscreen", fullscreen, "cli")
@@ -313,7 +314,8 @@ def run(
         shot = show.snapshot()
         if not headless and shot.fullscreen != window.fullscreen:
             window.set_fullscreen(shot.fullscreen)
-        for layer, picture in ((0, shot.outgoing), (1, shot.incoming)):
+        extra = [picture for picture, _ in shot.extra]  # layers 2..N in slots 2..N
+        for layer, picture in enumerate((shot.outgoing, shot.incoming, *extra)):
             if picture is not None and id(picture) != state["uploaded"][layer]:
                 compositor.upload(layer, picture)
                 state["uploaded"][layer] = id(picture)
@@ -323,7 +325,9 @@ def run(
         if shot.incoming is not None or shot.outgoing is not None:
             # a clip with no picture yet (it waited its longest): the outgoing one stays on screen
             weight = 0.0 if shot.incoming is None else shot.weight if shot.outgoing is not None else 1.0
-            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h))
+            # a layer with no picture (empty, or not decoded yet) draws nothing, not the picture it had before
+            draws = [draw if picture is not None else LayerDraw(0.0, draw.blend) for picture, draw in shot.extra]
+            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h), draws)
         if recorder is not None:
             # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
             # the cuts on their beats whatever the room's latencies (engine/latency.py)
