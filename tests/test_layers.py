@@ -357,3 +357,14 @@ def test_render_names_a_layer_clip_the_library_lacks(real_library, media, tmp_pa
         f"livejpp: error: --layer 2: no clip or video named 'nosuch.mp4' in {real_library[0]}"
     ]
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_live_help_documents_layers():
+    import subprocess
+    import sys
+
+    live = [sys.executable, "-m", "livejpp", "live"]
+    out = subprocess.run([*live, "--help"], capture_output=True, text=True, timeout=60)
+    assert "--layers N" in out.stdout and "layer N clip|opacity|blend" in " ".join(out.stdout.split())
+    refused = subprocess.run([*live, "-l", "lib", "--layers", "5"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "argument --layers: invalid choice: 5" in refused.stderr
