@@ -573,7 +573,7 @@ class LiveShow:
                 self.hand_pictures.pop(n, None)
                 continue
             then = f"layer {n} cleared"
-            picture = self._decode_picture(pool, layer.record, layer.library, t - layer.set_at, then)
+            picture = self._decode_picture(pool, layer.record, layer.library, max(t - layer.set_at, 0.0), then)
             if picture is not None:
                 self.hand_pictures[n] = ((layer.clip, layer.set_at), picture)
                 continue
@@ -594,7 +594,7 @@ class LiveShow:
             return None
         try:  # pictures() refuses a path outside the library, or a source that has gone (a pulled stick)
             path, base, length = record.pictures(library)
-            return pool.get(path, base, length).frame_at(max(clip_time, 0.0) % max(length, 1e-3))
+            return pool.get(path, base, length).frame_at(clip_time % max(length, 1e-3))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
             self._mark_broken(record, exc, then)
             return None
