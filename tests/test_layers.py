@@ -247,6 +247,10 @@ def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
     show = started_show(lib, 2, only="tree")
     try:
         bus = CommandBus(show, Presets(tmp_path))
+        (tmp_path / "too-many.toml").write_text('[show]\nlayer2_opacity = 0.2\nlayer3_clip = "tree.avi"\n')
+        assert bus.run("preset", "too-many") is None  # layer 3 on a show of 2: refused whole, in a line
+        assert "too-many.toml: layer 3: this show has one hand-set layer, 2 (--layers 2)" in bus.last_error
+        assert show.hand[2].opacity == 1  # nothing of it applied
         assert bus.run("preset", "layered") is not None
         extra = wait_until(lambda: show.snapshot().extra[0][0] is not None and show.snapshot().extra, 20, "layer 2")
         hud = hud_text(show)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livejpp.engine.layers import HAND_LAYERS
+from livejpp.engine.layers import HAND_LAYERS, check_number
 from livejpp.engine.sync import SYNC_MODES
 from livejpp.engine.trackers import NAMES as TRACKER_NAMES
 from livejpp.engine.trackers import TRACKERS
@@ -51,6 +51,7 @@ class Command:
     choices: tuple[str, ...] = ()
     relative: bool = False  # a number: text with a sign ("+5", "-5") changes it by that much
     check: Callable[[Any], None] | None = None  # raises CommandError for a choice this show cannot take
+    layer: int = 0  # the hand-set layer it sets (2..): a preset naming one the show does not draw sets nothing
 
     def usage(self) -> str:
         """What the command takes, for the help table."""
@@ -96,6 +97,7 @@ def layer_commands(n: int) -> tuple[Command, ...]:
             f"play a clip on layer {n} from now, looping (a video's name: its first clip; empty: clear the layer)",
             lambda show, name: show.set_layer_clip(n, name),
             lambda show: show.hand_layer(n).clip,
+            layer=n,
         ),
         Command(
             f"layer{n}_opacity",
@@ -103,6 +105,7 @@ def layer_commands(n: int) -> tuple[Command, ...]:
             f"layer {n}'s opacity over the layers below it",
             lambda show, x: show.set_layer_opacity(n, x),
             lambda show: show.hand_layer(n).opacity,
+            layer=n,
         ),
         Command(
             f"layer{n}_blend",
@@ -111,6 +114,7 @@ def layer_commands(n: int) -> tuple[Command, ...]:
             lambda show, i: show.set_layer_blend(n, i),
             lambda show: BLENDS.index(show.hand_layer(n).blend),
             choices=BLENDS,
+            layer=n,
         ),
     )
 
@@ -490,7 +494,9 @@ class CommandBus:
                 raise CommandError(f"{path}: {key!r} cannot be set by a preset")
             try:
                 parse(command, value)  # every value is checked before any is applied
-            except CommandError as exc:
+                if command.layer:
+                    check_number(command.layer, self.show.layers_count)
+            except (CommandError, ValueError) as exc:
                 raise CommandError(f"{path}: {exc}") from None
         for key, value in settings.items():
             command = COMMANDS[key]

@@ -76,6 +76,8 @@ def check_number(number: int, count: int = MAX_LAYERS) -> None:
     if number not in HAND_LAYERS or number > count:
         if count < 2:
             raise ValueError(f"layer {number}: this show draws only the matcher's layer (--layers 1)")
+        if count == 2 and number in HAND_LAYERS:
+            raise ValueError(f"layer {number}: this show has one hand-set layer, 2 (--layers 2)")
         raise ValueError(f"layer {number}: hand-set layers are 2..{count} (layer 1 is the matcher's)")
 
 

@@ -233,7 +233,7 @@ class LiveShow:
 
     # --- threads -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._pool = FramePool(self.size, keep=10)
+        self._pool = FramePool(self.size, keep=10 + len(self.hand))  # a reader for each hand-set layer too
         self._t0 = time.monotonic()  # show_time() is used while the opening clip is chosen ...
         self._open_with_a_clip()
         self._t0 = self._heard_at = self._loud_at = time.monotonic()  # ... but the show starts with its audio
