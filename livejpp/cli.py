@@ -246,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="crossfade",
         help="how one clip gives way to the next (default: %(default)s)",
     )
+    render.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        metavar="N:CLIP:OPACITY:BLEND",
+        help="a layer over the matched cuts: N 2..4, a clip uid or a video's file name (its first clip, looping "
+        "from the start), opacity 0..1 (default 1), blend alpha|add|screen|multiply (default alpha); repeatable",
+    )
     _add_selector_options(render)
     _add_sync_option(render)
     render.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -315,6 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "mirror", "invert", "pixelate"),
         default="none",
         help="an effect over the pictures; key e cycles, , and . set its amount (default: none)",
+    )
+    live.add_argument(
+        "--layers",
+        type=int,
+        choices=range(1, 5),
+        default=2,
+        metavar="N",
+        help="layers drawn, 1..4: layer 1 is the matcher's crossfade, 2..N are set by hand (bus command "
+        "`layer N clip|opacity|blend VALUE`: OSC, MIDI, presets) and start empty (default: %(default)s)",
     )
     _add_selector_options(live)
     _add_sync_option(live)
@@ -498,7 +515,9 @@ def _play_live(args: argparse.Namespace, link) -> int:
         device = int(args.input) if args.input and args.input.isdigit() else args.input
         source = DeviceSource(device)
     output = (1000.0 / args.fps if args.output_latency is None else args.output_latency) / 1000.0
-    show = LiveShow(args.library, source, args.model, _engine_settings(args), _size(args.size), args.fps)
+    show = LiveShow(
+        args.library, source, args.model, _engine_settings(args), _size(args.size), args.fps, layers=args.layers
+    )
     from livejpp.render.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
@@ -661,6 +680,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         transition=args.transition,
         sync=args.sync,
+        layers=args.layer,
     )
     speed = result.song_seconds / result.wall_seconds
     print(

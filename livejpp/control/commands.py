@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livejpp.engine.layers import HAND_LAYERS, check_number
 from livejpp.engine.sync import SYNC_MODES
 from livejpp.engine.trackers import NAMES as TRACKER_NAMES
 from livejpp.engine.trackers import TRACKERS
 from livejpp.errors import LivejppError
-from livejpp.render.compose import EFFECTS, TRANSITIONS
+from livejpp.render.compose import BLENDS, EFFECTS, TRANSITIONS
 
 REFUSALS_SAID = 5  # refusal lines per input and REFUSAL_WINDOW: a flood of bad commands is a few lines, not megabytes
 REFUSAL_WINDOW = 5.0  # seconds
@@ -52,6 +53,7 @@ class Command:
     relative: bool = False  # a number: text with a sign ("+5", "-5") changes it by that much
     check: Callable[[Any], None] | None = None  # raises CommandError for a choice this show cannot take
     logged_change: float = 0.0  # > 0: logged only when the value moved this much since the last logged (0: always)
+    layer: int = 0  # the hand-set layer it sets (2..): a preset naming one the show does not draw sets nothing
 
     def usage(self) -> str:
         """What the command takes, for the help table."""
@@ -64,6 +66,8 @@ class Command:
             return f"{kind} {self.low:g}..{self.high:g}" + (" (text +N / -N: by N)" if self.relative else "")
         if self.kind == CHOICE:
             return ", ".join(self.choices) + " (or index, next, prev)"
+        if self.name.endswith("_clip"):
+            return "clip uid or video file name (empty: clear)"
         return "text (empty: let go)" if self.name in ("video", "tag", "learn") else "name or path"
 
 
@@ -83,6 +87,60 @@ def _tracker_here(index: int) -> None:
     if TRACKER_NAMES[index] not in TRACKERS:
         known = ", ".join(TRACKERS)
         raise CommandError(f"beat tracker {TRACKER_NAMES[index]!r} is not available in this build (available: {known})")
+
+
+def layer_commands(n: int) -> tuple[Command, ...]:
+    """Layer n's clip, opacity and blend: commands of their own, so MIDI, presets and OSC feedback take them
+    like any other (`layer N WHAT VALUE` is another spelling of `layerN_WHAT VALUE`, see `spelled_layer`)."""
+    return (
+        Command(
+            f"layer{n}_clip",
+            TEXT,
+            f"play a clip on layer {n} from now, looping (a video's name: its first clip; empty: clear the layer)",
+            lambda show, name: show.set_layer_clip(n, name),
+            lambda show: show.hand_layer(n).clip,
+            layer=n,
+        ),
+        Command(
+            f"layer{n}_opacity",
+            NUMBER,
+            f"layer {n}'s opacity over the layers below it",
+            lambda show, x: show.set_layer_opacity(n, x),
+            lambda show: show.hand_layer(n).opacity,
+            layer=n,
+        ),
+        Command(
+            f"layer{n}_blend",
+            CHOICE,
+            f"how layer {n} blends over the layers below it",
+            lambda show, i: show.set_layer_blend(n, i),
+            lambda show: BLENDS.index(show.hand_layer(n).blend),
+            choices=BLENDS,
+            layer=n,
+        ),
+    )
+
+
+LAYER_WHATS = ("clip", "opacity", "blend")
+
+
+def spelled_layer(value: Any) -> tuple[str, Any]:
+    """`layer N WHAT VALUE` ("2 opacity 0.5", or [2, "opacity", 0.5] from OSC) → ("layer2_opacity", 0.5)."""
+    words = value.split(None, 2) if isinstance(value, str) else list(value) if isinstance(value, list) else [value]
+    if len(words) == 2 and words[1] == "clip":
+        words.append("")  # `layer 2 clip` alone clears it, as `layer 2 clip ""` does
+    if len(words) != 3 or str(words[1]).lower() not in LAYER_WHATS:
+        raise CommandError(f"layer: expects N clip|opacity|blend VALUE, got {value!r}")
+    try:
+        number = int(words[0])
+    except (TypeError, ValueError):
+        raise CommandError(f"layer: {words[0]!r} is not a layer number") from None
+    if number not in HAND_LAYERS:
+        raise CommandError(f"layer {number}: hand-set layers are 2..{HAND_LAYERS[-1]} (layer 1 is the matcher's)")
+    text = words[2]
+    if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]  # `layer 2 clip ""` as typed
+    return f"layer{number}_{str(words[1]).lower()}", text
 
 
 COMMANDS: dict[str, Command] = {
@@ -234,6 +292,7 @@ COMMANDS: dict[str, Command] = {
         Command("help", TOGGLE, "the key help on / off", _set_flag("help"), lambda show: show.help),
         Command("fullscreen", TOGGLE, "fullscreen on / off", _set_flag("fullscreen"), lambda show: show.fullscreen),
         Command("quit", TRIGGER, "end the show", lambda show, _: show.quit.set()),
+        *(c for n in HAND_LAYERS for c in layer_commands(n)),
     )
 }
 
@@ -354,6 +413,8 @@ class CommandBus:
         """Parse and apply one command; a refused one is logged and counted, never raised."""
         received = time.monotonic() if received is None else received
         try:
+            if name == "layer":
+                name, value = spelled_layer(value)
             command = COMMANDS.get(name)
             if command is None:
                 raise CommandError(f"unknown command {name!r} (livejpp commands lists them)")
@@ -464,7 +525,9 @@ class CommandBus:
                 raise CommandError(f"{path}: {key!r} cannot be set by a preset")
             try:
                 parse(command, value)  # every value is checked before any is applied
-            except CommandError as exc:
+                if command.layer:
+                    check_number(command.layer, self.show.layers_count)
+            except (CommandError, ValueError) as exc:
                 raise CommandError(f"{path}: {exc}") from None
         for key, value in settings.items():
             command = COMMANDS[key]

@@ -7,6 +7,7 @@ Address space (every command of control/commands.py):
     /livejpp/COMMAND/WORD [1]     /livejpp/transition/wipe   /livejpp/preset/peak   (buttons)
     /livejpp/COMMAND/step [N]     /livejpp/crossfade/step -1   (encoders: N steps, default 1)
     /livejpp/state                replies with every /livejpp/state/... value at once
+    /livejpp/layer N WHAT VALUE   /livejpp/layer 2 opacity 0.5   /livejpp/layer/2/blend add   (layers set by hand)
 
 A button's release (a lone 0 after a press) does nothing. Packets that do not parse, unknown
 addresses and values a command cannot take are counted and ignored; the server never stops for them.
@@ -191,6 +192,10 @@ class OscServer:
                 return
             self.feedback.send_all(reply_to=sender if local else None)
             self.bus.count("osc").applied += 1
+            return
+        if name == "layer" and len(parts) in (1, 3):  # /livejpp/layer 2 opacity 0.5, /livejpp/layer/2/opacity 0.5
+            words = args if len(parts) == 1 else [parts[1], parts[2], *(args or [""])]
+            self.bus.run("layer", words, "osc", received)
             return
         if name not in COMMANDS or len(parts) > 2:
             self.bus.refuse("osc", f"unknown address {address!r}")

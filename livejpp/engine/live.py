@@ -29,6 +29,7 @@ from livejpp.audio_io import Source
 from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, MAX_TAP_SPREAD, ClickTrack, tap_offset
 from livejpp.engine.engine import Engine, EngineSettings
 from livejpp.engine.latency import Latency
+from livejpp.engine.layers import MAX_LAYERS, HandLayer, check_number, find_clip
 from livejpp.engine.selector import Cut
 from livejpp.engine.sync import SyncEvent, SyncLock, SyncMode, SyncSnapshot, SyncTracker
 from livejpp.engine.sync_cuts import clip_at
@@ -36,7 +37,7 @@ from livejpp.engine.trackers import TrackerError, make_tracker
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
 from livejpp.media.decode import AUDIO_RATE, MediaError
-from livejpp.render.compose import crossfade_weight
+from livejpp.render.compose import BLENDS, LayerDraw, crossfade_weight
 from livejpp.render.player import FramePool, Picture
 from livejpp.render.standby import standby_picture
 
@@ -80,6 +81,7 @@ class ShowFrame:
     fullscreen: bool
     help: bool
     sync_position: float | None = None  # the locked video's position these pictures show (None: not in sync)
+    extra: tuple[tuple[Picture | None, LayerDraw], ...] = ()  # layers 2..N: picture (None: draws nothing), how
 
 
 @dataclass
@@ -99,6 +101,7 @@ class ShowStats:
     hearing: list[tuple[float, str]] = field(default_factory=list)  # (show time, why it hears nothing; "": hears)
     sync_events: list[tuple[str, float, str]] = field(default_factory=list)  # (enter/move/leave, time, video)
     locked_seconds: float = 0.0  # in sync, the spans that ended
+    layer_changes: list[dict] = field(default_factory=list)  # hand-set layers: each change, with its audio time
 
 
 def bound_heap_growth() -> None:
@@ -153,7 +156,10 @@ class LiveShow:
         settings: EngineSettings | None = None,
         size: tuple[int, int] = (1280, 720),
         fps: float = 30.0,
+        layers: int = 2,
     ):
+        if not 1 <= layers <= MAX_LAYERS:
+            raise ValueError(f"a show has 1..{MAX_LAYERS} layers, not {layers}")
         bound_heap_growth()
         self.engine = Engine(library, model, settings)
         self.engine.warm_up()
@@ -209,6 +215,9 @@ class LiveShow:
         self.sync_state = SyncSnapshot()  # what the HUD and OSC read: published whole under the engine lock
         self.shown_sync_position: float | None = None  # the video position the last frame showed in sync
         self._locked_at: float | None = None  # engine time the current lock began
+        self.layers_count = layers  # layer 1 the matcher's, 2..N set by hand (the window draws N)
+        self.hand: dict[int, HandLayer] = {n: HandLayer() for n in range(2, layers + 1)}  # replaced whole, under lock
+        self.hand_pictures: dict[int, tuple[tuple, Picture]] = {}  # layer → ((clip, set_at), decoded picture)
 
     # --- clocks --------------------------------------------------------------------------------
     def show_time(self) -> float:
@@ -230,7 +239,7 @@ class LiveShow:
         or HAP blocks as decoded: the shader converts and scales) or "rgb" (converted on the CPU), and its
         largest texture side, before the decoder's first picture."""
         self.frames, self.max_texture = frames, max_texture
-        self._pool = FramePool(self.size, keep=10)
+        self._pool = FramePool(self.size, keep=10 + len(self.hand))  # a reader for each hand-set layer too
         self._t0 = time.monotonic()  # show_time() is used while the opening clip is chosen ...
         self._open_with_a_clip()
         self._t0 = self._heard_at = self._loud_at = time.monotonic()  # ... but the show starts with its audio
@@ -514,8 +523,9 @@ class LiveShow:
             self.standby = f"no clip of {engine.library} can play"
             log.warning("%s: showing the standby picture", self.standby)
 
-    def _mark_broken(self, record: ClipRecord, exc: Exception | None = None) -> None:
-        """Never chosen again; said once, naming the file (the first few; the stats list them all)."""
+    def _mark_broken(self, record: ClipRecord, exc: Exception | None = None, then: str = "") -> None:
+        """Never chosen again; said once, naming the file (the first few; the stats list them all), with
+        `then`: what the show does about it (a hand-set layer is cleared)."""
         engine = self.engine
         if engine.records.get(record.id) is record:
             engine.selector.broken.add(record.id)
@@ -525,7 +535,7 @@ class LiveShow:
         skipped = len(self.stats.skipped_clips)
         if skipped <= NAMED_BROKEN:
             why = f"{exc.path}: {exc.reason}" if isinstance(exc, MediaError) else str(exc)
-            log.warning("skipping clip %s: %s", record.uid, why)
+            log.warning("skipping clip %s: %s%s", record.uid, why, f" ({then})" if then else "")
         elif skipped == NAMED_BROKEN + 1:
             log.warning("more clips cannot play: skipped without a word (--stats lists them)")
 
@@ -557,18 +567,50 @@ class LiveShow:
         keep = on_screen | {r.uid for r in candidates}
         for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
             self.pictures.pop(uid, None)
+        self._decode_hand_layers(pool, t)
 
-    def _prepare(self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float) -> bool:
-        """The clip's picture at `clip_time`, ready for the next frame; False if the clip cannot play."""
+    def _decode_hand_layers(self, pool: FramePool, t: float) -> None:
+        """The hand-set layers' pictures for the next frame: each clip loops from when it was set; one that
+        cannot play clears its layer (one line), the others and the matcher play on."""
+        with self.lock:
+            hand = dict(self.hand)
+        for n, layer in hand.items():
+            if layer.record is None:
+                self.hand_pictures.pop(n, None)
+                continue
+            then = f"layer {n} cleared"
+            picture = self._decode_picture(pool, layer.record, layer.library, max(t - layer.set_at, 0.0), then)
+            if picture is not None:
+                self.hand_pictures[n] = ((layer.clip, layer.set_at), picture)
+                continue
+            with self.lock:
+                if self.hand.get(n) is layer:  # unless the VJ changed it meanwhile
+                    self.hand[n] = HandLayer(None, None, layer.opacity, layer.blend, self.picture_time())
+            self.hand_pictures.pop(n, None)
+            self._log_layer(n, self.hand[n])
+
+    def _decode_picture(
+        self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float, then: str = ""
+    ) -> Picture | None:
+        """The clip's picture at `clip_time` (looping), as the window takes it (RGB, or --frames gpu: planes or
+        HAP blocks as decoded); None if the clip cannot play (said once, with `then`)."""
         if record.uid in self.stats.skipped_clips:
             self._mark_broken(record)  # known broken (in this library or the one before a switch)
-            return False
+            if then:
+                log.warning("layer: clip %s cannot play (%s)", record.uid, then)
+            return None
         try:  # pictures() refuses a path outside the library, or a source that has gone (a pulled stick)
             path, base, length = record.pictures(library)
             reader, at = pool.get(path, base, length), clip_time % max(length, 1e-3)
-            picture = reader.planes_at(at, self.max_texture) if self.frames == "gpu" else reader.frame_at(at)
+            return reader.planes_at(at, self.max_texture) if self.frames == "gpu" else reader.frame_at(at)
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
-            self._mark_broken(record, exc)
+            self._mark_broken(record, exc, then)
+            return None
+
+    def _prepare(self, pool: FramePool, record: ClipRecord, library: Path, clip_time: float) -> bool:
+        """The clip's picture at `clip_time`, ready for the next frame; False if the clip cannot play."""
+        picture = self._decode_picture(pool, record, library, clip_time)
+        if picture is None:
             return False
         held = self.pictures.get(record.uid)
         if held is None or held[1] is not picture:
@@ -602,7 +644,19 @@ class LiveShow:
             self.fullscreen,
             self.help,
             self.shown_sync_position,
+            self._extra_layers(),
         )
+
+    def _extra_layers(self) -> tuple[tuple[Picture | None, LayerDraw], ...]:
+        """Layers 2..N for this frame: each one's picture of the clip it plays now (None until decoded)."""
+        with self.lock:
+            hand = [self.hand[n] for n in sorted(self.hand)]
+        out = []
+        for n, layer in enumerate(hand, start=2):
+            held = self.hand_pictures.get(n)  # a picture of the clip as set now, not of the one before
+            picture = held[1] if held is not None and held[0] == (layer.clip, layer.set_at) and layer.clip else None
+            out.append((picture, layer.draw))
+        return tuple(out)
 
     def frame(self) -> tuple[Picture | None, Picture | None, float, list[Layer]]:
         """(outgoing picture, incoming picture, crossfade weight, layers newly on screen)."""
@@ -706,6 +760,47 @@ class LiveShow:
         with self.lock:
             self.pending = [layer]  # it replaces whatever the engine had planned
         return layer
+
+    # --- hand-set layers (2..N) ------------------------------------------------------------------
+    def hand_layer(self, n: int) -> HandLayer:
+        """Layer n as set now (an empty one for a number this show does not draw: what OSC feedback reads)."""
+        return self.hand.get(n) or HandLayer()
+
+    def _change_layer(self, n: int, **changes) -> None:
+        from dataclasses import replace
+
+        check_number(n, self.layers_count)
+        with self.lock:
+            self.hand[n] = layer = replace(self.hand[n], **changes)
+        self._log_layer(n, layer)
+
+    def _log_layer(self, n: int, layer: HandLayer) -> None:
+        change = {"time": round(layer.set_at, 4), "at": round(self.picture_time(), 4), "layer": n}
+        self.stats.layer_changes.append(change | {"clip": layer.clip, "opacity": layer.opacity, "blend": layer.blend})
+
+    def set_layer_clip(self, n: int, name: str) -> None:
+        """Play a clip (uid, or a video's file name: its first clip) on layer n from now, looping; "" clears it."""
+        check_number(n, self.layers_count)
+        if not name:
+            self._change_layer(n, record=None, library=None, set_at=self.picture_time())
+            return
+        with self.engine_lock:
+            try:
+                record, library = find_clip(self.engine, name), self.engine.library
+            except ValueError as exc:
+                raise ValueError(f"layer {n}: {exc}") from None
+        if record.uid in self.stats.skipped_clips:
+            raise ValueError(f"layer {n}: clip {record.uid} cannot play (its file was skipped)")
+        self._change_layer(n, record=record, library=library, set_at=self.picture_time())
+
+    def set_layer_opacity(self, n: int, opacity: float) -> None:
+        self._change_layer(n, opacity=min(1.0, max(0.0, float(opacity))))
+
+    def set_layer_blend(self, n: int, blend: int | str) -> None:
+        name = BLENDS[blend] if isinstance(blend, int) else blend
+        if name not in BLENDS:
+            raise ValueError(f"layer {n}: unknown blend {name!r} (choose from {', '.join(BLENDS)})")
+        self._change_layer(n, blend=name)
 
     @property
     def held(self) -> bool:
@@ -967,6 +1062,7 @@ class LiveShow:
             "skipped_clips": s.skipped_clips,
             "sync": self._sync_summary(),
             "standby": self.standby,
+            "layers": {"count": self.layers_count, "changes": self.stats.layer_changes},
             "memory_mb": {
                 "peak": round(peak_resident_mb(), 1),
                 "over_time": s.memory,

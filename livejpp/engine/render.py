@@ -21,17 +21,19 @@ import av
 import numpy as np
 
 from livejpp.engine.engine import Engine, EngineSettings
+from livejpp.engine.layers import LayerSpec, find_clip, parse_layer_spec
 from livejpp.engine.selector import Cut
 from livejpp.engine.sync import SyncEvent, SyncLock, SyncMode, SyncTracker
 from livejpp.engine.sync_cuts import sync_spans, with_sync
 from livejpp.engine.trackers import make_tracker
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
+from livejpp.library.store import ClipRecord
 from livejpp.media.decode import AUDIO_RATE, DecodedFrames, Downmixer, MediaError, read_audio_file
 from livejpp.media.writer import AUDIO_RATE_OUT, VideoWriter, check_writable
 from livejpp.partfiles import part_path
 from livejpp.progress import progress_bar
-from livejpp.render.compose import TRANSITIONS, crossfade_weight, transition
+from livejpp.render.compose import TRANSITIONS, LayerDraw, composite, crossfade_weight, transition
 from livejpp.render.player import FramePool
 from livejpp.render.sizes import check_encodable
 from livejpp.render.standby import standby_picture
@@ -65,13 +67,20 @@ class SyncRun:
 
 
 def analyse(
-    song: str | Path, library: str | Path, model: str | Path, settings: EngineSettings, sync: SyncMode = "auto"
+    song: str | Path,
+    library: str | Path,
+    model: str | Path,
+    settings: EngineSettings,
+    sync: SyncMode = "auto",
+    layers: list[LayerSpec] | tuple[LayerSpec, ...] = (),
 ) -> tuple[Engine, float, SyncRun]:
     """Run the engine over the song as if it were live; returns the engine (its cuts, beats, hops) and
-    the sync tracker's run over its per-hop matches."""
+    the sync tracker's run over its per-hop matches. The `layers`' clips are checked first: a name that is
+    not in the library fails before the analysis, not after it."""
     samples = read_audio_file(song)
     duration = len(samples) / AUDIO_RATE
     engine = Engine(library, model, settings)
+    _layer_clips(engine, layers)
     _leave_out_missing_clips(engine)
     if duration < engine.window:
         raise RenderError(f"{song}: {duration:.1f} s long; a song needs at least one {engine.window} s window")
@@ -109,6 +118,30 @@ def _leave_out_missing_clips(engine: Engine) -> None:
         if len(missing) == len(engine.records):
             raise RenderError(f"{engine.library}: every clip file is missing; nothing to show")
         engine.restrict(set(engine.records) - missing)
+
+
+def _layer_specs(texts: list[str] | tuple[str, ...]) -> list[LayerSpec]:
+    """The --layer specs, checked, in the order they are drawn (by layer number); one line per problem."""
+    try:
+        specs = sorted((parse_layer_spec(text) for text in texts), key=lambda s: s.number)
+    except ValueError as exc:
+        raise RenderError(str(exc)) from None
+    numbers = [s.number for s in specs]
+    for n in sorted(set(numbers)):
+        if numbers.count(n) > 1:
+            raise RenderError(f"--layer: layer {n} is given {numbers.count(n)} times")
+    return specs
+
+
+def _layer_clips(engine: Engine, specs: list[LayerSpec]) -> list[tuple[ClipRecord, LayerDraw]]:
+    """Each layer's clip in the library, and how it is drawn."""
+    out = []
+    for spec in specs:
+        try:
+            out.append((find_clip(engine, spec.clip), LayerDraw(spec.opacity, spec.blend)))
+        except ValueError as exc:
+            raise RenderError(f"--layer {spec.number}: {exc}") from None
+    return out
 
 
 def cut_rows(engine: Engine, cuts: list[Cut]) -> list[dict]:
@@ -156,11 +189,14 @@ def render(
     preset: str = "veryfast",
     transition: str = "crossfade",
     sync: SyncMode = "auto",
+    layers: list[str] | tuple[str, ...] = (),
 ) -> RenderResult:
+    """`layers`: `N:CLIP:OPACITY:BLEND` specs (see layers.parse_layer_spec), drawn over the cuts in order of N."""
     out = Path(out)
     check_writable(out)
     if transition not in TRANSITIONS:
         raise RenderError(f"unknown transition {transition!r} (choose from {', '.join(TRANSITIONS)})")
+    specs = _layer_specs(layers)
     check_encodable(size)
     started = time.monotonic()
     settings = settings or EngineSettings()
@@ -168,14 +204,15 @@ def render(
     options = {"preset": preset, "crf": str(crf), "g": str(2 * fps), "movflags": "+faststart"}
     writer = VideoWriter(out, size, fps, options, audio=True)  # opened now, so an unwritable place fails at once
     try:  # a SIGTERM (see livejpp.partfiles) or Ctrl-C anywhere below leaves no part file behind
-        engine, duration, run = analyse(song, library, model, settings, sync)
+        engine, duration, run = analyse(song, library, model, settings, sync, specs)
+        extra = _layer_clips(engine, specs)
         cuts = list(engine.cuts)
         if not cuts:
             raise RenderError(f"{song}: no clip matched (is the library empty?)")
         cuts[0] = replace(cuts[0], time=0.0, crossfade=0.0)  # a file can show its first clip from the first frame
         cuts = _in_sync(engine, cuts, run, duration)
         rows = cut_rows(engine, cuts)
-        frames = _encode(song, engine, cuts, writer, duration, progress, transition)
+        frames = _encode(song, engine, cuts, writer, duration, progress, transition, extra)
         writer.close(flushed=True)
     except BaseException:
         writer.abort()
@@ -213,6 +250,7 @@ def _encode(
     duration: float,
     progress: bool,
     kind: str,
+    layers: list[tuple[ClipRecord, LayerDraw]] = (),
 ) -> int:
     size, fps = (writer.width, writer.height), writer.fps
     n_frames = int(np.ceil(duration * fps))
@@ -236,6 +274,21 @@ def _encode(
                 log.warning("clip %s cannot play (%s): the picture before it is held", record.uid, exc)
         return held[0] if held else standby_picture(size)
 
+    hand = list(layers)
+
+    def layer_picture(i: int, t: float) -> np.ndarray | None:
+        """Layer i's clip at `t`, looping from the start; a clip that cannot play leaves its layer empty."""
+        record, _ = hand[i]
+        if record is None:
+            return None
+        try:
+            path_, base, length = record.pictures(engine.library)
+            return pool.get(path_, base, length).frame_at(t % max(length, 1e-3))
+        except Exception as exc:  # noqa: BLE001 - one damaged clip must not cost the whole render
+            log.warning("layer clip %s cannot play (%s): the layer is left out", record.uid, exc)
+            hand[i] = (None, hand[i][1])
+            return None
+
     try:
         for n in progress_bar(range(n_frames), desc="rendering", unit="frame", enabled=progress, leave=False):
             t = n / fps
@@ -245,6 +298,8 @@ def _encode(
             w = crossfade_weight(t, cut.time, cut.crossfade)
             if i > 0 and w < 1.0:
                 rgb = transition(picture(cuts[i - 1], t), rgb, w, kind)
+            if hand:  # the same math as the window's shader (tests/test_layers.py)
+                rgb = composite(rgb, [(layer_picture(k, t), draw) for k, (_, draw) in enumerate(hand)])
             writer.write(rgb, n)
         writer.finish_video()
     finally:

@@ -33,6 +33,9 @@ def hud_text(show, controls=None) -> str:
     if engine.neighbours:
         record = engine.records[engine.neighbours[0][0]]
         lines.append(f"next {record.uid}  {Path(record.source).name}  d={engine.neighbours[0][1]:.3f}")
+    hand = show.hand  # layers 2..N, set by hand: their clip, opacity and blend
+    if any(layer.record is not None for layer in hand.values()):
+        lines.append("   ".join(f"layer {n}: {hand[n].describe()}" for n in sorted(hand)))
     sync = show.sync_line()
     if sync:
         lines.append(sync)

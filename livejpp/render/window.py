@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.errors import LivejppError
+from livejpp.render.compose import LayerDraw
 from livejpp.render.hud import HUD_REFRESH, hud_text
 
 log = logging.getLogger("livejpp.window")
@@ -181,7 +182,7 @@ class ShowWindow:
         self.frames, self.max_texture = frames, max_texture
         self.bus = controls.bus if controls is not None else CommandBus(show, Presets())
         self.recorder: Recorder | None = None
-        self.uploaded: dict[int, object] = {0: None, 1: None}  # per layer: the picture its texture holds
+        self.uploaded: dict[int, object] = {}  # per slot: the picture its texture holds
         self.last_frame: float | None = None  # time.monotonic() of the previous frame
         self.hud_at = -1.0  # when the HUD text was last laid out
         self.learning: int | None = None  # index into keymap.learnable() while the learn key is on
@@ -235,7 +236,8 @@ class ShowWindow:
         from livejpp.render.gl import GLCompositor
 
         width, height = self.show.size
-        self.compositor = GLCompositor(width, height, max_texture_size=self.max_texture)
+        # too many layers for this GL: one line
+        self.compositor = GLCompositor(width, height, self.show.layers_count, max_texture_size=self.max_texture)
         self.batch = pyglet.graphics.Batch()
         self.hud_label = pyglet.text.Label(
             "",
@@ -295,8 +297,9 @@ class ShowWindow:
     def _compose(self, shot) -> None:
         """Upload the snapshot's new pictures, draw them with its settings, and record what was drawn."""
         compositor, window, recorder = self.compositor, self.window, self.recorder
-        for layer, picture in ((0, shot.outgoing), (1, shot.incoming)):
-            if picture is not None and picture is not self.uploaded[layer]:  # held: an id is reused once freed
+        extra = [picture for picture, _ in shot.extra]  # layers 2..N in slots 2..N
+        for layer, picture in enumerate((shot.outgoing, shot.incoming, *extra)):
+            if picture is not None and picture is not self.uploaded.get(layer):  # held: an id is reused once freed
                 compositor.upload(layer, picture)
                 self.uploaded[layer] = picture
         window.clear()
@@ -305,7 +308,9 @@ class ShowWindow:
         if shot.incoming is not None or shot.outgoing is not None:
             # a clip with no picture yet (it waited its longest): the outgoing one stays on screen
             weight = 0.0 if shot.incoming is None else shot.weight if shot.outgoing is not None else 1.0
-            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h))
+            # a layer with no picture (empty, or not decoded yet) draws nothing, not the picture it had before
+            draws = [draw if picture is not None else LayerDraw(0.0, draw.blend) for picture, draw in shot.extra]
+            compositor.draw(weight, shot.brightness, shot.blackout, (fb_w, fb_h), draws)
         if recorder is not None:
             # stamped with the audio time it shows (the file's audio is the input's): the recording keeps
             # the cuts on their beats whatever the room's latencies (engine/latency.py)
