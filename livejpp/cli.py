@@ -518,7 +518,7 @@ def _play_live(args: argparse.Namespace, link) -> int:
     show = LiveShow(
         args.library, source, args.model, _engine_settings(args), _size(args.size), args.fps, layers=args.layers
     )
-    from livejpp.render.compose import EFFECTS, TRANSITIONS
+    from livejpp.media.compose import EFFECTS, TRANSITIONS
 
     show.transition, show.effect = TRANSITIONS.index(args.transition), EFFECTS.index(args.effect)
     show.latency.output = output
@@ -659,7 +659,7 @@ def _engine_settings(args: argparse.Namespace):
 
 
 def _size(text: str) -> tuple[int, int]:
-    from livejpp.render.sizes import parse_size
+    from livejpp.media.sizes import parse_size
 
     return parse_size(text)
 
@@ -667,7 +667,7 @@ def _size(text: str) -> tuple[int, int]:
 def _cmd_render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from livejpp.engine.render import render
+    from livejpp.engine.music_video import render
 
     result = render(
         args.song,

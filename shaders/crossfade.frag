@@ -1,11 +1,11 @@
 #version 330 core
 // The transitions livejpp draws live, and the ones `render` computes in numpy
-// (livejpp/render/compose.py): the weight w is quantised to 1/256 as the numpy path does.
+// (livejpp/media/compose.py): the weight w is quantised to 1/256 as the numpy path does.
 //   transition 0  crossfade:    (1 - w) * outgoing + w * incoming
 //   transition 1  dip to black: outgoing fades out over the first half, incoming in over the second
 //   transition 2  wipe:         incoming from the left edge, its border at x = w
 // Then the extra layers, each over what is below it with its opacity and blend mode (alpha, add,
-// screen, multiply), each result quantised to 8 bits as livejpp/render/compose.py::blend does;
+// screen, multiply), each result quantised to 8 bits as livejpp/media/compose.py::blend does;
 // livejpp/render/gl.py writes their uniforms and calls where the LAYERS markers are, one per layer.
 // Then an effect (live only): 0 none, 1 mirror, 2 invert, 3 pixelate; master brightness; blackout.
 in vec2 uv;

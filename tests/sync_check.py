@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
-from livejpp.render.player import ClipFrames
+from livejpp.media.player import ClipFrames
 
 SIZE = (320, 180)  # the shows these checks record
 

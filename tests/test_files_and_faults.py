@@ -22,8 +22,8 @@ from synth import write_audio, write_song_with_cover, write_still
 
 from livejpp.library.build import build_library
 from livejpp.media.decode import AUDIO_RATE, iter_video_frames, read_audio_file
-from livejpp.render.player import ClipFrames
-from livejpp.render.standby import standby_picture
+from livejpp.media.player import ClipFrames
+from livejpp.media.standby import standby_picture
 
 
 def cli(*args, timeout: float = 240, **kwargs):

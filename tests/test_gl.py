@@ -8,7 +8,7 @@ CODE = r"""
 import json, sys
 import numpy as np
 from livejpp.render.gl import offscreen
-from livejpp.render.player import ClipFrames
+from livejpp.media.player import ClipFrames
 media = sys.argv[1]
 size = (320, 180)
 a = ClipFrames(media + "/av/big_buck_bunny_0_30.webm", size).frame_at(12.0)
@@ -37,7 +37,7 @@ window.close()
 
 def test_gl_crossfade_equals_the_numpy_compositor(media, tmp_path):
     run_gl_script(CODE, str(media), str(tmp_path), timeout=120)
-    from livejpp.render.compose import TRANSITIONS, transition
+    from livejpp.media.compose import TRANSITIONS, transition
 
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert np.abs(a.astype(int) - b).mean() > 30  # two really different pictures

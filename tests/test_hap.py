@@ -51,7 +51,7 @@ import av
 import numpy as np
 from livejpp.media.hap import HapFrames
 from livejpp.render.gl import offscreen
-from livejpp.render.player import planes_of
+from livejpp.media.player import planes_of
 hap, hap_q, media, out = sys.argv[1:5]
 window, gl = offscreen(320, 180)
 reader, reader_q = HapFrames(hap), HapFrames(hap_q)
@@ -144,7 +144,7 @@ def test_library_build_codec_hap_writes_clips_the_player_uploads_as_blocks(media
     import sqlite3
 
     from livejpp.media.hap import CompressedPicture
-    from livejpp.render.player import ClipFrames
+    from livejpp.media.player import ClipFrames
 
     footage = tmp_path / "in"
     footage.mkdir()

@@ -8,7 +8,7 @@ def test_library_and_cli_do_not_import_tensorflow():
     code = (
         "import sys, livejpp.cli, livejpp.library.build, livejpp.library.worker, livejpp.features.sets,"
         " livejpp.index, livejpp.model.embed, livejpp.model.evaluate, livejpp.model.card,"
-        " livejpp.engine.engine, livejpp.engine.render, livejpp.query;"
+        " livejpp.engine.engine, livejpp.engine.music_video, livejpp.query;"
         "livejpp.cli.build_parser();"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'torch')))"
     )

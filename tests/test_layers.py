@@ -15,9 +15,9 @@ CODE = r"""
 import sys
 import numpy as np
 from livejpp.errors import LivejppError
-from livejpp.render.compose import BLENDS, LayerDraw
+from livejpp.media.compose import BLENDS, LayerDraw
 from livejpp.render.gl import GLCompositor, offscreen
-from livejpp.render.player import ClipFrames
+from livejpp.media.player import ClipFrames
 media, out = sys.argv[1], sys.argv[2]
 size = (320, 180)
 pictures = {
@@ -48,7 +48,7 @@ window.close()
 
 def test_gl_layers_equal_the_numpy_blend(media, tmp_path):
     run = run_gl_script(CODE, str(media), str(tmp_path), timeout=120)
-    from livejpp.render.compose import BLENDS, blend, mix
+    from livejpp.media.compose import BLENDS, blend, mix
 
     a, b, c, d = (np.load(tmp_path / f"{name}.npy") for name in "abcd")
     for x, y in ((a, b), (a, c), (b, c), (c, d), (a, d)):
@@ -95,7 +95,7 @@ class Pictures:
     def frames(self, uid: str) -> np.ndarray:
         from test_live import playback
 
-        from livejpp.render.player import ClipFrames
+        from livejpp.media.player import ClipFrames
 
         if uid not in self.decoded:
             reader, n = ClipFrames(playback(self.lib, uid), self.size), int(clip_length(self.lib, uid) * 30)
@@ -145,7 +145,7 @@ def test_a_layer_set_over_osc_is_blended_over_the_matchers_picture_and_cleared(r
     set, the plain picture before and after; bad layer commands are refused, one line each; the show goes on."""
     from test_show_goes_on import Show
 
-    from livejpp.render.compose import blend
+    from livejpp.media.compose import blend
 
     lib = real_library[0]
     (tmp_path / "dark.toml").write_text('[show]\nvideo = "earth.mp4"\n')  # a dark matcher: `add` shows plainly
@@ -237,9 +237,9 @@ def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
 
     from livejpp.control.commands import CommandBus
     from livejpp.control.mapping import Presets
-    from livejpp.render.compose import LayerDraw
+    from livejpp.media.compose import LayerDraw
+    from livejpp.media.player import ClipFrames
     from livejpp.render.hud import hud_text
-    from livejpp.render.player import ClipFrames
 
     (tmp_path / "layered.toml").write_text(
         '[show]\nlayer2_clip = "earth.mp4"\nlayer2_opacity = 0.5\nlayer2_blend = "screen"\n'
@@ -311,10 +311,10 @@ def test_render_draws_its_layers_over_the_cuts_as_compose_does(real_library, med
     from synth import write_audio
     from test_live import playback
 
-    from livejpp.engine.render import render
+    from livejpp.engine.music_video import render
+    from livejpp.media.compose import LayerDraw, composite
     from livejpp.media.decode import AUDIO_RATE, read_audio_file
-    from livejpp.render.compose import LayerDraw, composite
-    from livejpp.render.player import ClipFrames
+    from livejpp.media.player import ClipFrames
 
     lib, size, fps = real_library[0], (320, 180), 10
     song = tmp_path / "song.flac"
@@ -352,7 +352,7 @@ def test_render_draws_its_layers_over_the_cuts_as_compose_does(real_library, med
     ],
 )
 def test_a_bad_layer_spec_is_one_line(spec, said, tmp_path):
-    from livejpp.engine.render import RenderError, render
+    from livejpp.engine.music_video import RenderError, render
 
     with pytest.raises(RenderError, match=re.escape(said)):
         render("song.ogg", "lib", tmp_path / "out.mp4", layers=[spec])

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from waiting import Watched
 
+from livejpp.media.compose import mix
 from livejpp.media.decode import read_audio_file
-from livejpp.render.compose import mix
-from livejpp.render.player import ClipFrames
+from livejpp.media.player import ClipFrames
 from tools.pulse_sink import SCRIPT, PulseSink
 
 ROOT = Path(__file__).resolve().parent.parent

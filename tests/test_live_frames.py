@@ -22,8 +22,8 @@ from test_hap import damage_frames
 from test_live import live_command, recorded
 
 from livejpp.library.store import LibraryStore
-from livejpp.render.player import ClipFrames
-from livejpp.render.standby import standby_picture
+from livejpp.media.player import ClipFrames
+from livejpp.media.standby import standby_picture
 
 SIZE = (320, 180)
 RECENT = 3  # cuts whose clips a recorded frame may show (a frame from any of them is a right picture)

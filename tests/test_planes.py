@@ -21,7 +21,7 @@ import json, sys
 import av
 import numpy as np
 from livejpp.render.gl import offscreen
-from livejpp.render.player import ClipFrames, planes_of
+from livejpp.media.player import ClipFrames, planes_of
 cases, out, media = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 rng = np.random.default_rng(7)
 for i, (fmt, w, h, spc, rng_) in enumerate(cases):

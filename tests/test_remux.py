@@ -14,7 +14,7 @@ from livejpp.library.build import build_library
 from livejpp.library.check import check_clips
 from livejpp.library.store import LibraryStore
 from livejpp.library.worker import BuildSettings
-from livejpp.render.player import ClipFrames
+from livejpp.media.player import ClipFrames
 from tests.synth import frame_picture, mux_audio, tone
 
 FPS = 24

@@ -13,11 +13,11 @@ import pytest
 from synth import write_audio
 
 from livejpp.engine.engine import EngineSettings
-from livejpp.engine.render import render
+from livejpp.engine.music_video import render
 from livejpp.library.build import build_library
+from livejpp.media.compose import mix
 from livejpp.media.decode import read_audio_file
-from livejpp.render.compose import mix
-from livejpp.render.player import ClipFrames, FramePool
+from livejpp.media.player import ClipFrames, FramePool
 
 SIZE, FPS = (320, 180), 15
 

@@ -20,9 +20,9 @@ from waiting import Watched, wait_until
 
 from livejpp.audio_io import DeviceSource
 from livejpp.engine.live import LiveShow
-from livejpp.render.compose import crossfade_weight, mix
+from livejpp.media.compose import crossfade_weight, mix
+from livejpp.media.player import ClipFrames
 from livejpp.render.hud import hud_text as _hud_text
-from livejpp.render.player import ClipFrames
 from tools.pulse_sink import PulseSink
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -237,7 +237,7 @@ def bench_render(args: argparse.Namespace) -> None:
     import numpy as np
 
     from livejpp.engine.beat import BeatClock
-    from livejpp.engine.render import render
+    from livejpp.engine.music_video import render
     from livejpp.features.audio import FRAME_RATE, AudioAnalyser, tempo_of
     from livejpp.index import embed_library
     from livejpp.media.decode import read_audio_file

@@ -69,10 +69,10 @@ def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) 
     """One paced playback of all layers; per-stage CPU milliseconds per layer and frame, drops, p99."""
     from pyglet import gl as pgl
 
+    from livejpp.media.compose import LayerDraw
     from livejpp.media.hap import HapFrames
-    from livejpp.render.compose import LayerDraw
+    from livejpp.media.player import ClipFrames, cover, planes_of
     from livejpp.render.gl import offscreen
-    from livejpp.render.player import ClipFrames, cover, planes_of
 
     window, compositor = offscreen(*size, layers=max(2, len(sources)))
     readers = [HapFrames(path) if mode == "hap" else ClipFrames(path, size) for path in sources]
@@ -174,8 +174,8 @@ def show_run(lib: Path, extra_sources: list[Path], song: Path, seconds: float, f
 
     from livejpp.audio_io import FileSource
     from livejpp.engine.live import LiveShow
+    from livejpp.media.player import ClipFrames
     from livejpp.render import window
-    from livejpp.render.player import ClipFrames
 
     warm = 2.0
 
@@ -276,7 +276,7 @@ def run_show(args: argparse.Namespace, table) -> None:
 def decode_paced(paths: list[Path], frames: str, seconds: float, ready=None) -> int:
     """What the show's decoder thread does for `paths` layers: each layer's picture for the next frame at 30 fps
     (`frames` rgb: converted to RGB at 1280x720 on the CPU; gpu: the planes as decoded). Frames decoded."""
-    from livejpp.render.player import ClipFrames
+    from livejpp.media.player import ClipFrames
 
     readers = [ClipFrames(path, (1280, 720)) for path in paths]
     if ready is not None:

@@ -154,7 +154,7 @@ def _per_core(inputs: list[Path], home: Path) -> None:
 def _first_pictures(home: Path) -> None:
     """How long the player takes to show a clip's first picture: a cut clip against a copied source whose clip
     starts at the worst place in its GOP (just before a keyframe), at 720p."""
-    from livejpp.render.player import ClipFrames
+    from livejpp.media.player import ClipFrames
 
     source = MEDIA / "av" / "big_buck_bunny_0_30.webm"
 

@@ -23,7 +23,7 @@ from livejpp.engine.sync import SYNC_MODES
 from livejpp.engine.trackers import NAMES as TRACKER_NAMES
 from livejpp.engine.trackers import TRACKERS
 from livejpp.errors import LivejppError
-from livejpp.render.compose import BLENDS, EFFECTS, TRANSITIONS
+from livejpp.media.compose import BLENDS, EFFECTS, TRANSITIONS
 
 REFUSALS_SAID = 5  # refusal lines per input and REFUSAL_WINDOW: a flood of bad commands is a few lines, not megabytes
 REFUSAL_WINDOW = 5.0  # seconds

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livejpp.library.store import ClipRecord
-from livejpp.render.compose import BLENDS, LayerDraw
+from livejpp.media.compose import BLENDS, LayerDraw
 
 MAX_LAYERS = 4  # the matcher's layer and three by hand: 3 (N + 1) texture units, 15 of a GL 3.3's 16
 HAND_LAYERS = range(2, MAX_LAYERS + 1)  # the numbers a hand-set layer can have

@@ -36,10 +36,10 @@ from livejpp.engine.sync_cuts import clip_at
 from livejpp.engine.trackers import TrackerError, make_tracker
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.library.store import ClipRecord
+from livejpp.media.compose import BLENDS, LayerDraw, crossfade_weight
 from livejpp.media.decode import AUDIO_RATE, MediaError
-from livejpp.render.compose import BLENDS, LayerDraw, crossfade_weight
-from livejpp.render.player import FramePool, Picture
-from livejpp.render.standby import standby_picture
+from livejpp.media.player import FramePool, Picture
+from livejpp.media.standby import standby_picture
 
 log = logging.getLogger("livejpp.live")
 MAX_PICTURE_WAIT = 0.5  # seconds a due cut waits for its first picture before it shows without it

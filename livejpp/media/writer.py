@@ -18,8 +18,8 @@ import av
 import numpy as np
 
 from livejpp.errors import LivejppError
+from livejpp.media.sizes import SizeError, check_encodable
 from livejpp.partfiles import part_path, remove_stale_parts
-from livejpp.render.sizes import SizeError, check_encodable
 
 AUDIO_RATE_OUT = 48000  # the files' sound: AAC, stereo, 48 kHz
 AUDIO_LAYOUTS = {1: "mono", 2: "stereo"}

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from livejpp.errors import LivejppError
+from livejpp.media.compose import BLENDS, LayerDraw
 from livejpp.media.hap import CompressedPicture
+from livejpp.media.player import Planes, cover_rect, fit_planes
 from livejpp.paths import SHADERS
-from livejpp.render.compose import BLENDS, LayerDraw
-from livejpp.render.player import Planes, cover_rect, fit_planes
 
 log = logging.getLogger("livejpp")
 

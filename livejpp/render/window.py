@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from livejpp.errors import LivejppError
-from livejpp.render.compose import LayerDraw
+from livejpp.media.compose import LayerDraw
 from livejpp.render.hud import HUD_REFRESH, hud_text
 
 log = logging.getLogger("livejpp.window")
@@ -195,7 +195,7 @@ class ShowWindow:
         if self.headless:
             pyglet.options["headless"] = True
         self.window = self._make_window(fullscreen, screen)
-        from livejpp.render.sizes import SizeError, check_drawable
+        from livejpp.media.sizes import SizeError, check_drawable
 
         try:
             check_drawable(self.show.size)
@@ -448,8 +448,8 @@ def run(
     `frames` auto|rgb|gpu: what the decoder hands the GL (gl.frames_for); `max_texture`: a lower texture limit.
     `on_start(window)` runs once the window exists (scripted shows and tests send keys through it).
     `controls` (control.inputs.Controls) brings OSC and MIDI; keys go through its bus either way."""
+    from livejpp.media.sizes import check_encodable
     from livejpp.media.writer import check_writable
-    from livejpp.render.sizes import check_encodable
 
     if record:  # before the window opens: one line, not a failed recording
         check_encodable(show.size)

@@ -29,14 +29,14 @@ from livejpp.engine.trackers import make_tracker
 from livejpp.errors import LivejppError
 from livejpp.features.audio import is_silent
 from livejpp.library.store import ClipRecord
+from livejpp.media.compose import TRANSITIONS, LayerDraw, composite, crossfade_weight, transition
 from livejpp.media.decode import AUDIO_RATE, DecodedFrames, Downmixer, MediaError, read_audio_file
+from livejpp.media.player import FramePool
+from livejpp.media.sizes import check_encodable
+from livejpp.media.standby import standby_picture
 from livejpp.media.writer import AUDIO_RATE_OUT, VideoWriter, check_writable
 from livejpp.partfiles import part_path
 from livejpp.progress import progress_bar
-from livejpp.render.compose import TRANSITIONS, LayerDraw, composite, crossfade_weight, transition
-from livejpp.render.player import FramePool
-from livejpp.render.sizes import check_encodable
-from livejpp.render.standby import standby_picture
 
 log = logging.getLogger("livejpp.render")
 
