@@ -509,6 +509,10 @@ def _play_live(args: argparse.Namespace, link) -> int:
     from livejpp.engine.live import LiveShow
     from livejpp.render import window
 
+    if args.stats:  # before the show, not after it: one line, and the show's figures are not lost at the end
+        folder = Path(args.stats).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise LivejppError(f"--stats {args.stats}: cannot write there (no writable folder {folder})")
     if args.play:
         source = FileSource(args.play, play=not args.silent)
     else:
@@ -575,7 +579,10 @@ def _play_live(args: argparse.Namespace, link) -> int:
         log.debug("the show stopped here:", exc_info=True)
         raise LivejppError(f"the show stopped: {type(exc).__name__}: {exc} (-vv shows where)") from exc
     if args.stats:
-        Path(args.stats).write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            Path(args.stats).write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:  # a disk that filled during the show: the show itself went well
+            log.warning("stats not written to %s: %s", args.stats, exc.strerror or exc)
     print(
         f"show over: {summary['seconds']:.0f} s, {summary['frames_drawn']} frames ({summary['fps']:.1f} fps), "
         f"{summary['frames_dropped']} dropped, {len(summary['cuts'])} cuts, "

@@ -280,3 +280,12 @@ def test_the_hud_says_what_is_wrong(lib):
         show.stop()
     assert 'HEARING NOTHING: device "no such device" not found' in hud
     assert f"STANDBY: no clip of {lib} can play" in hud
+
+
+def test_stats_into_a_folder_that_is_not_there_is_one_line_before_the_show(lib, tmp_path):
+    stats = tmp_path / "gone" / "stats.json"
+    command = [*map(str, live_command(lib, "--input", "no such device", "--duration", 30, "--stats", stats))]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert f"--stats {stats}: cannot write there" in run.stderr
+    assert "show over" not in run.stdout  # refused before the show, not after 30 s of it
