@@ -750,7 +750,7 @@ def test_the_window_draws_one_frozen_snapshot_of_what_the_bus_set(show):
 
 def test_the_hud_and_osc_feedback_show_the_clock(show):
     from livejpp.control.osc import OscFeedback
-    from livejpp.render.hud import hud_text as _hud_text
+    from livejpp.engine.hud import hud_text as _hud_text
 
     bus = CommandBus(show, Presets())
     clock = show.engine.clock
@@ -805,7 +805,7 @@ def test_the_hud_and_osc_feedback_never_show_half_a_new_grid(show):
     """The analysis thread changes the clock under the engine lock, one attribute after another; the
     window and the OSC feedback read without that lock, so they read the grid published whole."""
     from livejpp.control.osc import OscFeedback
-    from livejpp.render.hud import hud_text as _hud_text
+    from livejpp.engine.hud import hud_text as _hud_text
 
     bus = CommandBus(show, Presets())
     feedback = OscFeedback(bus, ("127.0.0.1", free_port()))

@@ -237,9 +237,9 @@ def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
 
     from livejpp.control.commands import CommandBus
     from livejpp.control.mapping import Presets
+    from livejpp.engine.hud import hud_text
     from livejpp.media.compose import LayerDraw
     from livejpp.media.player import ClipFrames
-    from livejpp.render.hud import hud_text
 
     (tmp_path / "layered.toml").write_text(
         '[show]\nlayer2_clip = "earth.mp4"\nlayer2_opacity = 0.5\nlayer2_blend = "screen"\n'

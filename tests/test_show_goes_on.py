@@ -19,10 +19,10 @@ from test_live import check_pictures, live, live_command, playback, recorded
 from waiting import Watched, wait_until
 
 from livejpp.audio_io import DeviceSource
+from livejpp.engine.hud import hud_text as _hud_text
 from livejpp.engine.live import LiveShow
 from livejpp.media.compose import crossfade_weight, mix
 from livejpp.media.player import ClipFrames
-from livejpp.render.hud import hud_text as _hud_text
 from tools.pulse_sink import PulseSink
 
 ROOT = Path(__file__).resolve().parent.parent

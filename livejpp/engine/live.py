@@ -28,6 +28,7 @@ import numpy as np
 from livejpp.audio_io import Source
 from livejpp.engine.calibrate import CALIBRATION_TAPS, FLASH_SECONDS, LOOP_BPM, MAX_TAP_SPREAD, ClickTrack, tap_offset
 from livejpp.engine.engine import Engine, EngineSettings
+from livejpp.engine.hud import HUD_REFRESH, hud_text
 from livejpp.engine.latency import Latency
 from livejpp.engine.layers import MAX_LAYERS, HandLayer, check_number, find_clip
 from livejpp.engine.selector import Cut
@@ -82,6 +83,7 @@ class ShowFrame:
     help: bool
     sync_position: float | None = None  # the locked video's position these pictures show (None: not in sync)
     extra: tuple[tuple[Picture | None, LayerDraw], ...] = ()  # layers 2..N: picture (None: draws nothing), how
+    hud_text: str = ""  # the HUD's lines, laid out every HUD_REFRESH seconds while the HUD shows ("" while hidden)
 
 
 @dataclass
@@ -204,6 +206,7 @@ class LiveShow:
         self._t0 = 0.0
         self.hearing = ""  # why the show hears nothing (no device, silent input, ...); "" while it hears
         self.standby = ""  # why the standby picture shows (no clip can play); "" while clips play
+        self._hud_text, self._hud_at = "", -1.0  # the HUD's lines as last laid out, and when
         self._heard_at = self._loud_at = 0.0  # wall time audio last arrived / was above the silence floor
         self._source_problem = ""
         self._pool: FramePool | None = None  # the decoder's open clips (the opening picture is decoded first)
@@ -645,7 +648,17 @@ class LiveShow:
             self.help,
             self.shown_sync_position,
             self._extra_layers(),
+            self._hud_lines(),
         )
+
+    def _hud_lines(self) -> str:
+        """The HUD text, laid out again every HUD_REFRESH seconds (every frame churns memory, measured)."""
+        if not self.hud:
+            return ""
+        now = time.monotonic()
+        if now - self._hud_at >= HUD_REFRESH:
+            self._hud_text, self._hud_at = hud_text(self), now
+        return self._hud_text
 
     def _extra_layers(self) -> tuple[tuple[Picture | None, LayerDraw], ...]:
         """Layers 2..N for this frame: each one's picture of the clip it plays now (None until decoded)."""

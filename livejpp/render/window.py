@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from livejpp.engine.hud import HUD_REFRESH
 from livejpp.errors import LivejppError
 from livejpp.media.compose import LayerDraw
-from livejpp.render.hud import HUD_REFRESH, hud_text
 
 log = logging.getLogger("livejpp.window")
 
@@ -165,7 +165,7 @@ def _background_thread(name: str, niceness: int) -> None:
 
 class ShowWindow:
     """The show's window: draws each frame from the show's frozen snapshot (engine/live.py ShowFrame)
-    and its own GL state, the HUD from render/hud.py, and hands keys to the command bus. It reads no
+    and its own GL state (the HUD's text is in the snapshot too), and hands keys to the command bus. It reads no
     show attribute while drawing; the show is told what was drawn (`show.drawn`)."""
 
     def __init__(
@@ -319,7 +319,8 @@ class ShowWindow:
     def _draw_overlays(self, shot, now: float) -> None:
         if shot.hud:
             if now - self.hud_at >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
-                self.hud_label.text = hud_text(self.show, self.controls)
+                control = self.controls.hud_line() if self.controls is not None else ""
+                self.hud_label.text = shot.hud_text + (f"\n{control}" if control else "")
                 self.hud_at = now
             self.batch.draw()
         if shot.help:

@@ -1,6 +1,7 @@
 """The HUD's text: the show's named values laid out as lines a VJ reads at a glance.
 
-Kept apart from the window so the text can be tested (and changed) without a GL context.
+The show lays it out into its per-frame snapshot (engine/live.py ShowFrame.hud_text): the window only
+draws it, adding its controls' line. Kept apart so the text can be tested (and changed) without a GL context.
 """
 
 from __future__ import annotations
