@@ -163,54 +163,31 @@ def run(args: argparse.Namespace, table) -> None:
 # --- the real live show: decoder thread and render loop ----------------------------------------------------
 
 
-def show_run(lib: Path, extra_sources: list[Path], song: Path, seconds: float, frames: str, paused: bool) -> dict:
-    """One headless `live` show (LiveShow + window.run, as `livejpp live --headless --frames F`) on 1080p clips:
-    two clips on screen (a forced cut after the opening one, then held: both decoded and uploaded every frame)
-    and the extra layers decoded by the same decoder thread (the window draws two; decode is what may stall).
-    `paused`: after the warm-up the decoder decodes nothing and hands out the pictures it already has in turn,
-    so the render loop uploads as much as before: the difference is the decoder's hold on the render thread.
-    The render loop's frame intervals (after the warm-up), frames dropped, CPU."""
+def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str) -> dict:
+    """One headless `live` show (LiveShow + window.run, as `livejpp live --headless --frames F --layers N`) on
+    1080p clips: the matcher's two clips (a forced cut after the opening one, then held: both decoded and drawn
+    every frame) and one hand-set layer per extra video, at half opacity, decoded by the same decoder thread and
+    drawn over them. The render loop's frame intervals (after the warm-up), frames dropped, CPU."""
     import pyglet
 
     from livejpp.audio_io import FileSource
     from livejpp.engine.live import LiveShow
-    from livejpp.media.player import ClipFrames
     from livejpp.render import window
 
     warm = 2.0
-
-    class BenchShow(LiveShow):
-        def _decode_once(self) -> None:
-            if paused and self.show_time() > warm:  # each clip's last two pictures in turn: uploads go on
-                for uid, (clip_time, picture) in list(self.pictures.items()):
-                    two = held.get(uid, [picture])
-                    self.pictures[uid] = (clip_time, two[0] if two[-1] is picture else two[-1])
-                return
-            super()._decode_once()
-            for uid, (_, picture) in self.pictures.items():
-                two = held.setdefault(uid, [])
-                if not two or two[-1] is not picture:
-                    held[uid] = (two + [picture])[-2:]
-            t = (self.picture_time() + 1.0 / self.fps) % 5.5
-            for reader in extras:
-                reader.planes_at(t) if self.frames == "gpu" else reader.frame_at(t)
-
-    held: dict = {}
-    extras = [ClipFrames(path, (1280, 720)) for path in extra_sources]
-    show = BenchShow(lib, FileSource(song), size=(1280, 720), fps=30.0)
+    show = LiveShow(lib, FileSource(song), size=(1280, 720), fps=30.0, layers=1 + len(extra_videos))
+    show.force("tag", "main")  # the matcher plays the main folder's clips; the extra videos are the layers'
     show.set_hold(True)  # no cut but the one forced below: the same two clips throughout
-
-    def second_layer(dt) -> None:
-        show.next_clip()
+    for n, video in enumerate(extra_videos, start=2):
+        show.set_layer_clip(n, video)
+        show.set_layer_opacity(n, 0.5)
 
     def on_start(_window) -> None:
-        pyglet.clock.schedule_once(second_layer, 0.5)
+        pyglet.clock.schedule_once(lambda dt: show.next_clip(), 0.5)
 
     cpu = time.process_time()
     summary = window.run(show, seconds, headless=True, on_start=on_start, frames=frames)
     cpu = time.process_time() - cpu
-    for reader in extras:
-        reader.close()
     times = np.array(show.stats.frame_times)
     intervals = np.diff(times[times > show.start_time + warm])
     late = intervals[intervals > 1.5 / 30]
@@ -226,8 +203,8 @@ def show_run(lib: Path, extra_sources: list[Path], song: Path, seconds: float, f
 
 
 def run_show(args: argparse.Namespace, table) -> None:
-    """`tools/bench.py live --show --layers N`: the real live show with 2 and N layers of 1080p, rgb vs gpu
-    frames, the decoder running vs paused, in one table."""
+    """`tools/bench.py live --show --layers N`: the real live show with 2 and N layers of 1080p pictures (the
+    matcher's two and N - 2 hand-set layers), rgb vs gpu frames, in one table."""
     from livejpp.index import embed_library
     from livejpp.library.build import build_library
     from livejpp.library.worker import BuildSettings
@@ -236,27 +213,29 @@ def run_show(args: argparse.Namespace, table) -> None:
     song = ROOT / "tests/media/music/Kevin_MacLeod-Vibe_Ace.ogg"  # a minute: no run outlasts it
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "lib_in").mkdir()
-        (tmp / "extra").mkdir()
-        for k in range(2):  # the two clips on screen: from a library that plays its sources as they are
-            scaled_source(FOOTAGE[k], args.source_height, tmp / "lib_in", seconds=6.0)
-        extras = [scaled_source(FOOTAGE[k % 4], args.source_height, tmp / "extra", 6.0) for k in range(2, max(counts))]
+        (tmp / "lib_in" / "main").mkdir(parents=True)
+        (tmp / "lib_in" / "extra").mkdir()
+        for k in range(2):  # the matcher's two clips: from a library that plays its sources as they are
+            scaled_source(FOOTAGE[k], args.source_height, tmp / "lib_in" / "main", seconds=6.0)
+        extras = [
+            scaled_source(FOOTAGE[k % len(FOOTAGE)], args.source_height, tmp / "lib_in" / "extra", 6.0).name
+            for k in range(2, max(counts))
+        ]
         lib = tmp / "lib"
         build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=6.0, transcode=False), progress=False)
         embed_library(lib, "default")
         runs = {}
         for n in counts:
             for frames in ("rgb", "gpu"):
-                for paused in (False, True):
-                    name = f"{n} layers, {frames}, decoder {'paused' if paused else 'running'}"
-                    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as one:  # a fresh pyglet each
-                        runs[name] = one.submit(show_run, lib, extras[: n - 2], song, args.seconds, frames, paused)
-                        runs[name] = runs[name].result() | {"load": os.getloadavg()[0]}
-                    print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
+                name = f"{n} layers, {frames}"
+                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as one:  # a fresh pyglet each
+                    runs[name] = one.submit(show_run, lib, extras[: n - 2], song, args.seconds, frames).result()
+                    runs[name] |= {"load": os.getloadavg()[0]}
+                print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
     print(
         f"the live show (LiveShow + window.run, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
-        f"H.264 sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; two clips on screen, the other "
-        "layers decoded by the decoder thread"
+        f"H.264 sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; the matcher's two clips and "
+        "N - 2 hand-set layers at half opacity, all decoded by the show's decoder thread and drawn"
     )
     rows = [
         [
@@ -338,7 +317,6 @@ def run_gil(args: argparse.Namespace, table) -> None:
                 }
                 cells = [f"{r['p50']:.2f} / {r['p99']:.1f} / {r['max']:.0f}" for r in runs.values()]
                 rows.append([f"{n} layers, {frames}", *cells])
-                print(rows[-1], flush=True)
     print(
         f"a thread asking for the GIL every 1 ms: how late it gets it (ms p50 / p99 / max), {args.source_height}p "
         f"H.264 decoded at 30 fps per layer, {args.seconds:.0f} s a run"
