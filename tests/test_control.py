@@ -378,6 +378,7 @@ def test_osc_listens_only_on_loopback_by_default(library, tmp_path):
             time.sleep(0.1)
         # 0100007F is 127.0.0.1 as /proc/net/udp writes it: nobody on the network reaches the show
         assert f"0100007F:{port:04X}" in listening
+        (tmp_path / "x").mkdir()  # its own stats file: the second show fails on the port, not on where it writes
         busy = start_show(library, tmp_path / "x", "--duration", 4, "--osc-port", port)  # the port is taken
         out, err = busy.communicate(timeout=60)
         assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in err

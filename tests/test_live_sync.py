@@ -81,7 +81,8 @@ from livejpp.audio_io import FileSource
 from livejpp.control.commands import CommandBus
 from livejpp.control.osc import OscFeedback
 from livejpp.engine.live import LiveShow
-from livejpp.render import hud, window
+from livejpp.engine import hud
+from livejpp.render import window
 lib, other, song, out = sys.argv[1:5]
 show = LiveShow(lib, FileSource(song, play=False), size=(320, 180), fps=30)
 bus = CommandBus(show)
