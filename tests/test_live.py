@@ -245,8 +245,19 @@ def pulse(tmp_path):
 
 def test_capture_from_a_pulseaudio_sink(lib, media, tmp_path, pulse):
     song = media / "music" / "lmms_Skiessi-C64.ogg"
+    # --max-clip: cuts come even where the beat clock stays unsure of this chiptune for the whole song (seen in 1
+    # of 5 CI runs: the grid held, no bar cut in 14 s) — this test is about the capture, not the beat tracker
     show = live_from_sink(
-        lib, pulse, "--duration", 15, "--record", tmp_path / "show.mp4", "--stats", tmp_path / "stats.json"
+        lib,
+        pulse,
+        "--duration",
+        15,
+        "--max-clip",
+        5,
+        "--record",
+        tmp_path / "show.mp4",
+        "--stats",
+        tmp_path / "stats.json",
     )
     show.wait_for("capturing from")  # the capture is open: the whole song is heard
     player = subprocess.Popen(["paplay", str(song)], env=pulse)
