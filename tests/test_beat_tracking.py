@@ -151,7 +151,8 @@ def test_locks_within_4_s_and_cuts_land_on_the_beats_and_the_ones(name):
     errors_ms = np.abs(f.errors[after]) * 1000
     assert np.mean(errors_ms <= 70) >= 0.98, f"{name}: worst errors {np.sort(errors_ms)[-5:]} ms"
     assert np.median(errors_ms) <= 40, f"{name}: median error {np.median(errors_ms):.1f} ms"
-    start = max(12.0, locked + 4 * per_bar * float(np.median(np.diff(beats))))  # the meter needs a few bars
+    # the meter needs a few bars: its cues judge a beat a bar after it (the change over the bar that follows)
+    start = max(14.0, locked + 5 * per_bar * float(np.median(np.diff(beats))))
     settled = (f.times >= start) & inside
     assert np.all(f.meters[settled] == per_bar), f"{name}: meter {np.bincount(f.meters[settled])}"
     share = downbeat_share(f, start, beats[-1])
@@ -256,8 +257,8 @@ def test_registry_names_the_tracker_after_its_source():
 
 
 class PulseSource:
-    """An ActivationSource (as BeatNet's) with a `down` activation: beats of a 3/4 bar at 140 BPM, the
-    first of each bar marked as a downbeat. It follows the audio clock of the analyser it is given."""
+    """An ActivationSource (as BeatNet's) with a `down` activation: beats at 140 BPM, every third marked as
+    a downbeat (a 3/4 bar). It follows the audio clock of the analyser it is given."""
 
     fps = 50.0
     name = "pulses"
@@ -280,23 +281,27 @@ class PulseSource:
         return acts
 
 
-def test_a_learned_downbeat_activation_sets_the_bar_and_the_meter():
+def test_the_bar_comes_from_the_music_not_from_a_learned_downbeat_activation():
+    """The activation's beats set the grid; its downbeats do not set the bar: measured on the truth set,
+    BeatNet's downbeat activation put the one right on far fewer beats than the music's own changes of
+    harmony and bass (engine/meter.py). Here the activation insists on 3/4 while the music is in 4/4."""
     from livejpp.engine.bar_tracker import BarTracker
 
+    seconds = 24.0
+    beats = beat_times(140, seconds)
+    audio = groove(beats, seconds)
     tracker, analyser = BarTracker(PulseSource()), AudioAnalyser(keep_seconds=20)
     assert tracker.name == "pulses"
-    silence = np.zeros(441, np.float32)  # the analyser only keeps time here: the source is the music
-    for _ in range(int(20 * AUDIO_RATE / 441)):
-        analyser.push(silence)
+    for i in range(0, len(audio), 441):
+        analyser.push(audio[i : i + 441])
         tracker.advance(analyser)
-    est = tracker.estimate(20.0)
+    est = tracker.estimate(seconds)
     period = 60.0 / 140.0
-    assert est.beats_per_bar == 3 and est.follow
-    assert est.confidence == 0.0  # the audio itself is silent: no onsets bear the activation out, no cuts
     assert abs(est.period - period) < 0.002
     assert abs((est.anchor + period / 2) % period - period / 2) < 0.02  # on the pulses
-    bar = 3 * period
-    assert abs((est.bar_anchor + bar / 2) % bar - bar / 2) < 0.02  # on the marked ones
+    assert est.beats_per_bar == 4, "the bar follows the learned downbeats (3/4), not the music (4/4)"
+    bar = 4 * period
+    assert abs((est.bar_anchor + bar / 2) % bar - bar / 2) < 0.02  # on the music's ones (the first beat is one)
 
 
 @pytest.mark.parametrize(

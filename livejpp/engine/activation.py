@@ -14,13 +14,21 @@ import numpy as np
 
 from livejpp.features.audio import FRAME_RATE, HOP, SILENCE_DBFS, AudioAnalyser
 
+#: The onset of a beat shows in the frames centred this long before it: a frame's window (±46 ms) rises
+#: as soon as the hit enters it. Measured once on the synthetic grooves of tests/synth.py (with no lag,
+#: the scheduled beats came 27–30 ms early at 100–120 BPM): a property of the analysis, not of a song.
+#: Added to the frame times. A source may bring its own as `lag` (seconds); else 0.
+ONSET_LAG = 0.03
+
 
 @dataclass(frozen=True)
 class Activations:
     fps: float  # frames per second of this activation
     first: int  # frame index of beat[0] (frame k is centred at k / fps seconds)
     beat: np.ndarray  # [n] float32 0..1, P(any beat) per frame
-    down: np.ndarray | None  # [n] float32 0..1, P(downbeat) per frame, None if the source has none
+    # [n] float32 0..1, P(downbeat) per frame, None if the source has none. Kept for inspection: the bar's one
+    # is found from the music's harmony and bass (engine/meter.py BarCues), which measured far better.
+    down: np.ndarray | None
 
 
 class ActivationSource(Protocol):

@@ -2,7 +2,7 @@
 
 Candidate B of issue 11 ("bar"): over the hand-made onset activation by default, or over any
 `ActivationSource` (BeatNet's learned one: "beatnet"). Cheap per call: the filter steps once per new
-frame; the meter once per beat, one beat behind (a beat's harmony change is known at the next beat).
+frame; the meter once per beat, a bar behind (a bar's change of harmony is known a bar later).
 """
 
 from __future__ import annotations
@@ -12,17 +12,12 @@ from collections import deque
 
 import numpy as np
 
-from livejpp.engine.activation import ActivationSource, OnsetActivation
+from livejpp.engine.activation import ONSET_LAG, ActivationSource, OnsetActivation
+from livejpp.engine.bar_counter import BarCounter
 from livejpp.engine.bar_pointer import FORGET_SECONDS, BarPointer, Grid
-from livejpp.engine.meter import Downbeatness, Meter
 from livejpp.engine.trackers import HOLD_BELOW, Estimate
 from livejpp.features.audio import FRAME_RATE, AudioAnalyser
 
-#: The onset of a beat shows in the frames centred this long before it: a frame's window (±46 ms) rises
-#: as soon as the hit enters it. Measured once on the synthetic grooves of tests/synth.py (with no lag,
-#: the scheduled beats came 27–30 ms early at 100–120 BPM): a property of the analysis, not of a song.
-#: Added to the frame times. A source may bring its own as `lag` (seconds); else 0.
-ONSET_LAG = 0.03
 #: The contrast (see `BarTracker.contrast`) at which the evidence is full: the beats carry twice the mean
 #: activation. At 1 (no more on the beats than anywhere) the confidence is 0, whatever the filter's phase says.
 CONTRAST_FULL = 2.0
@@ -34,8 +29,7 @@ CONTRAST_SECONDS = 4.0
 ONSET_CONTRAST_FULL, ONSET_FRAMES = 1.5, 1.5
 #: ... with the grid as it stood this long before each frame (the show decides its cuts about as far ahead).
 PREDICT_SECONDS = 0.25
-#: Downbeat-ness from a learned `down` activation: its share of the beat activation within ± this
-#: many frames of the beat.
+#: A beat "hits" within ± this many frames of its time (the activation's frames, or the analyser's for the low onset).
 DOWN_FRAMES = 2
 
 
@@ -63,11 +57,9 @@ class BarTracker:
         self.fps = float(self.source.fps)
         self.pointer = BarPointer(self.fps)
         self.grid = Grid(self.fps)
-        self.meter = Meter()
-        self.downbeatness = Downbeatness()
-        self._beat: float | None = None  # the last beat the meter has seen (seconds)
+        self.bars = BarCounter()
         keep = int(CONTRAST_SECONDS * self.fps)
-        self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
+        self._recent: deque[tuple[int, float]] = deque(maxlen=keep)  # (frame, beat activation)
         self._analyser: AudioAnalyser | None = None
         self._judged_since: float | None = None  # the grid's stable_since when its judging began
         self._grids: deque[tuple[float | None, float]] = deque(maxlen=int(PREDICT_SECONDS * self.fps) + 1)
@@ -78,8 +70,7 @@ class BarTracker:
         acts = self.source.advance(analyser)
         if acts is None or len(acts.beat) == 0:
             return
-        down = acts.down if acts.down is not None else np.full(len(acts.beat), np.nan, np.float32)
-        for i, (a, d) in enumerate(zip(acts.beat.tolist(), down.tolist(), strict=True)):
+        for i, a in enumerate(acts.beat.tolist()):
             frame = acts.first + i
             t = frame / acts.fps + self.lag
             informative = self.pointer.gate(a)
@@ -89,11 +80,12 @@ class BarTracker:
                     self.pointer.seed(((t - g.anchor) / g.period) % 1.0, g.period * self.fps)
             self._judge(t, a)
             self.grid.update(t, self.pointer.step(a, informative), self.pointer)
-            self._recent.append((frame, a, d))
+            self._recent.append((frame, a))
             if self.grid.informed_at is not None and t - self.grid.informed_at > FORGET_SECONDS:
                 self._forget()
-            else:  # frame by frame, so that the block sizes the audio came in make no difference
-                self._count_beats(analyser, frame / acts.fps)
+            elif self.grid.period is not None and self.grid.informed_at is not None:
+                # frame by frame, so that the block sizes the audio came in make no difference
+                self.bars.count(analyser, self.grid.period, self.grid.anchor, frame / acts.fps)
 
     def _judge(self, t: float, a: float) -> None:
         """Note whether the frame at `t` (activation `a`) falls on a beat of the grid as it stood
@@ -112,46 +104,7 @@ class BarTracker:
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
         self.grid = Grid(self.fps)
-        self.meter = Meter()
-        self.downbeatness = Downbeatness()
-        self._beat = None
-
-    def _count_beats(self, analyser: AudioAnalyser, heard: float) -> None:
-        """Step the meter over each beat whose following beat has been heard by `heard` (the centre of
-        the newest frame: the harmony change of a beat is known only then)."""
-        period = self.grid.period
-        if period is None or self.grid.informed_at is None:
-            return
-        beat = self._next_beat(self._beat + 0.5 * period if self._beat is not None else heard - 2 * period)
-        while beat + period <= heard:
-            self.meter.observe(self._downbeatness(analyser, beat, period))
-            self._beat = beat
-            beat = self._next_beat(beat + 0.5 * period)
-
-    def _next_beat(self, t: float) -> float:
-        g = self.grid
-        return g.anchor + math.ceil((t - g.anchor) / g.period - 1e-9) * g.period
-
-    def _downbeatness(self, analyser: AudioAnalyser, beat: float, period: float) -> float:
-        downs = [(a, d) for f, a, d in self._recent if abs(f / self.fps + self.lag - beat) <= DOWN_FRAMES / self.fps]
-        if downs and not np.isnan(downs[0][1]):
-            beats, down = np.array(downs).T.sum(axis=1)
-            return float(down / beats) if beats > 1e-6 else 0.5
-        before = _frame_range(beat - period, beat)
-        after = _frame_range(beat, beat + period)
-        first, chroma = analyser.frames_since("chroma", before[0])
-        _, mel = analyser.frames_since("mel_db", before[0])
-        _, low = analyser.frames_since("onset_low", before[0])
-        if first > before[0] or after[1] - first > len(chroma):
-            return 0.5  # forgotten or not yet heard: no opinion
-        a = slice(before[0] - first, before[1] - first)
-        b = slice(after[0] - first, after[1] - first)
-        c1, c2 = chroma[a].mean(axis=0), chroma[b].mean(axis=0)
-        change = 1.0 - float(c1 @ c2) / (np.linalg.norm(c1) * np.linalg.norm(c2) + 1e-12)
-        hit = int(round((beat - self.lag) * FRAME_RATE)) - first
-        low_onset = float(low[max(hit - DOWN_FRAMES, 0) : hit + DOWN_FRAMES + 1].max(initial=0.0))
-        step = float(mel[b].mean() - mel[a].mean())
-        return self.downbeatness(change, low_onset, step)
+        self.bars = BarCounter()
 
     def contrast(self) -> float:
         """How much more activation fell where the grid had said beats would fall, PREDICT_SECONDS before
@@ -170,7 +123,7 @@ class BarTracker:
         activation. Not biased: that grid was not fitted to this activation."""
         if len(self._recent) < self.fps or period <= 0:
             return 0.0
-        frames, acts, _ = np.array(self._recent).T
+        frames, acts = np.array(self._recent).T
         return _ratio(acts, on_beats(frames / self.fps + self.lag, period, anchor, DOWN_FRAMES / self.fps), 1e-6)
 
     def onset_contrast(self, now: float) -> float:
@@ -198,33 +151,23 @@ class BarTracker:
         if g.period is None or g.informed_at is None:
             return None
         evidence = self.evidence(now)
-        if self._beat is None:
-            bar_anchor = g.anchor
-        else:  # the beat the meter saw last, moved onto the current grid, minus its place in the bar
-            last = g.anchor + round((self._beat - g.anchor) / g.period) * g.period
-            bar_anchor = last - self.meter.position * g.period
+        bar_anchor = self.bars.bar_anchor(g.period, g.anchor)
         held = g.confidence(now)  # the filter's own: its phase concentrated and recently informed
-        return Estimate(g.period, g.anchor, bar_anchor, self.meter.beats_per_bar, held * evidence, held >= HOLD_BELOW)
+        return Estimate(
+            g.period,
+            g.anchor,
+            g.anchor if bar_anchor is None else bar_anchor,
+            self.bars.beats_per_bar,
+            held * evidence,
+            held >= HOLD_BELOW,
+        )
 
     def resync(self, downbeat: float) -> None:
         """A downbeat falls at `downbeat`: the meter counts the bar from the grid's beat nearest it."""
-        g = self.grid
-        if g.period is None:
-            return
-        nearest = g.anchor + round((downbeat - g.anchor) / g.period) * g.period
-        if self._beat is None:
-            self._beat = nearest
-        ahead = round((self._beat - nearest) / g.period)  # beats from the one to the last beat seen
-        self.meter.force_one()
-        for _ in range(ahead % self.meter.beats_per_bar):
-            self.meter.skip()
+        if self.grid.period is not None:
+            self.bars.resync(downbeat, self.grid.period, self.grid.anchor)
 
 
 def on_beats(t: np.ndarray | float, period: float, anchor: float, within: float) -> np.ndarray:
     """Whether each time `t` lies within `within` seconds of a beat of the grid (`period`, `anchor`)."""
     return np.abs(((np.asarray(t) - anchor) / period + 0.5) % 1.0 - 0.5) * period <= within
-
-
-def _frame_range(start: float, end: float) -> tuple[int, int]:
-    """Analyser frames centred in [start, end) seconds."""
-    return int(math.ceil(start * FRAME_RATE - 1e-9)), int(math.ceil(end * FRAME_RATE - 1e-9))

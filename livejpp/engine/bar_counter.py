@@ -1,0 +1,114 @@
+"""Counting bars on a beat grid: each beat heard whole is summarised for the bar cues, and the meter is
+stepped over the beat they judge (a bar behind: a bar's change of harmony is known a bar later).
+
+The grid is the bar tracker's own. (Counting on whichever grid the "auto" tracker follows instead put
+fewer cuts on the one: 53 % against 57 % on the truth set, level on the held-out songs.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from livejpp.engine.activation import ONSET_LAG
+from livejpp.engine.meter import AFTER, BarCues, Meter
+from livejpp.features.audio import FRAME_RATE, AudioAnalyser
+
+#: The low-band onset of a beat is its strongest within ± this many analyser frames of the beat.
+HIT_FRAMES = 2
+
+#: A beat heard whole, for the bar cues: its mean chroma and mel spectrum, and the low-band onset on it.
+BeatSummary = tuple[np.ndarray, np.ndarray, float]
+
+
+class BarCounter:
+    """Where the bars of one beat grid start, and how many beats they have (the meter), from the music."""
+
+    def __init__(self) -> None:
+        self.meter = Meter()
+        self.cues = BarCues()
+        self._heard: deque[float] = deque(maxlen=AFTER)  # the newest beats summarised (seconds): [0] is judged
+        self._counted: float | None = None  # the newest beat summarised (or found not kept)
+        self._beat: float | None = None  # the last beat the meter has seen (seconds): AFTER - 1 beats behind
+        #: until the music says where the bar starts, every fourth beat counted: bars that keep starting where
+        #: they started (a click track never says)
+        self._provisional: float | None = None
+        self._counted_beats = 0
+
+    def count(self, analyser: AudioAnalyser, period: float, anchor: float, heard: float) -> None:
+        """Summarise each beat of the grid (`period`, `anchor`) heard whole by `heard` (seconds, and no later
+        than the analyser's frames reach), and step the meter over each beat the cues judge."""
+        first, kept = analyser.frames_since("chroma", 0)
+        heard = min(heard, (first + len(kept)) / FRAME_RATE)
+        counted = self._counted
+        beat = _next_beat(period, anchor, counted + 0.5 * period if counted is not None else heard - 2 * period)
+        while beat + period <= heard:
+            self._counted = beat
+            if self._counted_beats % self.meter.beats_per_bar == 0:
+                self._provisional = beat
+            self._counted_beats += 1
+            summary = _summary(analyser, beat, period)
+            if summary is None:  # before the stream, or forgotten: the bar cues start again after it
+                self.cues.restart()
+                self._heard.clear()
+            else:
+                judged = self.cues.add(*summary)
+                self._heard.append(beat)
+                if judged is not None:
+                    self.meter.observe(judged)
+                    self._beat = self._heard[0]
+            beat = _next_beat(period, anchor, beat + 0.5 * period)
+
+    def bar_anchor(self, period: float, anchor: float) -> float | None:
+        """A downbeat on the grid (`period`, `anchor`): the beat the meter saw last, moved onto the grid,
+        minus its place in the bar; until the music says where the bar starts, a provisional one that stays
+        put. None before any beat was counted."""
+        if self._beat is not None and self.meter.known:
+            beat, position = self._beat, self.meter.position
+        elif self._provisional is not None:
+            beat, position = self._provisional, 0
+        else:
+            return None
+        return anchor + round((beat - anchor) / period) * period - position * period
+
+    @property
+    def beats_per_bar(self) -> int:
+        return self.meter.beats_per_bar
+
+    def resync(self, downbeat: float, period: float, anchor: float) -> None:
+        """A downbeat falls at `downbeat` (the VJ says so): the bar counts from the grid's beat nearest it."""
+        nearest = anchor + round((downbeat - anchor) / period) * period
+        if self._beat is None:
+            self._beat = nearest
+        ahead = round((self._beat - nearest) / period)  # beats from the one to the last beat seen
+        self.meter.force_one()
+        for _ in range(ahead % self.meter.beats_per_bar):
+            self.meter.skip()
+
+
+def _next_beat(period: float, anchor: float, t: float) -> float:
+    """The grid's first beat at or after `t`."""
+    return anchor + math.ceil((t - anchor) / period - 1e-9) * period
+
+
+def _summary(analyser: AudioAnalyser, beat: float, period: float) -> BeatSummary | None:
+    """The beat's mean chroma and mel spectrum over [beat, beat + period) and the low onset on it; None
+    where those frames are not kept (before the stream's start, or forgotten)."""
+    start, stop = _frame_range(beat, beat + period)
+    first, chroma = analyser.frames_since("chroma", start)
+    _, mel = analyser.frames_since("mel_db", start)
+    _, low = analyser.frames_since("onset_low", start)
+    stop = max(stop, start + 1)
+    if start < 0 or first > start or stop - first > len(chroma):
+        return None
+    span = slice(start - first, stop - first)
+    hit = int(round((beat - ONSET_LAG) * FRAME_RATE)) - first  # the onset shows ONSET_LAG before the beat
+    low_onset = float(low[max(hit - HIT_FRAMES, 0) : hit + HIT_FRAMES + 1].max(initial=0.0))
+    return chroma[span].mean(axis=0), mel[span].mean(axis=0), low_onset
+
+
+def _frame_range(start: float, end: float) -> tuple[int, int]:
+    """Analyser frames centred in [start, end) seconds."""
+    return int(math.ceil(start * FRAME_RATE - 1e-9)), int(math.ceil(end * FRAME_RATE - 1e-9))
