@@ -231,6 +231,28 @@ def first_clip(lib, video: str) -> str:
         return next(f"{h[:12]}-0000" for path, h in rows if Path(path).name == video)
 
 
+def test_a_layer_clip_is_found_by_its_uid_or_one_line(real_library):
+    """A clip uid (video hash prefix and clip number) names that clip, found through its video; an unknown
+    video, or a clip number the video lacks, is the one line a video name the library lacks is."""
+    from livejpp.engine.engine import Engine
+    from livejpp.engine.layers import find_clip
+
+    lib = real_library[0]
+    engine = Engine(lib)
+    earth = next(v for v, name in engine.video_names.items() if name == "earth.mp4")
+    clips = engine.records.of_video(earth)
+    assert len(clips) > 1
+    for record in (clips[0], clips[-1]):
+        assert find_clip(engine, record.uid) == record
+        assert find_clip(engine, f"  {record.uid} ") == record  # as typed over OSC or in a preset
+    prefix = clips[0].uid.split("-")[0]
+    for unknown in (f"{prefix}-{len(clips) + 5:04d}", "0123456789ab-0000", "-0001", f"{prefix}-"):
+        with pytest.raises(ValueError) as said:
+            find_clip(engine, unknown)
+        assert str(said.value) == f"no clip or video named {unknown!r} in {lib}"
+    assert find_clip(engine, "EARTH.MP4") == clips[0]  # a video's name still plays its first clip
+
+
 def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
     from test_live import playback
     from waiting import wait_until
