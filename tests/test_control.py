@@ -798,7 +798,7 @@ def test_the_window_shows_the_hud_text_of_the_frame_it_draws_laid_out_once_per_r
     changes = [at for (at, _, label), (_, _, before) in zip(frames[1:], frames, strict=False) if label != before]
     assert len(changes) >= 5  # the HUD is alive (its fps figure changes)
     gaps = [b - a for a, b in zip(changes, changes[1:], strict=False)]
-    assert min(gaps) > HUD_REFRESH - 0.05, gaps  # laid out once per refresh, fader or not
+    assert min(gaps) > HUD_REFRESH / 2, gaps  # once per refresh, fader or not (not each frame, 1/30 s); slow frames
     assert any("osc 0 ok 0 bad" not in label and "osc " in label for _, _, label in frames)  # the fader counted
     assert "last refused: osc: transition: expects one of" in frames[-1][2]
 
