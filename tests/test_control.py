@@ -749,6 +749,60 @@ def test_the_window_draws_one_frozen_snapshot_of_what_the_bus_set(show):
     assert [(e.command, e.origin) for e in list(bus.events)[-2:]] == [("help", "keys"), ("hud", "cli")]
 
 
+HUD_WINDOW = r"""
+import json, sys, time
+from livejpp.audio_io import DeviceSource
+from livejpp.control.inputs import ControlOptions, Controls
+from livejpp.engine.live import LiveShow
+from livejpp.render.window import ShowWindow
+
+show = LiveShow(sys.argv[1], DeviceSource("no such device"), size=(320, 180))
+controls = Controls(show, ControlOptions(osc=False))
+taken, shot = show.snapshot, []
+show.snapshot = lambda: shot.append(taken()) or shot[-1]  # the snapshot each frame drew, kept to compare
+
+
+class Watched(ShowWindow):
+    seen = []
+
+    def draw_frame(self):
+        if 1.0 < time.monotonic() - started < 2.5:  # a fader moved over OSC: a command every frame
+            self.bus.run("intensity", 0.5, "osc")
+        if time.monotonic() - started > 2.5 and not self.bus.last_error:
+            self.bus.run("transition", "spin", "osc")  # refused: the controls' line says so
+        super().draw_frame()
+        self.seen.append((time.monotonic(), shot[-1].hud_text, self.hud_label.text))
+
+
+window = Watched(show, controls, headless=True)
+window.open()
+started = time.monotonic()
+window.play(3.5)
+print(json.dumps(Watched.seen))
+"""
+
+
+def test_the_window_shows_the_hud_text_of_the_frame_it_draws_laid_out_once_per_refresh(library):
+    """The show lays the HUD out every HUD_REFRESH; the window shows that text on the frame that carries
+    it (no second timer of its own to lag it), with its controls' line, and lays its label out no more
+    often, even while an OSC fader changes the controls' line every frame."""
+    from headless_gl import run_gl_script
+
+    from livejpp.engine.hud import HUD_REFRESH
+
+    run = run_gl_script(HUD_WINDOW, str(library), timeout=120)
+    frames = json.loads(run.stdout.splitlines()[-1])
+    assert len(frames) > 30
+    for at, hud, label in frames:
+        assert label == hud or label.startswith(hud + "\n"), (at, hud, label)  # this frame's text, not older
+    changes = [at for (at, _, label), (_, _, before) in zip(frames[1:], frames, strict=False) if label != before]
+    assert len(changes) >= 5  # the HUD is alive (its fps figure changes)
+    gaps = [b - a for a, b in zip(changes, changes[1:], strict=False)]
+    assert min(gaps) > HUD_REFRESH / 2, gaps  # once per refresh, fader or not (not each frame, 1/30 s); slow frames
+    assert any("osc 0 ok 0 bad" not in label and "osc " in label for _, _, label in frames)  # the fader counted
+    assert "last refused: osc: transition: expects one of" in frames[-1][2]
+
+
 def test_the_hud_and_osc_feedback_show_the_clock(show):
     from livejpp.control.osc import OscFeedback
     from livejpp.engine.hud import hud_text as _hud_text

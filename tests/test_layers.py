@@ -231,6 +231,28 @@ def first_clip(lib, video: str) -> str:
         return next(f"{h[:12]}-0000" for path, h in rows if Path(path).name == video)
 
 
+def test_a_layer_clip_is_found_by_its_uid_or_one_line(real_library):
+    """A clip uid (video hash prefix and clip number) names that clip, found through its video; an unknown
+    video, or a clip number the video lacks, is the one line a video name the library lacks is."""
+    from livejpp.engine.engine import Engine
+    from livejpp.engine.layers import find_clip
+
+    lib = real_library[0]
+    engine = Engine(lib)
+    earth = next(v for v, name in engine.video_names.items() if name == "earth.mp4")
+    clips = engine.records.of_video(earth)
+    assert len(clips) > 1
+    for record in (clips[0], clips[-1]):
+        assert find_clip(engine, record.uid) == record
+        assert find_clip(engine, f"  {record.uid} ") == record  # as typed over OSC or in a preset
+    prefix = clips[0].uid.split("-")[0]
+    for unknown in (f"{prefix}-{len(clips) + 5:04d}", "0123456789ab-0000", "-0001", f"{prefix}-"):
+        with pytest.raises(ValueError) as said:
+            find_clip(engine, unknown)
+        assert str(said.value) == f"no clip or video named {unknown!r} in {lib}"
+    assert find_clip(engine, "EARTH.MP4") == clips[0]  # a video's name still plays its first clip
+
+
 def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
     from test_live import playback
     from waiting import wait_until
@@ -338,6 +360,29 @@ def test_render_draws_its_layers_over_the_cuts_as_compose_does(real_library, med
         expected = composite(under.astype(np.uint8), tops).astype(int)
         assert np.abs(over - expected).mean() < 4, t  # the same picture, within two encodings' error (~2.5)
         assert np.abs(over - under).mean() > np.abs(over - expected).mean() + 15, t  # and not the plain one
+
+
+def test_render_leaves_out_a_layer_whose_clip_is_damaged(lib, media, tmp_path, caplog):
+    """A layer's clip found damaged when decoded: one line naming it, the layer left out (the cuts' pictures
+    as the render without it drew them, not black), the render finished."""
+    from synth import write_audio
+    from test_live import playback
+
+    from livejpp.engine.music_video import render
+    from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+    song = tmp_path / "song.flac"
+    write_audio(song, read_audio_file(media / "music" / "lmms_Skiessi-C64.ogg", 0, 10)[None, :], AUDIO_RATE, "mono")
+    plain = render(song, lib, tmp_path / "plain.mp4", size=(160, 90), fps=10, progress=False)
+    cut = {c["clip"] for c in plain.cuts}
+    uid = next(u for u in (first_clip(lib, v) for v in ("mdn_flower.mp4", "earth.mp4", "tree.avi")) if u not in cut)
+    playback(lib, uid).write_bytes(b"\x00not a video" * 100)  # a clip no cut plays: only the layer opens it
+    layered = render(song, lib, tmp_path / "layered.mp4", size=(160, 90), fps=10, progress=False, layers=[f"2:{uid}"])
+    said = [r.getMessage() for r in caplog.records if "cannot play" in r.getMessage()]
+    assert len(said) == 1 and f"layer clip {uid} cannot play" in said[0] and "the layer is left out" in said[0]
+    frames = [np.stack(recorded(result.video)).astype(int) for result in (plain, layered)]
+    assert frames[0].shape == frames[1].shape and len(frames[0]) == plain.frames
+    assert np.abs(frames[1] - frames[0]).mean() < 1  # the cuts' pictures alone
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,7 @@ class Engine:
             playable = set(np.unique(self.records.video_ids).tolist())
             self.video_paths = {v: p for v, p in store.video_paths().items() if v in playable}
             self.video_names = {v: Path(p).name for v, p in self.video_paths.items()}
+            self.video_hashes = {v: h for v, h in store.video_hashes().items() if v in playable}  # finds a clip uid
             # only videos whose clips may be played: a match must be something the show can put on screen
             self.fingerprints: MemoryHashStore | None = store.load_fingerprints(set(self.video_names))
         self.index.keep_only(self.records.ids)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from livejpp.library.store import ClipRecord
+from livejpp.library.store import UID_HASH_DIGITS, ClipRecord
 from livejpp.media.compose import BLENDS, LayerDraw
 
 MAX_LAYERS = 4  # the matcher's layer and three by hand: 3 (N + 1) texture units, 15 of a GL 3.3's 16
@@ -46,7 +46,7 @@ def find_clip(engine, name: str) -> ClipRecord:
     """The clip a layer names: a clip uid, or a video's file name (any case; a unique part of one
     will do), which plays that video's first clip. Raises ValueError naming what is not there."""
     wanted = name.strip()
-    by_name = {vid: Path(path).name for vid, path in engine.video_paths.items()}
+    by_name = engine.video_names
     exact = [vid for vid, n in by_name.items() if n.lower() == wanted.lower()]
     partial = exact or [vid for vid, n in by_name.items() if wanted.lower() in n.lower()]
     if len(partial) == 1:
@@ -54,11 +54,23 @@ def find_clip(engine, name: str) -> ClipRecord:
     if len(partial) > 1:
         names = ", ".join(sorted(by_name[v] for v in partial))
         raise ValueError(f"{wanted!r} names several videos ({names}): give the whole file name or a clip uid")
-    if "-" in wanted:  # a uid: video hash prefix and clip number; streamed once, not kept
-        for record in engine.records.values():
-            if record.uid == wanted:
-                return record
+    record = _clip_by_uid(engine, wanted)
+    if record is not None:
+        return record
     raise ValueError(f"no clip or video named {wanted!r} in {engine.library}")
+
+
+def _clip_by_uid(engine, uid: str) -> ClipRecord | None:
+    """The clip a uid names, found through its video (video hash prefix, then clip number): a million-clip
+    library is never walked clip by clip (seconds), only its videos' hashes (milliseconds)."""
+    prefix, dash, _ = uid.rpartition("-")
+    if not dash or len(prefix) != UID_HASH_DIGITS:
+        return None
+    for vid in [v for v, h in engine.video_hashes.items() if h[:UID_HASH_DIGITS] == prefix]:
+        for record in engine.records.of_video(vid):
+            if record.uid == uid:
+                return record
+    return None
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,9 @@ class ShowFrame:
     help: bool
     sync_position: float | None = None  # the locked video's position these pictures show (None: not in sync)
     extra: tuple[tuple[Picture | None, LayerDraw], ...] = ()  # layers 2..N: picture (None: draws nothing), how
-    hud_text: str = ""  # the HUD's lines, laid out every HUD_REFRESH seconds while the HUD shows ("" while hidden)
+    # the HUD's lines, laid out every HUD_REFRESH seconds while the HUD shows ("" while hidden): the same string
+    # until then, so the window lays its label out only when this is new (the one HUD throttle)
+    hud_text: str = ""
 
 
 @dataclass

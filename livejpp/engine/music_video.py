@@ -257,37 +257,41 @@ def _encode(
     times = [c.time for c in cuts]
     pool = FramePool(size)
 
+    def clip_picture(record: ClipRecord, clip_time: float, what: str, instead: str) -> np.ndarray | None:
+        """The clip's picture `clip_time` seconds in (looping); None, said in one line with what the caller
+        does `instead`, when it cannot play: one damaged clip must not cost the whole render."""
+        try:
+            path_, base, length = record.pictures(engine.library)
+            return pool.get(path_, base, length).frame_at(clip_time % max(length, 1e-3))
+        except Exception as exc:  # noqa: BLE001 - any decoder or file error: the render goes on
+            log.warning("%s %s cannot play (%s): %s", what, record.uid, exc, instead)
+            return None
+
     broken: set[int] = set()
     held: list[np.ndarray] = []  # the last picture that decoded
 
     def picture(cut: Cut, t: float) -> np.ndarray:
         """The cut's clip at `t`; a clip that turns out damaged mid-render holds the picture before it."""
         if cut.clip not in broken:
-            record = engine.records[cut.clip]
-            try:
-                path_, base, length = record.pictures(engine.library)
-                clip_t = (cut.offset + (t - cut.time) * cut.extra.get("rate", 1.0)) % max(length, 1e-3)
-                held[:] = [pool.get(path_, base, length).frame_at(clip_t)]
-                return held[0]
-            except Exception as exc:  # noqa: BLE001 - one damaged clip must not cost the whole render
-                broken.add(cut.clip)
-                log.warning("clip %s cannot play (%s): the picture before it is held", record.uid, exc)
+            clip_t = cut.offset + (t - cut.time) * cut.extra.get("rate", 1.0)
+            frame = clip_picture(engine.records[cut.clip], clip_t, "clip", "the picture before it is held")
+            if frame is not None:
+                held[:] = [frame]
+                return frame
+            broken.add(cut.clip)
         return held[0] if held else standby_picture(size)
 
     hand = list(layers)
 
     def layer_picture(i: int, t: float) -> np.ndarray | None:
         """Layer i's clip at `t`, looping from the start; a clip that cannot play leaves its layer empty."""
-        record, _ = hand[i]
+        record, draw = hand[i]
         if record is None:
             return None
-        try:
-            path_, base, length = record.pictures(engine.library)
-            return pool.get(path_, base, length).frame_at(t % max(length, 1e-3))
-        except Exception as exc:  # noqa: BLE001 - one damaged clip must not cost the whole render
-            log.warning("layer clip %s cannot play (%s): the layer is left out", record.uid, exc)
-            hand[i] = (None, hand[i][1])
-            return None
+        frame = clip_picture(record, t, "layer clip", "the layer is left out")
+        if frame is None:
+            hand[i] = (None, draw)
+        return frame
 
     try:
         for n in progress_bar(range(n_frames), desc="rendering", unit="frame", enabled=progress, leave=False):

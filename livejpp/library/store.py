@@ -115,6 +115,9 @@ class UnsafePath(LibraryError):
     """A clip whose file the manifest places outside the library, or as a URL: never opened."""
 
 
+UID_HASH_DIGITS = 12  # a clip uid names its video by this many digits of its content hash
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     """A clip as stored: enough to play it and to find its features."""
@@ -151,7 +154,7 @@ class ClipRecord:
     @property
     def uid(self) -> str:
         """A stable clip name across rebuilds: video content hash and clip number."""
-        return f"{self.video_hash[:12]}-{self.index:04d}"
+        return f"{self.video_hash[:UID_HASH_DIGITS]}-{self.index:04d}"
 
 
 def inside_library(library: str | os.PathLike, relative: str) -> Path | None:
@@ -450,6 +453,11 @@ class LibraryStore:
     def video_paths(self) -> dict[int, str]:
         """Every video's source path by id (one row per video, not per clip)."""
         return dict(self.db.execute("SELECT id, path FROM videos"))
+
+    @_damaged
+    def video_hashes(self) -> dict[int, str]:
+        """Every video's content hash by id (a clip uid names its video by the hash's first digits)."""
+        return dict(self.db.execute("SELECT id, content_hash FROM videos"))
 
     @_damaged
     def iter_features(

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from livejpp.engine.hud import HUD_REFRESH
 from livejpp.errors import LivejppError
 from livejpp.media.compose import LayerDraw
 
@@ -184,7 +183,7 @@ class ShowWindow:
         self.recorder: Recorder | None = None
         self.uploaded: dict[int, object] = {}  # per slot: the picture its texture holds
         self.last_frame: float | None = None  # time.monotonic() of the previous frame
-        self.hud_at = -1.0  # when the HUD text was last laid out
+        self.hud_from: str | None = None  # the show's HUD text the label was last laid out from
         self.learning: int | None = None  # index into keymap.learnable() while the learn key is on
 
     # --- opening ----------------------------------------------------------------------------------
@@ -279,7 +278,7 @@ class ShowWindow:
         if not self.headless and shot.fullscreen != self.window.fullscreen:
             self.window.set_fullscreen(shot.fullscreen)
         self._compose(shot)
-        self._draw_overlays(shot, now)
+        self._draw_overlays(shot)
         show.drawn(list(shot.newly), shot.incoming is not None)
         show.stats.frames += 1
 
@@ -316,12 +315,16 @@ class ShowWindow:
             # the cuts on their beats whatever the room's latencies (engine/latency.py)
             recorder.add(compositor.read_bgra_into, shot.picture_time, shot.sync_position)
 
-    def _draw_overlays(self, shot, now: float) -> None:
+    def _draw_overlays(self, shot) -> None:
         if shot.hud:
-            if now - self.hud_at >= HUD_REFRESH:  # laying text out every frame churns memory (measured)
+            # the show lays its text out anew (a new string) every HUD_REFRESH, the one throttle: the controls'
+            # line is read then too (an OSC fader changes it every frame), and the label laid out only if it changed
+            if shot.hud_text is not self.hud_from:
+                self.hud_from = shot.hud_text
                 control = self.controls.hud_line() if self.controls is not None else ""
-                self.hud_label.text = shot.hud_text + (f"\n{control}" if control else "")
-                self.hud_at = now
+                text = shot.hud_text + (f"\n{control}" if control else "")
+                if text != self.hud_label.text:  # laying text out churns memory (measured)
+                    self.hud_label.text = text
             self.batch.draw()
         if shot.help:
             self.help_label.draw()
