@@ -26,7 +26,7 @@ line fitted over many hops, never one hop (issue 12, sync12-design.md §4.3):
 - quiet is no doubt: a hop QUIET_DB under the song's level (the median of the last LEVEL_SECONDS of hops that
   were not quiet) or under SILENCE_DBFS hears only the room, and its time does not count towards either rule
   above. A break, a fade or a quiet tail inside the song would otherwise cut away and back (a 4.5 s passage
-  50 dB down left 3 s into it), and nothing but other music says the DJ changed the song. A song that has not
+  50 dB down left 2.9 s into it), and nothing but other music says the DJ changed the song. A song that has not
   been heard for SILENCE_SECONDS, quiet or not, has stopped: the lock leaves.
 
 Pure logic, no clock of its own: the caller passes the show time of each hop, and schedules the cuts
@@ -71,8 +71,9 @@ QUIET_DB = 6.0
 # not wait for it; the quiet passages that matter last over 2.5 s (shorter ones never reach the doubts).
 QUIET_MIN_SECONDS = 1.5
 LEVEL_SECONDS = 20.0  # the song's level: the median of this many seconds of hops that were not quiet
-# Nothing of the song heard for this long, quiet or not: it has stopped (a 4.5 s passage leaves the newest
-# voting landmark up to 7 s old when the song is back; a break of 8 s or more ends the lock)
+# Nothing of the song heard for this long, quiet or not: it has stopped. A passage 50 dB down leaves the song
+# unheard for its length + 0.5-0.8 s (4.5 s: 5.0-5.3 s in the three songs of tests/test_sync_machine.py), so a
+# break of up to ~9 s (4 bars at 108 BPM) keeps the lock, and a song that ends leaves 10 s after its last note.
 SILENCE_SECONDS = 10.0
 HOP_JITTER = 0.05  # hops end on whole STFT frames: 0.49-0.51 s apart, so "2 s" is 4 hops, give or take a frame
 
@@ -215,7 +216,7 @@ class SyncTracker:
         self._last_hop = now
         while self._levels and self._levels[0][0] < now - LEVEL_SECONDS:
             self._levels.popleft()
-        while self._quiet and self._quiet[0][0] < now - SILENCE_SECONDS - 1.0:
+        while self._quiet and self._quiet[0][0] < now - SILENCE_SECONDS - 1.0:  # older than any doubt clock
             self._quiet.popleft()
         song_db = float(np.median([db for _, db in self._levels])) if self._levels else -np.inf
         if level_db > SILENCE_DBFS and level_db > song_db - QUIET_DB:
