@@ -20,6 +20,7 @@ from test_live import (
     recorded,
 )
 
+from livejpp.engine.sync import SILENCE_SECONDS
 from livejpp.media.decode import read_audio_file
 
 SPEED = 1.04  # the DJ's pitch fader
@@ -140,13 +141,14 @@ def test_a_live_input_of_pure_noise_never_locks_and_clips_play(real_library, tmp
 
 
 def test_a_song_cut_short_mid_sync_goes_back_to_clips_without_a_black_frame(real_library, media, tmp_path):
-    """The DJ stops Big Buck Bunny's soundtrack after 9 s; the crowd goes on. The show leaves sync within 3 s of
-    the last note (it once took 6 s: the 5 s window outlives the song), cuts back to content clips on a beat,
-    and no recorded frame is black."""
+    """The DJ stops Big Buck Bunny's soundtrack after 9 s; the crowd goes on. Only the room is heard, as in a
+    break of the song, so the film plays on (it left 3 s after the last note, and a break cut away and back);
+    once nothing of the song has been heard for SILENCE_SECONDS the show leaves sync (a song stopped), cuts back
+    to content clips on a beat, and no recorded frame is black."""
     stop = 9.0
     song = read_audio_file(media / "av" / "big_buck_bunny_0_30.webm", 0, stop)
     level = float(np.sqrt(np.mean(song**2)))
-    crowd = degrade.pink_noise(8 * 22050, seed=4, rms=level / np.sqrt(10))  # as loud as the noise over the song
+    crowd = degrade.pink_noise(14 * 22050, seed=4, rms=level / np.sqrt(10))  # as loud as the noise over the song
     audio = np.concatenate([degrade.room_noise(song, 10.0), crowd])
     path = tmp_path / "cut_short.flac"
     write_audio(path, audio[None], 22050, "mono")
@@ -154,7 +156,8 @@ def test_a_song_cut_short_mid_sync_goes_back_to_clips_without_a_black_frame(real
     kinds = [(e[0], e[1]) for e in stats["sync"]["events"]]
     assert [k for k, _ in kinds] == ["enter", "leave"], kinds
     left = kinds[1][1]
-    assert stop < left <= stop + 3.0, f"left sync at {left:.2f} s, the song stopped at {stop} s"
+    # 18.9 s here: the next hop after SILENCE_SECONDS; a loaded machine may decide a hop later
+    assert stop + 6.0 <= left <= stop + SILENCE_SECONDS + 1.1, f"left sync at {left:.2f} s; the song stopped at {stop}"
     ends = [c for c in stats["cuts"] if c["reason"] == "sync end"]
     assert len(ends) == 1 and ends[0]["beat_offset"] == 0 and ends[0]["time"] - left < 1.5, ends
     frames = recorded(tmp_path / "show.mp4")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from test_fingerprint import MEDIA, SONGS, shares_content
 
-from livejpp.engine.sync import SyncEvent, SyncLock, SyncMode, SyncTracker
+from livejpp.engine.sync import HEARD_DOUBT_SECONDS, SILENCE_SECONDS, SyncEvent, SyncLock, SyncMode, SyncTracker
+from livejpp.features.audio import level_dbfs
 from livejpp.fingerprint import Match, MemoryHashStore, StreamMatcher, fingerprint
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
@@ -57,6 +58,7 @@ def in_the_room(name: str, start: float, seconds: float, factor: float = 1.0) ->
 class Hop:
     now: float  # stream time the hop's window ends at (the engine passes this as both now and window_end)
     match: Match | None
+    level_db: float  # the hop's own audio, RMS dBFS (the engine's hop_level_db)
 
 
 @cache
@@ -65,7 +67,7 @@ def hops_of(signal_key: tuple) -> tuple[Hop, ...]:
     matcher, signal, hops = StreamMatcher(store()), SIGNALS[signal_key](), []
     for start in range(0, len(signal), HOP):
         match = matcher.push(signal[start : start + HOP])
-        hops.append(Hop(matcher.seconds, match))
+        hops.append(Hop(matcher.seconds, match, level_dbfs(signal[start : start + HOP])))
     return tuple(hops)
 
 
@@ -78,7 +80,7 @@ class Run:
 def track(signal_key: tuple, mode: SyncMode = "auto") -> Run:
     tracker, run = SyncTracker(mode), Run([], [])
     for hop in hops_of(signal_key):
-        event = tracker.update(hop.match, hop.now, hop.now)
+        event = tracker.update(hop.match, hop.now, hop.now, level_db=hop.level_db)
         if event is not None:
             run.events.append(event)
         run.locks.append((hop.now, tracker.lock))
@@ -104,6 +106,28 @@ BEGIN = 3.3  # the streams start inside the songs (the Sintel trailer fades in f
 MIX_AT = 20.0  # the DJ mixes (a hard cut) at this stream time
 CUE_AT, CUE_TO = 12.0, 40.0  # the DJ jumps from 17 s into the song to a cue point at 40 s
 MUTE_AT, MUTE = 12.0, 6.0  # the DJ kills the sound for 6 s while the record plays on
+DROP_AT, DROP = 12.0, 3.5  # the DJ cuts to the other deck for 3.5 s and back
+
+
+QUIET = 4.5  # seconds of a passage 50 dB down (a break, a fade), 10 s after the stream starts
+STOP_AT = 12.0  # the song ends here, into the room's noise
+
+
+def quieted(name: str, start: float, seconds: float, factor: float, at: float, length: float) -> np.ndarray:
+    """A song in the room (as in_the_room) whose `length` s from stream time `at` are 50 dB down: only the
+    room's noise is heard there (10 dB under the song's power: 7-12 dB under a hop's median level)."""
+    signal = degrade.speed(excerpt(name, start, seconds), factor)
+    signal[int(at * AUDIO_RATE) : int((at + length) * AUDIO_RATE)] *= 10 ** (-50 / 20)
+    noisy = degrade.room_noise(signal, 10.0)
+    return degrade.codec_pass(noisy, "mp3")[: len(noisy)]
+
+
+def dropped_in(name: str, other: str) -> np.ndarray:
+    """The song with DROP seconds of `other` (not in the library) in its place from stream time DROP_AT: the DJ
+    cut to the other deck and back while the record played on."""
+    signal = excerpt(name, 5.0, 30.0).copy()
+    signal[int(DROP_AT * AUDIO_RATE) :][: int(DROP * AUDIO_RATE)] = excerpt(other, 10.0, DROP)
+    return degrade.room_noise(signal, 10.0)
 
 
 def muted(name: str) -> np.ndarray:
@@ -122,7 +146,12 @@ SIGNALS = {
     ("mix", VIBE, C64): lambda: np.concatenate([in_the_room(VIBE, 5.0, MIX_AT), in_the_room(C64, 3.0, 15.0)]),
     ("mix", VIBE, UNKNOWN): lambda: np.concatenate([in_the_room(VIBE, 5.0, MIX_AT), in_the_room(UNKNOWN, 0.0, 30.0)]),
     ("mute", VIBE): lambda: muted(VIBE),
+    ("drop-in", VIBE, UNKNOWN): lambda: dropped_in(VIBE, UNKNOWN),
     ("twice", "sintel_clip.mp4"): lambda: degrade.room_noise(song("sintel_clip.mp4"), 10.0),
+    ("quiet", VIBE, 1.0): lambda: quieted(VIBE, 5.0, 25.0, 1.0, 10.0, QUIET),
+    ("quiet", C64, 1.05): lambda: quieted(C64, 3.0, 25.0, 1.05, 10.0, QUIET),
+    ("quiet", REGGAE, 1.03): lambda: quieted(REGGAE, 0.0, 25.0, 1.03, 10.0, QUIET),
+    ("stop", VIBE): lambda: quieted(VIBE, 5.0, STOP_AT + 16.0, 1.0, STOP_AT, 16.0),
     ("cue", VIBE): lambda: np.concatenate([in_the_room(VIBE, 5.0, CUE_AT), in_the_room(VIBE, CUE_TO, 15.0)]),
 }
 
@@ -228,7 +257,7 @@ def test_mode_off_never_locks_and_turning_it_off_leaves():
         if i == 30:
             assert tracker.state == "locked"
             tracker.set_mode("off")
-        event = tracker.update(hop.match, hop.now, hop.now)
+        event = tracker.update(hop.match, hop.now, hop.now, level_db=hop.level_db)
         kinds += [event.kind] if event else []
         if i < 10:
             assert tracker.state == "off"
@@ -236,16 +265,29 @@ def test_mode_off_never_locks_and_turning_it_off_leaves():
 
 
 def test_mode_on_holds_the_lock_through_doubt_that_auto_leaves():
-    """The DJ kills the sound for 6 s while the record plays on: ~3 s without a confident hop. 'auto' lets go
-    and locks again when the music is back; 'on' keeps the lock, and the picture is still on the song."""
+    """The DJ cuts to the other deck for 3.5 s (music that is not in the library) while the record plays on:
+    other music is heard, so 'auto' lets go and locks again when the song is back; 'on' keeps the lock, and
+    the picture is still on the song."""
+    key = ("drop-in", VIBE, UNKNOWN)
+    auto, on = track(key, "auto"), track(key, "on")
+    assert [e.kind for e in auto.events] == ["enter", "leave", "enter"], auto.events
+    assert DROP_AT < auto.events[1].at <= DROP_AT + 3.0, auto.events[1]
+    assert [e.kind for e in on.events] == ["enter"], on.events
+    assert errors(on, lambda t: 5.0 + t, VIBE, on.events[0].at).max() <= 3 * FRAME
+
+
+def test_a_muted_record_keeps_the_lock_in_both_modes():
+    """The DJ kills the sound for 6 s while the record plays on: ~3 s without a confident hop, but only the
+    room is heard, no other music: 'auto' keeps the lock as 'on' does (it left and locked again 3.5 s later),
+    and the picture is on the song when the sound is back."""
     key = ("mute", VIBE)
     seen = [h.now for h in hops_of(key) if h.match and h.match.confident and NAMES[h.match.video] == VIBE]
     gap = max(np.diff(seen))
     assert 2.5 <= gap <= 3.5, f"premise: the longest doubt is {gap:.2f} s"
-    auto, on = track(key, "auto"), track(key, "on")
-    assert [e.kind for e in auto.events] == ["enter", "leave", "enter"], auto.events
-    assert [e.kind for e in on.events] == ["enter"], on.events
-    assert errors(on, lambda t: 5.0 + t, VIBE, on.events[0].at).max() <= 3 * FRAME
+    for mode in ("auto", "on"):
+        run = track(key, mode)
+        assert [e.kind for e in run.events] == ["enter"], f"{mode}: {run.events}"
+        assert errors(run, lambda t: 5.0 + t, VIBE, run.events[0].at).max() <= 3 * FRAME
 
 
 def test_a_cue_jump_in_the_song_moves_the_lock_there():
@@ -258,3 +300,33 @@ def test_a_cue_jump_in_the_song_moves_the_lock_there():
     moved = run.events[1]
     assert CUE_AT + 3.0 <= moved.at <= CUE_AT + 7.5, moved
     assert errors(run, lambda t: CUE_TO + t - CUE_AT, VIBE, moved.at).max() <= FRAME
+
+
+@pytest.mark.parametrize(("name", "start", "factor"), [(VIBE, 5.0, 1.0), (C64, 3.0, 1.05), (REGGAE, 0.0, 1.03)])
+def test_a_quiet_passage_inside_the_song_keeps_the_lock_and_the_picture_in_sync(name, start, factor):
+    """4.5 s of the song 50 dB down (a break, a fade: only the room's noise is heard): silence is no sign that
+    the DJ changed the song, so the film plays on through it, one lock, no cut away and back, and from the
+    lock to the end (the quiet passage and after it) the picture is on the song's position."""
+    key = ("quiet", name, factor)
+    unheard = max(h.now - h.match.heard_until for h in hops_of(key) if h.match and NAMES[h.match.video] == name)
+    assert unheard >= HEARD_DOUBT_SECONDS["auto"] + 0.5, f"premise: nothing of the song heard for {unheard:.2f} s"
+    run = track(key)
+    assert [e.kind for e in run.events] == ["enter"], f"{name}: {run.events}"
+    assert run.events[0].at <= 5.0, run.events[0]
+    error = errors(run, lambda t: start + t * factor, name, run.events[0].at)
+    assert error.max() <= 3 * FRAME, f"{name}: picture {error.max():.3f} s off the song"
+    after = errors(run, lambda t: start + t * factor, name, 10.0 + QUIET + 2.0)
+    assert float(np.percentile(after, 95)) <= FRAME, f"{name}: after the quiet passage, p95 {np.percentile(after, 95)}"
+
+
+def test_a_song_that_stops_into_silence_leaves_once_the_silence_is_long():
+    """Vibe Ace stops at 12 s and only the room is heard: the lock holds through what could be a quiet passage,
+    then lets go once nothing of the song has been heard for SILENCE_SECONDS (the song ended), and nothing
+    locks again in the room's noise."""
+    key = ("stop", VIBE)
+    run = track(key)
+    assert [e.kind for e in run.events] == ["enter", "leave"], run.events
+    last_heard = max(h.match.heard_until for h in confident_hops(key, VIBE))
+    left = run.events[1].at
+    assert QUIET + 1.0 <= left - STOP_AT, f"left {left - STOP_AT:.2f} s after the song stopped: a break would cut"
+    assert left - last_heard <= SILENCE_SECONDS + 0.55, f"left {left - last_heard:.2f} s after the song was last heard"

@@ -36,6 +36,7 @@ from synth import write_audio  # noqa: E402
 
 from livejpp.engine import sync  # noqa: E402
 from livejpp.engine.sync import SyncTracker  # noqa: E402
+from livejpp.features.audio import level_dbfs  # noqa: E402
 from livejpp.fingerprint import MemoryHashStore, StreamMatcher, fingerprint  # noqa: E402
 from livejpp.media.decode import AUDIO_RATE, read_audio_file  # noqa: E402
 
@@ -166,8 +167,9 @@ def track(store: MemoryHashStore, signal: np.ndarray, on_hop=None) -> list:
     """The show's sync tracker over a stream matcher fed 0.5 s hops: its events (and on_hop(now, lock))."""
     matcher, tracker, events = StreamMatcher(store), SyncTracker("auto"), []
     for start in range(0, len(signal), HOP):
-        match = matcher.push(signal[start : start + HOP])
-        event = tracker.update(match, matcher.seconds, matcher.seconds)
+        hop = signal[start : start + HOP]
+        match = matcher.push(hop)
+        event = tracker.update(match, matcher.seconds, matcher.seconds, level_db=level_dbfs(hop))
         if event is not None:
             events.append(event)
         if on_hop is not None:

@@ -27,7 +27,7 @@ from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
 from livejpp.engine.trackers import DEFAULT_TRACKER
 from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
-from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser
+from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser, level_dbfs
 from livejpp.fingerprint import Match, MemoryHashStore, StreamMatcher
 from livejpp.library.store import ClipTable, LibraryStore
 from livejpp.media.decode import AUDIO_RATE
@@ -140,6 +140,8 @@ class Engine:
         self._unmatched: list[np.ndarray] = []
         self.heard: Match | None = None  # the newest match, confident or not (the sync tracker weighs weak ones)
         self.match_time = 0.0  # the engine time its window ends at
+        # the newest hop's own audio, RMS dBFS: the sync tracker tells a quiet passage from other music by it
+        self.hop_level_db = -np.inf
 
     def warm_up(self) -> None:
         """One embedding and one search of silence: onnxruntime and hnswlib allocate on their first
@@ -232,6 +234,8 @@ class Engine:
         started = time.perf_counter()
         seconds = min(self.window, int(now))
         level, hearing, change = -np.inf, False, None
+        end = int(round(now * AUDIO_RATE))
+        self.hop_level_db = level_dbfs(self.analyser.samples(end - int(round(self.settings.hop * AUDIO_RATE)), end))
         if seconds >= 1:
             rows = self.analyser.rows(now - seconds, seconds)
             level = float(rows[:, LOUDNESS].max())

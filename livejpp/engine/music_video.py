@@ -93,7 +93,8 @@ def analyse(
         hops = len(engine.hops)
         engine.push(samples[start : start + block])
         for _ in engine.hops[hops:]:  # one per block: the match is the newest hop's
-            event = tracker.update(engine.heard, engine.match_time, engine.match_time)  # weak matches count too
+            # weak matches count too; the hop's level tells a quiet passage of the song from other music
+            event = tracker.update(engine.heard, engine.match_time, engine.match_time, level_db=engine.hop_level_db)
             run.events += [event] if event else []
             run.locks.append((engine.match_time, tracker.lock))
     return engine, duration, run

@@ -22,7 +22,12 @@ line fitted over many hops, never one hop (issue 12, sync12-design.md §4.3):
   song (its older votes still outweigh the rest), so counting hops alone left it 5.9 s after the mix; or
   another video entering as above, which then replaces the lock ("enter"). In every mode, a run of hops
   whose newest voting audio is HEARD_DOUBT_SECONDS["auto"] old does not enter: the window remembers a song
-  that stopped.
+  that stopped;
+- quiet is no doubt: a hop QUIET_DB under the song's level (the median of the last LEVEL_SECONDS of hops that
+  were not quiet) or under SILENCE_DBFS hears only the room, and its time does not count towards either rule
+  above. A break, a fade or a quiet tail inside the song would otherwise cut away and back (a 4.5 s passage
+  50 dB down left 2.9 s into it), and nothing but other music says the DJ changed the song. A song that has not
+  been heard for SILENCE_SECONDS, quiet or not, has stopped: the lock leaves.
 
 Pure logic, no clock of its own: the caller passes the show time of each hop, and schedules the cuts
 (on the next beat) that the events ask for.
@@ -36,6 +41,7 @@ from typing import Literal
 
 import numpy as np
 
+from livejpp.features.audio import SILENCE_DBFS
 from livejpp.fingerprint.match import MAX_SPEED_CHANGE, MIN_VOTES, Match
 
 SyncMode = Literal["auto", "on", "off"]
@@ -54,6 +60,21 @@ DOUBT_SECONDS: dict[SyncMode, float] = {"auto": 2.0, "on": 4.0, "off": 0.0}
 # still is: its newest voting landmark lags the hop by up to 2.2 s while a song plays in a 10 dB room
 # (the 10 test streams of tests/test_sync_machine.py), so 3 s leaves a margin; "on" holds through doubt.
 HEARD_DOUBT_SECONDS: dict[SyncMode, float] = {"auto": 3.0}
+# A hop this far under the song's level is the room, not music: with 10 dB of room noise (the tests' and the
+# bench's) a passage 50 dB down is 10-13 dB under the median hop (Vibe Ace, C64, ReggaeTry, through an mp3
+# pass), while the songs' own hops fall 6 dB under it in 3-7 of 60-120 (their own quiet moments, which then
+# pause the doubt clocks by a hop each, no more). Big Buck Bunny is too dynamic for a 10 dB room: its median
+# hop is 1.5 dB over the noise, so a quiet passage in it still counts as doubt there.
+QUIET_DB = 6.0
+# A quiet run counts only once it lasts this long: a song the DJ mixes into may open with a quiet second
+# (fof_muldjord's first second is 10 dB under Vibe Ace's level), and a leave 2.9 s after a hard mix must
+# not wait for it; the quiet passages that matter last over 2.5 s (shorter ones never reach the doubts).
+QUIET_MIN_SECONDS = 1.5
+LEVEL_SECONDS = 20.0  # the song's level: the median of this many seconds of hops that were not quiet
+# Nothing of the song heard for this long, quiet or not: it has stopped. A passage 50 dB down leaves the song
+# unheard for its length + 0.5-0.8 s (4.5 s: 5.0-5.3 s in the three songs of tests/test_sync_machine.py), so a
+# break of up to ~9 s (4 bars at 108 BPM) keeps the lock, and a song that ends leaves 10 s after its last note.
+SILENCE_SECONDS = 10.0
 HOP_JITTER = 0.05  # hops end on whole STFT frames: 0.49-0.51 s apart, so "2 s" is 4 hops, give or take a frame
 
 
@@ -129,6 +150,11 @@ class SyncTracker:
         self._run: list[_Sighting] = []  # consecutive consistent hops off the lock's line
         self._last_seen = 0.0  # show time of the locked video's last confident hop, or weak one on the line
         self._last_heard = 0.0  # show time of the newest audio that voted for one (the window outlives the song)
+        self._levels: deque[tuple[float, float]] = deque()  # (show time, dBFS) of the recent hops that were not quiet
+        self._quiet: deque[tuple[float, float]] = deque()  # (show time, seconds) of the recent quiet hops
+        self._quiet_run: list[tuple[float, float]] = []  # the current run of quiet hops, until it counts
+        self._in_quiet = False  # the current run of quiet hops lasts QUIET_MIN_SECONDS: each quiet hop counts
+        self._last_hop: float | None = None  # show time of the previous update
 
     @property
     def state(self) -> SyncState:
@@ -144,9 +170,11 @@ class SyncTracker:
         """Takes effect at the next update: turning sync off while locked leaves there (a 'leave' event)."""
         self.mode = mode
 
-    def update(self, match: Match | None, now: float, window_end: float) -> SyncEvent | None:
+    def update(self, match: Match | None, now: float, window_end: float, *, level_db: float) -> SyncEvent | None:
         """One hop: `match` is the matcher's answer for the window ending at stream time `window_end`
-        (StreamMatcher.seconds), `now` the show time at which that audio was heard."""
+        (StreamMatcher.seconds), `now` the show time at which that audio was heard, `level_db` the RMS level of
+        the hop's own audio (dBFS: Engine.hop_level_db)."""
+        self._hear_level(level_db, now)
         if self.mode == "off":
             self._run = []
             return self._leave(now) if self._lock is not None else None
@@ -182,11 +210,37 @@ class SyncTracker:
             return self._enter("move", now)
         return self._leave(now) if self._doubted(now) else None
 
+    def _hear_level(self, level_db: float, now: float) -> None:
+        """Whether this hop heard only the room (see QUIET_DB): its time is kept apart from the doubt clocks."""
+        hop = 0.0 if self._last_hop is None else max(0.0, now - self._last_hop)
+        self._last_hop = now
+        while self._levels and self._levels[0][0] < now - LEVEL_SECONDS:
+            self._levels.popleft()
+        while self._quiet and self._quiet[0][0] < now - SILENCE_SECONDS - 1.0:  # older than any doubt clock
+            self._quiet.popleft()
+        song_db = float(np.median([db for _, db in self._levels])) if self._levels else -np.inf
+        if level_db > SILENCE_DBFS and level_db > song_db - QUIET_DB:
+            self._levels.append((now, level_db))
+            self._quiet_run, self._in_quiet = [], False
+        elif self._in_quiet:
+            self._quiet.append((now, hop))
+        else:
+            self._quiet_run.append((now, hop))
+            if sum(seconds for _, seconds in self._quiet_run) >= QUIET_MIN_SECONDS - HOP_JITTER:
+                self._quiet.extend(self._quiet_run)
+                self._quiet_run, self._in_quiet = [], True
+
+    def _loud_since(self, since: float, now: float) -> float:
+        """Seconds from `since` to `now` that were not quiet (a hop's time is the audio it ends)."""
+        return now - since - sum(seconds for t, seconds in self._quiet if t > since)
+
     def _doubted(self, now: float) -> bool:
-        unheard = HEARD_DOUBT_SECONDS.get(self.mode)
-        if unheard is not None and now - self._last_heard >= unheard:
+        if now - self._last_heard >= SILENCE_SECONDS - HOP_JITTER:  # quiet or not: the song has stopped
             return True
-        return now - self._last_seen >= DOUBT_SECONDS[self.mode] - HOP_JITTER
+        unheard = HEARD_DOUBT_SECONDS.get(self.mode)
+        if unheard is not None and self._loud_since(self._last_heard, now) >= unheard:
+            return True
+        return self._loud_since(self._last_seen, now) >= DOUBT_SECONDS[self.mode] - HOP_JITTER
 
     def _run_enters(self) -> bool:
         """Enough consistent hops, the newest confident and still hearing the song (after a mix out, the window
