@@ -1,0 +1,92 @@
+"""`python tools/downbeat_cues.py DIR [DIR ...]`: how well each source of downbeat evidence finds the bar's
+one when the beats are known exactly (the .beats files of a truth set, tools/beats_data.py).
+
+Per song, every true beat is summarised as the live bar counter does (engine/bar_counter.py) and a meter
+(engine/meter.py) is stepped over it, fed either with the music's own cues (`BarCues`: changes of harmony and
+sound across the beat, the kick on it) or with BeatNet's downbeat share (its P(downbeat) over its P(beat)
+within ±2 frames, as the bar tracker used it before). Scored: the share of beats, once the meter has
+published a bar, on which it counts the beat's place in the bar as the truth does (a wrong bar scores 0).
+This separates the bar from the beat: the bench (tools/bench.py beats) scores both together, through the
+tracker's own beats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from beats_truth import load_beats  # noqa: E402
+from bench import table  # noqa: E402
+
+from livejpp.engine.bar_counter import _summary  # noqa: E402
+from livejpp.engine.meter import AFTER, BarCues, Meter  # noqa: E402
+from livejpp.features.audio import AudioAnalyser  # noqa: E402
+from livejpp.features.beatnet import BeatNetActivation  # noqa: E402
+from livejpp.media.decode import AUDIO_RATE, read_audio_file  # noqa: E402
+
+SECONDS = 180.0  # of each song
+
+
+def score(song: Path, beats: Path) -> tuple[int, float, float]:
+    """(beats scored, % right with the music's cues, % right with BeatNet's downbeat share); NaN: none scored."""
+    truth = load_beats(beats)
+    samples = read_audio_file(song)[: int(SECONDS * AUDIO_RATE)]
+    analyser = AudioAnalyser(keep_seconds=None)
+    analyser.push(samples)
+    analyser.finish()
+    acts = BeatNetActivation().advance(analyser)
+    frame_times = (acts.first + np.arange(len(acts.beat))) / acts.fps + BeatNetActivation.lag
+    times, positions = truth.times, truth.positions
+    keep = times < len(samples) / AUDIO_RATE - 1.0
+    times, positions = times[keep], positions[keep]
+    cues, by_cues, by_beatnet = BarCues(), Meter(), Meter()
+    right: dict[str, list[bool]] = {"cues": [], "beatnet": []}
+    for i in range(len(times) - 1):
+        summary = _summary(analyser, float(times[i]), float(times[i + 1] - times[i]))
+        judged = cues.add(*summary) if summary is not None else None
+        if judged is not None:
+            j = i - (AFTER - 1)  # the beat the cues judge
+            by_cues.observe(judged)
+            if by_cues.known:
+                right["cues"].append(by_cues.position == positions[j] - 1)
+        near = np.abs(frame_times - times[i]) <= 2 / acts.fps
+        total = float(acts.beat[near].sum())
+        share = float(acts.down[near].sum()) / total if total > 1e-6 else 0.5
+        by_beatnet.observe({3: share, 4: share})
+        if by_beatnet.known:
+            right["beatnet"].append(by_beatnet.position == positions[i] - 1)
+
+    def percent(values: list[bool]) -> float:
+        return 100.0 * float(np.mean(values)) if values else float("nan")
+
+    return len(right["cues"]), percent(right["cues"]), percent(right["beatnet"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sets", nargs="+", type=Path, help="folders of songs with their .beats")
+    args = parser.parse_args()
+    for folder in args.sets:
+        rows, cues_all, beatnet_all = [], [], []
+        for beats in sorted(folder.glob("*.beats")):
+            song = next((p for p in beats.parent.glob(beats.stem + ".*") if p.suffix in (".ogg", ".flac")), None)
+            if song is None:
+                continue
+            n, cues, beatnet = score(song, beats)
+            cues_all.append(cues)
+            beatnet_all.append(beatnet)
+            rows.append([beats.stem, str(n), f"{cues:.0f}", f"{beatnet:.0f}"])
+        rows.append([f"mean of {len(rows)} songs", "", f"{np.nanmean(cues_all):.0f}", f"{np.nanmean(beatnet_all):.0f}"])
+        print(f"\n{folder}: beats whose place in the bar the meter counts as the truth does, %")
+        print(table(["song", "beats", "music's cues", "BeatNet downbeat"], rows))
+
+
+if __name__ == "__main__":
+    main()
