@@ -13,7 +13,7 @@ import pytest
 from synth import beat_times, groove
 
 from livejpp.engine.activation import Activations
-from livejpp.engine.trackers import make_tracker
+from livejpp.engine.trackers import TodayTracker, make_tracker
 from livejpp.features.audio import AudioAnalyser
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
@@ -257,15 +257,15 @@ def test_registry_names_the_tracker_after_its_source():
 
 
 class PulseSource:
-    """An ActivationSource (as BeatNet's) with a `down` activation: beats at 140 BPM, every third marked as
+    """An ActivationSource (as BeatNet's) with a `down` activation: beats at `bpm`, every third marked as
     a downbeat (a 3/4 bar). It follows the audio clock of the analyser it is given."""
 
     fps = 50.0
     name = "pulses"
 
-    def __init__(self) -> None:
+    def __init__(self, bpm: float = 140.0) -> None:
         self.next = 0
-        self.period = 60.0 / 140.0
+        self.period = 60.0 / bpm
 
     def advance(self, analyser: AudioAnalyser) -> Activations | None:
         last = int(analyser.samples_in / AUDIO_RATE * self.fps)
@@ -302,6 +302,26 @@ def test_the_bar_comes_from_the_music_not_from_a_learned_downbeat_activation():
     assert est.beats_per_bar == 4, "the bar follows the learned downbeats (3/4), not the music (4/4)"
     bar = 4 * period
     assert abs((est.bar_anchor + bar / 2) % bar - bar / 2) < 0.02  # on the music's ones (the first beat is one)
+
+
+def test_auto_counts_the_bars_on_the_pulse_it_follows_when_the_learned_grid_hears_other_beats():
+    """The learned activation hears another tempo (as BeatNet does on some music): "auto" follows the
+    pulse the music bears out, and its bars start where the music's harmony and bass mark the one, not
+    on the first beat the pulse found (the song starts on the bar's second beat here)."""
+    from livejpp.engine.bar_tracker import BarTracker
+    from livejpp.engine.ensemble import EnsembleTracker
+
+    seconds = 30.0
+    audio = groove(beat_times(120, seconds + 0.5), seconds + 0.5)[int(0.5 * AUDIO_RATE) :]  # ones at 1.5, 3.5, ...
+    tracker = EnsembleTracker(bar=BarTracker(PulseSource(bpm=170.0)), pulse=TodayTracker())
+    analyser = AudioAnalyser(keep_seconds=20)
+    for i in range(0, len(audio), 11025):
+        analyser.push(audio[i : i + 11025])
+        tracker.advance(analyser)
+        est = tracker.estimate(analyser.samples_in / AUDIO_RATE)
+    assert tracker.following is tracker.pulse
+    assert abs(est.period - 0.5) < 0.01 and est.beats_per_bar == 4
+    assert abs((est.bar_anchor - 1.5 + 1.0) % 2.0 - 1.0) < 0.05, f"a one at {est.bar_anchor:.2f} s, not 1.5 + 2k"
 
 
 @pytest.mark.parametrize(
