@@ -289,3 +289,25 @@ def test_stats_into_a_folder_that_is_not_there_is_one_line_before_the_show(lib, 
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert f"--stats {stats}: cannot write there" in run.stderr
     assert "show over" not in run.stdout  # refused before the show, not after 30 s of it
+
+
+def test_with_nothing_heard_next_plays_a_seeded_sample_of_a_large_library(lib, monkeypatch):
+    """With nothing heard the show plays from a seeded sample of at most FALLBACK_CLIPS clips (the order of
+    a whole million-clip library took a second to build and held a million entries): `next` stays within
+    it, and the same seed gives the same sample."""
+    import livejpp.engine.live as live
+    from livejpp.audio_io import DeviceSource
+
+    monkeypatch.setattr(live, "FALLBACK_CLIPS", 3)
+    played = []
+    for _ in range(2):
+        show = live.LiveShow(lib, DeviceSource("no such device"), size=(320, 180))
+        assert len(show.engine.records) > 3
+        show.start()
+        try:
+            layers = [show.next_clip() for _ in range(8)]
+        finally:
+            show.stop()
+        played.append({layer.cut.clip for layer in layers if layer is not None})
+    assert 2 <= len(played[0]) <= 3, played
+    assert played[0] == played[1]
