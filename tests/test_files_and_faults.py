@@ -249,6 +249,21 @@ def test_render_skips_a_missing_clip_file_and_finishes(render_library, tmp_path)
         assert c.streams.video[0].frames == 120
 
 
+def test_render_with_every_clip_file_gone_says_so_and_writes_nothing(render_library, tmp_path):
+    """Clip files are checked when the music first makes them candidates (a million-clip library is not
+    checked whole before the first cut); when none of them is there, one line says so and no video is left."""
+    song, _, copy, _ = first_clip_of_a_render(render_library, tmp_path)
+    with sqlite3.connect(copy / "library.sqlite") as db:
+        for (playback,) in db.execute("SELECT playback FROM clips"):
+            (copy / playback).unlink(missing_ok=True)
+    second = render_cli(song, copy, tmp_path / "second.mp4")
+    assert second.returncode != 0
+    said = f"livejpp: error: {copy}: every clip file the music chose is missing; nothing to show"
+    assert second.stderr.splitlines()[-1] == said
+    assert all("clip file is missing" in line for line in second.stderr.splitlines()[:-1]), second.stderr
+    assert "Traceback" not in second.stderr and not (tmp_path / "second.mp4").exists()
+
+
 def test_render_holds_a_picture_over_a_clip_file_that_is_damaged(render_library, tmp_path):
     song, cuts, copy, playback = first_clip_of_a_render(render_library, tmp_path)
     (copy / playback).write_bytes(b"\x00not a video" * 100)  # there, but damaged: found only when it is decoded

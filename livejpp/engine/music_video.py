@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def analyse(
     duration = len(samples) / AUDIO_RATE
     engine = Engine(library, model, settings)
     _layer_clips(engine, layers)
-    _leave_out_missing_clips(engine)
+    engine.selector.check = _clip_file_check(engine)
     if duration < engine.window:
         raise RenderError(f"{song}: {duration:.1f} s long; a song needs at least one {engine.window} s window")
     if is_silent(samples):
@@ -97,6 +98,8 @@ def analyse(
             event = tracker.update(engine.heard, engine.match_time, engine.match_time, level_db=engine.hop_level_db)
             run.events += [event] if event else []
             run.locks.append((engine.match_time, tracker.lock))
+    if not engine.cuts and engine.selector.broken:
+        raise RenderError(f"{engine.library}: every clip file the music chose is missing; nothing to show")
     return engine, duration, run
 
 
@@ -107,18 +110,18 @@ def _in_sync(engine: Engine, cuts: list[Cut], run: SyncRun, duration: float) -> 
     return with_sync(cuts, spans, clips_of, duration)
 
 
-def _leave_out_missing_clips(engine: Engine) -> None:
-    """A clip whose file is gone is not chosen (the next candidates are): one line each, the render goes on."""
-    missing = set()
-    for clip_id, record in engine.records.items():
-        path = record.pictures(engine.library)[0]
-        if not os.path.isfile(path):
-            log.warning("%s: clip file is missing; using the next candidates", path)
-            missing.add(clip_id)
-    if missing:
-        if len(missing) == len(engine.records):
-            raise RenderError(f"{engine.library}: every clip file is missing; nothing to show")
-        engine.restrict(set(engine.records) - missing)
+def _clip_file_check(engine: Engine) -> Callable[[int], bool]:
+    """Whether a clip's file is there, asked when the clip is first a candidate: a clip whose file is gone
+    is not chosen (the next candidates are), with one line each, and the render goes on."""
+
+    def present(clip_id: int) -> bool:
+        path = engine.records[clip_id].pictures(engine.library)[0]
+        if os.path.isfile(path):
+            return True
+        log.warning("%s: clip file is missing; using the next candidates", path)
+        return False
+
+    return present
 
 
 def _layer_specs(texts: list[str] | tuple[str, ...]) -> list[LayerSpec]:

@@ -9,6 +9,7 @@ and seed give the same cuts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -64,6 +65,10 @@ class Selector:
         self.held = False
         self.synced = False  # the show plays the song's own video in sync (live.py): no content cuts, hold kept
         self.broken: set[int] = set()  # clips whose files cannot play (missing, damaged): never chosen
+        #: asked once per clip the first time it is a candidate; False marks it broken (a render: its file is
+        #: gone). Lazily, so a library of a million clips is not checked whole before the first cut.
+        self.check: Callable[[int], bool] | None = None
+        self._checked: set[int] = set()
 
     def _due(self, time: float, beat: int, period: float, per_bar: int, grid: bool) -> str | None:
         s = self.settings
@@ -132,7 +137,7 @@ class Selector:
         ahead, so whichever is drawn shows on the first frame."""
         s = self.settings
         current = self.current.clip if self.current else None
-        playable = [(c, d) for c, d in neighbours if c != current and c in self.clips and c not in self.broken]
+        playable = [(c, d) for c, d in neighbours if c != current and c in self.clips and self._playable(c)]
         fresh = [(c, d) for c, d in playable if time - self.last_shown.get(c, -1e9) >= s.no_repeat_seconds]
         if not fresh:  # everything was shown lately: the one seen longest ago
             others = playable
@@ -145,6 +150,16 @@ class Selector:
                 fresh, key=lambda cd: cd[1] - (s.stay_with_video if self.clips[cd[0]].video_id == video else 0)
             )
         return fresh[: max(1, s.choices)]
+
+    def _playable(self, clip: int) -> bool:
+        if clip in self.broken:
+            return False
+        if self.check is not None and clip not in self._checked:
+            self._checked.add(clip)
+            if not self.check(clip):
+                self.broken.add(clip)
+                return False
+        return True
 
     def _choose(self, time: float, neighbours: list[tuple[int, float]]) -> tuple[int, float] | None:
         top = self.candidates(time, neighbours)
