@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,10 +36,22 @@ class BarCounter:
         #: they started (a click track never says)
         self._provisional: float | None = None
         self._counted_beats = 0
+        #: ... or, where the source has a learned downbeat activation, the bar it suggests: worse than the music's
+        #: cues once they speak (tools/downbeat_cues.py), better than a guess before they do (a bar or two in)
+        self.learned = Meter()
+        self._learned_beat: float | None = None
 
-    def count(self, analyser: AudioAnalyser, period: float, anchor: float, heard: float) -> None:
+    def count(
+        self,
+        analyser: AudioAnalyser,
+        period: float,
+        anchor: float,
+        heard: float,
+        learned: Callable[[float], float | None] | None = None,
+    ) -> None:
         """Summarise each beat of the grid (`period`, `anchor`) heard whole by `heard` (seconds, and no later
-        than the analyser's frames reach), and step the meter over each beat the cues judge."""
+        than the analyser's frames reach), and step the meter over each beat the cues judge. `learned(beat)`:
+        a learned activation's downbeat share on the beat (None: it has none there)."""
         first, kept = analyser.frames_since("chroma", 0)
         heard = min(heard, (first + len(kept)) / FRAME_RATE)
         counted = self._counted
@@ -48,6 +61,10 @@ class BarCounter:
             if self._counted_beats % self.meter.beats_per_bar == 0:
                 self._provisional = beat
             self._counted_beats += 1
+            share = learned(beat) if learned is not None else None
+            if share is not None:
+                self.learned.observe({3: share, 4: share})
+                self._learned_beat = beat
             summary = _summary(analyser, beat, period)
             if summary is None:  # before the stream, or forgotten: the bar cues start again after it
                 self.cues.restart()
@@ -62,10 +79,12 @@ class BarCounter:
 
     def bar_anchor(self, period: float, anchor: float) -> float | None:
         """A downbeat on the grid (`period`, `anchor`): the beat the meter saw last, moved onto the grid,
-        minus its place in the bar; until the music says where the bar starts, a provisional one that stays
-        put. None before any beat was counted."""
+        minus its place in the bar; until the music says where the bar starts, the learned activation's bar,
+        or a provisional one that stays put. None before any beat was counted."""
         if self.known:
             beat, position = self._beat, self.meter.position
+        elif self._learned_beat is not None and self.learned.known:
+            beat, position = self._learned_beat, self.learned.position
         elif self._provisional is not None:
             beat, position = self._provisional, 0
         else:
@@ -79,6 +98,9 @@ class BarCounter:
 
     @property
     def beats_per_bar(self) -> int:
+        """The meter of the bar `bar_anchor` counts."""
+        if not self.known and self._learned_beat is not None and self.learned.known:
+            return self.learned.beats_per_bar
         return self.meter.beats_per_bar
 
     def resync(self, downbeat: float, period: float, anchor: float) -> None:

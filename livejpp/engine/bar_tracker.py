@@ -59,7 +59,7 @@ class BarTracker:
         self.grid = Grid(self.fps)
         self.bars = BarCounter()
         keep = int(CONTRAST_SECONDS * self.fps)
-        self._recent: deque[tuple[int, float]] = deque(maxlen=keep)  # (frame, beat activation)
+        self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
         self._analyser: AudioAnalyser | None = None
         self._judged_since: float | None = None  # the grid's stable_since when its judging began
         self._grids: deque[tuple[float | None, float]] = deque(maxlen=int(PREDICT_SECONDS * self.fps) + 1)
@@ -70,7 +70,9 @@ class BarTracker:
         acts = self.source.advance(analyser)
         if acts is None or len(acts.beat) == 0:
             return
-        for i, a in enumerate(acts.beat.tolist()):
+        down = acts.down.tolist() if acts.down is not None else [math.nan] * len(acts.beat)
+        learned = self._down_share if acts.down is not None else None
+        for i, (a, d) in enumerate(zip(acts.beat.tolist(), down, strict=True)):
             frame = acts.first + i
             t = frame / acts.fps + self.lag
             informative = self.pointer.gate(a)
@@ -80,12 +82,12 @@ class BarTracker:
                     self.pointer.seed(((t - g.anchor) / g.period) % 1.0, g.period * self.fps)
             self._judge(t, a)
             self.grid.update(t, self.pointer.step(a, informative), self.pointer)
-            self._recent.append((frame, a))
+            self._recent.append((frame, a, d))
             if self.grid.informed_at is not None and t - self.grid.informed_at > FORGET_SECONDS:
                 self._forget()
             elif self.grid.period is not None and self.grid.informed_at is not None:
                 # frame by frame, so that the block sizes the audio came in make no difference
-                self.bars.count(analyser, self.grid.period, self.grid.anchor, frame / acts.fps)
+                self.bars.count(analyser, self.grid.period, self.grid.anchor, frame / acts.fps, learned)
 
     def _judge(self, t: float, a: float) -> None:
         """Note whether the frame at `t` (activation `a`) falls on a beat of the grid as it stood
@@ -100,6 +102,12 @@ class BarTracker:
         if period is None or len(self._grids) < (self._grids.maxlen or 0):  # not yet PREDICT_SECONDS old
             return
         self._predicted.append((a, float(on_beats(t, period, anchor, DOWN_FRAMES / self.fps))))
+
+    def _down_share(self, beat: float) -> float | None:
+        """The learned downbeat activation's share of the beat activation within ± DOWN_FRAMES of `beat`."""
+        near = [(a, d) for f, a, d in self._recent if abs(f / self.fps + self.lag - beat) <= DOWN_FRAMES / self.fps]
+        total = sum(a for a, _ in near)
+        return sum(d for _, d in near) / total if total > 1e-6 else None
 
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
@@ -123,7 +131,7 @@ class BarTracker:
         activation. Not biased: that grid was not fitted to this activation."""
         if len(self._recent) < self.fps or period <= 0:
             return 0.0
-        frames, acts = np.array(self._recent).T
+        frames, acts, _ = np.array(self._recent).T
         return _ratio(acts, on_beats(frames / self.fps + self.lag, period, anchor, DOWN_FRAMES / self.fps), 1e-6)
 
     def onset_contrast(self, now: float) -> float:
