@@ -896,11 +896,18 @@ class LiveShow:
         """time.monotonic() when the show started: show time 0."""
         return self._t0
 
-    def clock_sync(self, period: float, beat_at: float) -> None:
-        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock: a beat in the room, as
-        the sending app plays it; on the audio clock it falls where the room's sound is heard)."""
+    def clock_sync(self, period: float, at: float, bar_beat: float | None = None, source: str = "midi") -> None:
+        """An external clock (MIDI clock, Link: `source`) at show time `at`, its beats `period` seconds
+        apart: `at` is a beat, or, with `bar_beat`, that far into its bar (1: the one). Its times are
+        the room's, as the sending app plays them; on the audio clock they fall where the room's sound
+        is heard."""
         with self.engine_lock:
-            self.engine.clock.external(period, self.latency.heard(beat_at))
+            heard = self.latency.heard(at)
+            if bar_beat is None:
+                self.engine.clock.external(period, heard, source=source)
+            else:
+                one = heard - (bar_beat - 1.0) * period  # the bar's first beat: a beat on the grid too
+                self.engine.clock.external(period, one, one, source=source)
             self.engine.publish_clock()
 
     def follow(self) -> None:
