@@ -303,11 +303,19 @@ class LiveShow:
         hop = self.engine.settings.hop
         self._keep_going("analysis", self._analyse_once, min(hop / 4, 0.02))  # audio reaches the engine in 20 ms
 
+    def _step_link(self) -> None:
+        """Follow the Link session, through the command bus (without the engine lock: the bus takes
+        its own lock, then the engine's; taken the other way round, a control could deadlock it), or
+        publish the clock to the session (read under the engine lock)."""
+        if self.link.following:
+            self.link.step(self.engine.clock_state, self.latency, self.show_time())
+            return
+        with self.engine_lock:
+            self.link.step(self.engine.clock, self.latency, self.show_time())
+
     def _analyse_once(self) -> None:
         if self.link is not None:
-            with self.engine_lock:
-                self.link.step(self.engine.clock, self.latency, self.show_time())
-                self.engine.publish_clock()
+            self._step_link()
         if self._clicks is not None:  # the clicks follow the latencies as they are measured
             self._clicks.beat_at = self._room_beat()
         samples, arrival = self.source.read()
