@@ -669,13 +669,29 @@ def test_midi_clock_beats_go_through_the_bus_and_its_log_keeps_the_tempo_changes
     assert show.engine.clock_state.bpm == pytest.approx(100)
     clocks = [e for e in bus.events if e.command == "clock"]
     assert [e.origin for e in clocks] == ["midi"] * len(clocks)
-    assert clocks[0].value == pytest.approx(125) and clocks[-1].value == pytest.approx(100)
+    assert clocks[0].value.bpm == pytest.approx(125) and clocks[-1].value.bpm == pytest.approx(100)
     assert len(clocks) <= 4  # 125, the change (one or two beats between), 100: not 18 beats
     assert bus.counts["midi"].applied + bus.counts["midi"].repeated == 11 + 8  # every beat reached the show
     follower.stop()  # stop: the music's beat again, in the log too ...
     assert show.engine.clock_state.source == "music" and bus.events[-1].command == "follow"
     pulses(24 * 3, 0.025)
     assert bus.events[-1].command == "clock" and show.engine.clock_state.source == "midi"  # ... and back
+
+
+def test_a_clock_that_says_where_in_the_bar_it_is_sets_the_one(show, caplog):
+    """`clock BPM BEAT` (Link sends it; an OSC app may): the tempo, and where in the bar the moment it
+    was received falls, so the show's one is the sender's one; a beat outside a bar is refused in one line."""
+    bus = CommandBus(show, Presets())
+    received = time.monotonic()
+    assert bus.run("clock", "120 3.5", "osc", received) is not None  # half way from beat 3 to beat 4
+    clock, heard = show.engine.clock, show.latency.heard(received - show.start_time)
+    assert show.engine.clock_state.source == "osc" and clock.bpm == pytest.approx(120)
+    assert clock.next_beat(heard) == pytest.approx(heard + 0.25)  # beat 4, a quarter second on
+    assert clock.bar_position(heard + 0.25) == 3 and clock.bar_position(heard + 0.75) == 0  # then the one
+    with caplog.at_level("WARNING", logger="livejpp.control"):
+        assert bus.run("clock", "120 0", "osc") is None
+    assert caplog.messages == ["osc: clock: the beat in the bar is 1 <= BEAT < 17, got 0"]
+    assert clock.bar_position(heard + 0.75) == 0 and bus.counts["osc"].refused == 1  # the clock as it was
 
 
 def test_keys_walk_through_the_videos_folders_and_presets(show):

@@ -9,16 +9,23 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from synth import click_track, write_audio
 from waiting import Watched, wait_until
 
+from livejpp.audio_io import FileSource
+from livejpp.control.commands import CommandBus
 from livejpp.control.link import LinkClock
+from livejpp.control.mapping import Presets
 from livejpp.engine.beat import BeatClock
 from livejpp.engine.latency import Latency
+from livejpp.engine.live import LiveShow
 from livejpp.features.audio import AudioAnalyser
+
+SONG = Path(__file__).resolve().parent / "media" / "music" / "lmms_Skiessi-C64.ogg"
 
 QUANTUM = 4
 
@@ -78,40 +85,77 @@ def off_grid(beat: float, every: float = 1.0) -> float:
     return abs((beat + every / 2) % every - every / 2)
 
 
-def test_follows_a_sessions_tempo_and_bar_and_falls_back_to_the_music_when_it_vanishes(peer):
-    t0 = time.monotonic()
-    show_now = lambda: time.monotonic() - t0  # noqa: E731 - the show's clock
-    latency = Latency(input=0.02, output=0.0)  # the sound reached the analysis 20 ms after the room heard it
-    clock = BeatClock(120.0)
+def test_follows_a_sessions_tempo_and_bar_through_the_bus_and_falls_back_to_the_music_when_it_vanishes(
+    real_library, tmp_path, peer
+):
+    """Link steers the show's clock as every control does, through the command bus: its tempo and bar
+    drive the beat and the one (in the room: the input latency taken out), the event log keeps the
+    join and each tempo change (not the reads, every 20 ms all night), and when the session vanishes
+    the show says so in one line and a `follow` in the log hands the beat back to the music."""
+    lib = tmp_path / "lib"
+    shutil.copytree(real_library[0], lib)
+    show = LiveShow(lib, FileSource(SONG), size=(320, 180))
+    show.latency.input = 0.02  # the sound reached the analysis 20 ms after the room heard it
+    bus = CommandBus(show, Presets())
     ours = LinkClock(follow=True)
+    ours.bus = bus
+    reads = 0
+
+    def session_beat() -> float:
+        return ours.link.captureAppSessionState().beatAtTime(ours.link.clock().micros(), QUANTUM)
+
+    def read_until(condition, what: str, timeout: float = 10.0):
+        """The analysis thread's reads (each 50 ms here) until `condition()` holds."""
+
+        def read_then_check():
+            nonlocal reads
+            reads += 1
+            ours.step(show.engine.clock_state, show.latency, show.show_time())
+            return condition()
+
+        return wait_until(read_then_check, timeout, what)
+
+    def links(command: str) -> list:
+        return [e for e in bus.events if e.command == command and e.origin == "link"]
+
     try:
         wait_until(lambda: ours.peers() == 1, 10, "livejpp joins the peer's session")
-        # an older session's tempo wins when two meet (measured: 1 s older is enough); here both start
-        # together, so the peer's user sets the tempo, as in a DAW, and livejpp follows it
         peer.state("tempo 128")
-        wait_until(lambda: abs(ours.grid(show_now()).period - 60 / 128) < 1e-6, 5, "the session's tempo arrives")
-        now = show_now()
-        ours.step(clock, latency, now)
-        link_now = ours.link.clock().micros()
-        assert clock.source == "link" and clock.bpm == pytest.approx(128.0, abs=1e-6)
-        assert "following the session" in ours.status
-
-        def link_time(audio_time):  # the room's time of a beat on the show's clock → the Link clock
-            return link_now + int((latency.room(audio_time) - now) * 1e6)
-
-        # the show's beats fall on the peer's beats, in the room (the 20 ms of input latency taken out)
-        beat = clock.next_beat(latency.heard(now) + 0.1)
-        for k in range(4):
-            assert off_grid(peer.beat_at(link_time(beat + k * clock.period))) < 0.01  # 5 ms at 128 BPM
-        # and the bar starts where the peer's does: its beat 0 of 4
-        grid = ours.grid(now)
+        wait_until(lambda: abs(ours.grid(show.show_time()).period - 60 / 128) < 1e-6, 5, "the session's tempo arrives")
+        start = session_beat()
+        read_until(lambda: session_beat() > start + 4, "four beats of the session")
+        clock = show.engine.clock
+        assert show.engine.clock_state.source == "link" and clock.bpm == pytest.approx(128.0, abs=1e-6)
+        assert "following the session (1 peers) at 128.0 BPM" in ours.status
+        # the show's beats fall on the peer's beats in the room, and its one on the peer's bar
+        now, link_now = show.show_time(), ours.link.clock().micros()
+        beat = clock.next_beat(show.latency.heard(now) + 0.1)
+        for k in range(QUANTUM + 1):
+            at = beat + k * clock.period
+            peers_beat = peer.beat_at(link_now + int((show.latency.room(at) - now) * 1e6))
+            assert off_grid(peers_beat) < 0.01  # 5 ms at 128 BPM
+            assert round(peers_beat) % QUANTUM == clock.bar_position(at)
+        now, link_now = show.show_time(), ours.link.clock().micros()
+        grid = ours.grid(now)  # the session as read (beside the show's clock): a beat and the bar's start on the peer's
         assert off_grid(peer.beat_at(link_now + int((grid.bar_at - now) * 1e6)), QUANTUM) < 0.01
         assert off_grid(peer.beat_at(link_now + int((grid.beat_at - now) * 1e6))) < 0.01
+        # in the event log: the join, once, not each of the reads
+        assert [e.value.bpm for e in links("clock")] == [pytest.approx(128.0)]
+        assert reads >= 20 and bus.counts["link"].applied + bus.counts["link"].repeated <= 4 + 2  # once a beat
 
-        peer.leave()  # the session vanishes: back to the music, said in one line
-        wait_until(lambda: ours.peers() == 0, 10, "livejpp sees the peer leave")
-        ours.step(clock, latency, show_now())
-        assert clock.source == "music" and ours.status == "Link session gone: following the music"
+        peer.state("tempo 140")  # the peer's user changes the tempo: one more line (Link keeps whole µs a beat)
+        read_until(lambda: abs(show.engine.clock_state.bpm - 140) < 0.01, "the new tempo reaches the clock")
+        start = session_beat()
+        read_until(lambda: session_beat() > start + 4, "four beats at the new tempo")
+        assert [e.value.bpm for e in links("clock")] == [pytest.approx(128.0), pytest.approx(140.0, abs=0.01)]
+        assert all(1 <= e.value.bar_beat < QUANTUM + 1 for e in links("clock"))  # where in the bar it was read
+
+        peer.leave()  # the session vanishes: the music drives the clock again, through the bus
+        read_until(lambda: show.engine.clock_state.source == "music", "back to the music")
+        assert len(links("follow")) == 1 and bus.events[-1].command == "follow"
+        assert ours.status == "Link session gone: following the music"
+        read_until(lambda: reads % 10 == 0, "a few more reads")
+        assert len(links("follow")) == 1  # said once
     finally:
         ours.close()
 
@@ -162,6 +206,9 @@ def test_a_live_show_follows_link_and_goes_back_to_the_music(real_library, tmp_p
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["bpm"] == pytest.approx(120, abs=2)  # the music's tempo once the session has gone
     assert stats["link"]["mode"] == "follow" and not stats["link"]["following"]
+    # through the bus: the join and the peer's tempo (one line, if it already was the session's), then `follow`
+    linked = [e[1] for e in stats["control"]["events"] if e[0] == "link"]
+    assert linked in (["clock", "follow"], ["clock", "clock", "follow"])
 
 
 def test_without_the_link_extra_one_line_says_how_to_get_it(tmp_path):

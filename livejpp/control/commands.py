@@ -27,6 +27,7 @@ from livejpp.media.compose import BLENDS, EFFECTS, TRANSITIONS
 
 REFUSALS_SAID = 5  # refusal lines per input and REFUSAL_WINDOW: a flood of bad commands is a few lines, not megabytes
 REFUSAL_WINDOW = 5.0  # seconds
+BEATS_IN_BAR = 16  # the most beats a `clock` command's bar may have
 CLOCK_LOGGED_BPM = 1.0  # a clock beat goes in the event log when its tempo moved this much: tempo changes, not beats
 
 log = logging.getLogger("livejpp.control")
@@ -61,6 +62,8 @@ class Command:
             return "-"
         if self.kind == TOGGLE:
             return "0/1 (none: toggle)"
+        if self.name == "clock":
+            return f"number {self.low:g}..{self.high:g}, optional BEAT (1 <= BEAT < {BEATS_IN_BAR + 1}; 1: the one)"
         if self.kind == NUMBER:
             kind = "whole number" if self.integer else "number"
             return f"{kind} {self.low:g}..{self.high:g}" + (" (text +N / -N: by N)" if self.relative else "")
@@ -69,6 +72,19 @@ class Command:
         if self.name.endswith("_clip"):
             return "clip uid or video file name (empty: clear)"
         return "text (empty: let go)" if self.name in ("video", "tag", "learn") else "name or path"
+
+
+@dataclass(frozen=True)
+class ClockBeat:
+    """`clock BPM [BEAT]`: an external clock's tempo, and where in its bar the moment the command was
+    received falls (1 <= BEAT < BEATS_IN_BAR + 1; None: that moment is a beat, the bar count goes on)."""
+
+    bpm: float
+    bar_beat: float | None = None
+
+    def __float__(self) -> float:
+        """The tempo: what the event log compares (logged_change), the bar position moves every read."""
+        return self.bpm
 
 
 @dataclass(frozen=True)
@@ -215,7 +231,9 @@ COMMANDS: dict[str, Command] = {
         Command(
             "clock",
             NUMBER,
-            "an external clock's beat, now, at this tempo (BPM): MIDI clock sends one a beat; `follow` lets go",
+            "an external clock's tempo (BPM) and a beat now; with BEAT, where in its bar now falls (1: the one, "
+            "2.5: half way from beat 2 to 3). MIDI clock sends one a beat, Link one a beat and on each tempo "
+            "change; `follow` lets go",
             low=20.0,
             high=400.0,
             step=1.0,
@@ -321,6 +339,8 @@ def parse(command: Command, value: Any) -> Any:
                 return "toggle"
             raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
         return _number(command, value) >= 0.5
+    if command.name == "clock":
+        return _clock_beat(command, value)
     if command.kind == NUMBER:
         if command.relative and isinstance(value, str) and value.strip()[:1] in ("+", "-"):
             return Relative(_number(command, value))
@@ -349,6 +369,20 @@ def parse(command: Command, value: Any) -> Any:
     if not isinstance(value, str):
         raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
     return value.strip()
+
+
+def _clock_beat(command: Command, value: Any) -> ClockBeat:
+    """`clock BPM` or `clock BPM BEAT` (text, or two values from OSC or the Link follower)."""
+    words = value.split() if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    if not 1 <= len(words) <= 2:
+        raise CommandError(f"{command.name}: expects {command.usage()}, got {value!r}")
+    bpm = min(command.high, max(command.low, _number(command, words[0])))
+    if len(words) == 1:
+        return ClockBeat(bpm)
+    bar_beat = _number(command, words[1])
+    if not 1.0 <= bar_beat < BEATS_IN_BAR + 1:
+        raise CommandError(f"{command.name}: the beat in the bar is 1 <= BEAT < {BEATS_IN_BAR + 1}, got {bar_beat:g}")
+    return ClockBeat(bpm, bar_beat)
 
 
 def _number(command: Command, value: Any) -> float:
@@ -445,7 +479,7 @@ class CommandBus:
             self._logged.pop("clock", None)
         if not command.logged_change:
             return True
-        last = self._logged.get(command.name)
+        last, value = self._logged.get(command.name), float(value)
         if last is not None and abs(value - last) < command.logged_change:
             return False
         self._logged[command.name] = value
@@ -503,7 +537,8 @@ class CommandBus:
         if command.name == "preset":
             self._preset(value, event)
         elif command.name == "clock":  # the beat is when it was received, not when it is applied
-            show.clock_sync(60.0 / value, event.received - show.start_time)
+            at = event.received - show.start_time
+            show.clock_sync(60.0 / value.bpm, at, value.bar_beat, source=event.origin)
         elif command.name == "learn":
             if self.learner is None:
                 raise CommandError("learn: needs MIDI input (--midi-in)")

@@ -1,5 +1,5 @@
 """The controls of one show: the bus, and the OSC and MIDI inputs the VJ asked for, started and
-stopped together."""
+stopped together (and the show's Link session, which follows through the same bus)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ class Controls:
         self.options = options
         self.presets = Presets(options.presets)
         self.bus = CommandBus(show, self.presets)
+        if getattr(show, "link", None) is not None:  # a followed Link session steers the clock through the bus
+            show.link.bus = self.bus
         self.osc: OscServer | None = None
         self.feedback: OscFeedback | None = None
         self.midi: MidiInputs | None = None

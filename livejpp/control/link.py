@@ -6,11 +6,17 @@ inside it is GPL-2.0+, livejpp stays MIT and only imports it when asked). Times 
 mean "the sound at the speaker": they are the room's times, turned into the engine's audio time
 through the show's latencies (engine/latency.py). Link's clock is the system's monotonic clock;
 it is read beside the show's at every step, so the two never drift apart.
+
+Following, the session steers the clock as every control does, through the command bus: a `clock
+BPM BEAT` command (BEAT: where in the bar the read fell) once a beat and at once when the tempo
+changes, whose event log keeps the join and the tempo changes; `follow` when the session is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 
 from livejpp.errors import LivejppError
@@ -42,6 +48,7 @@ class Grid:
     beat_at: float  # a beat
     bar_at: float  # the bar's first beat (phase 0 of the quantum), on the same grid
     peers: int
+    beat: float = 0.0  # the session's beat count at that moment
 
 
 class LinkClock:
@@ -56,8 +63,10 @@ class LinkClock:
         self.status = "Link: waiting for a session" if follow else "Link: publishing"
         self.published = 0  # tempo/phase updates sent to the session
         self.followed = False  # whether the session drives the clock now
+        self.bus = None  # control.commands.CommandBus: following steers the show's clock through it
         self._published_at = -1e9
         self._bpm_said = 0.0  # the session tempo last said in the log
+        self._sent: tuple[float, int] | None = None  # (tempo, beat) of the last `clock` command sent
 
     def peers(self) -> int:
         return int(self.link.numPeers())
@@ -66,31 +75,36 @@ class LinkClock:
         return link_now + int(round((show_t - show_now) * 1e6))
 
     def grid(self, show_now: float) -> Grid:
-        """The session's tempo, a beat and a bar start near `show_now` (room time)."""
+        """The session's tempo, a beat and a bar start near `show_now` (room time, on whichever clock
+        `show_now` was read from just before)."""
         link_now = self.link.clock().micros()
         state = self.link.captureAppSessionState()
         period = 60.0 / state.tempo()
         phase = state.phaseAtTime(link_now, self.quantum)  # beats into the bar, [0, quantum)
         bar_at = show_now - phase * period
         beat_at = show_now - (phase % 1.0) * period
-        return Grid(period, beat_at, bar_at, self.peers())
+        return Grid(period, beat_at, bar_at, self.peers(), state.beatAtTime(link_now, self.quantum))
 
     def step(self, clock, latency, show_now: float) -> None:
-        """Follow the session or publish to it (the analysis thread calls this at every read)."""
+        """Follow the session or publish to it (the analysis thread calls this at every read).
+        Following, `clock` is only read (the engine's published ClockState will do): the bus changes it."""
         if self.following:
-            self._follow(clock, latency, show_now)
+            self._follow(clock)
         else:
             self._publish(clock, latency, show_now)
 
-    def _follow(self, clock, latency, show_now: float) -> None:
-        if clock.source in ("tap", "midi"):  # the VJ's tap (or MIDI clock) wins until `follow`
+    def _follow(self, clock) -> None:
+        if clock.source not in ("music", "link"):  # the VJ's tap (or a MIDI clock) wins until `follow`
             return
-        grid = self.grid(show_now)
+        if self.bus is None:
+            raise LinkError("following a Link session needs the show's command bus (control.inputs.Controls)")
+        received = time.monotonic()  # the bus times its commands on this clock; grid() reads Link's beside it
+        grid = self.grid(received)
         if grid.peers == 0:
             if self.followed:  # the session vanished: the music drives the clock again
-                self.followed = False
+                self.followed, self._sent = False, None
                 if clock.source == "link":
-                    clock.follow()
+                    self.bus.run("follow", None, "link")
                 self.status = "Link session gone: following the music"
                 log.warning("%s", self.status)
             return
@@ -99,7 +113,13 @@ class LinkClock:
             self.followed, self._bpm_said = True, bpm
             self.status = f"Link: following the session ({grid.peers} peers) at {bpm:.1f} BPM"
             log.info("%s", self.status)
-        clock.external(grid.period, latency.heard(grid.beat_at), latency.heard(grid.bar_at), source="link")
+        # once a beat, and at once for a new tempo or a clock that is not (or no longer) the session's
+        sent = (grid.period, math.floor(grid.beat))
+        if sent == self._sent and clock.source == "link":
+            return
+        self._sent = sent
+        bar_beat = 1.0 + (received - grid.bar_at) / grid.period
+        self.bus.run("clock", [bpm, bar_beat], "link", received)
 
     def _publish(self, clock, latency, show_now: float) -> None:
         """The tempo and bar the show hears, at most once a bar, when it is sure enough of them."""

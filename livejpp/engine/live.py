@@ -306,11 +306,19 @@ class LiveShow:
         hop = self.engine.settings.hop
         self._keep_going("analysis", self._analyse_once, min(hop / 4, 0.02))  # audio reaches the engine in 20 ms
 
+    def _step_link(self) -> None:
+        """Follow the Link session, through the command bus (without the engine lock: the bus takes
+        its own lock, then the engine's; taken the other way round, a control could deadlock it), or
+        publish the clock to the session (read under the engine lock)."""
+        if self.link.following:
+            self.link.step(self.engine.clock_state, self.latency, self.show_time())
+            return
+        with self.engine_lock:
+            self.link.step(self.engine.clock, self.latency, self.show_time())
+
     def _analyse_once(self) -> None:
         if self.link is not None:
-            with self.engine_lock:
-                self.link.step(self.engine.clock, self.latency, self.show_time())
-                self.engine.publish_clock()
+            self._step_link()
         if self._clicks is not None:  # the clicks follow the latencies as they are measured
             self._clicks.beat_at = self._room_beat()
         samples, arrival = self.source.read()
@@ -904,11 +912,18 @@ class LiveShow:
         """time.monotonic() when the show started: show time 0."""
         return self._t0
 
-    def clock_sync(self, period: float, beat_at: float) -> None:
-        """A beat at show time `beat_at`, `period` seconds apart (MIDI clock: a beat in the room, as
-        the sending app plays it; on the audio clock it falls where the room's sound is heard)."""
+    def clock_sync(self, period: float, at: float, bar_beat: float | None = None, source: str = "midi") -> None:
+        """An external clock (MIDI clock, Link: `source`) at show time `at`, its beats `period` seconds
+        apart: `at` is a beat, or, with `bar_beat`, that far into its bar (1: the one). Its times are
+        the room's, as the sending app plays them; on the audio clock they fall where the room's sound
+        is heard."""
         with self.engine_lock:
-            self.engine.clock.external(period, self.latency.heard(beat_at))
+            heard = self.latency.heard(at)
+            if bar_beat is None:
+                self.engine.clock.external(period, heard, source=source)
+            else:
+                one = heard - (bar_beat - 1.0) * period  # the bar's first beat: a beat on the grid too
+                self.engine.clock.external(period, one, one, source=source)
             self.engine.publish_clock()
 
     def follow(self) -> None:
