@@ -222,6 +222,73 @@ def test_keys_drive_the_show(lib, media, tmp_path):
     assert lit and min(f.mean() for f in lit) > 10
 
 
+SNAPSHOTS_ONLY = r"""
+import json, sys, time, wave
+import numpy as np
+from livejpp.audio_io import FileSource
+from livejpp.control.inputs import ControlOptions, Controls
+from livejpp.engine.live import LiveShow
+from livejpp.media.decode import AUDIO_RATE, read_audio_file
+from livejpp.render import window
+
+lib, song, short, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+with wave.open(short, "wb") as out:  # the song's first seconds: a played file that ends soon
+    out.setnchannels(1), out.setsampwidth(2), out.setframerate(AUDIO_RATE)
+    out.writeframes((np.clip(read_audio_file(song)[: int(seconds * AUDIO_RATE)], -1, 1) * 32767).astype("<i2"))
+show = LiveShow(lib, FileSource(short), size=(320, 180), fps=30)
+controls = Controls(show, ControlOptions(osc=False))  # the bus acts on the show: that is the controls' path
+MESSAGES = {"snapshot", "drawn", "start", "stop", "summary"}  # what the window may say to the show
+FACTS = {"size", "fps", "layers_count"}  # fixed: the window may take them once, before its first frame
+
+
+class Seen:
+    # the show as the window sees it: every attribute it reaches for beyond its messages is noted
+
+    def __init__(self, show):
+        self.__dict__.update(show=show, reached=set(), told=0)  # told: frames it said it drew
+
+    def __getattr__(self, name):
+        if name == "drawn":
+            self.__dict__["told"] += 1
+        elif name not in MESSAGES and not (name in FACTS and not self.told):
+            self.reached.add(name)
+        return getattr(self.show, name)
+
+    def __setattr__(self, name, value):
+        self.reached.add(name + "=")
+        setattr(self.show, name, value)
+
+
+seen = Seen(show)
+summary = window.run(seen, duration=30, headless=True, controls=controls)
+ended = time.monotonic() - show.start_time
+print(json.dumps({"reached": sorted(seen.reached), "told": seen.told, "ended": ended} | summary))
+"""
+
+
+def test_the_window_draws_from_snapshots_alone_closes_at_the_songs_end_and_counts_its_frames(lib, media, tmp_path):
+    """Data flows one way: the window draws each frame from the show's snapshot, tells it what was drawn, and
+    reaches for nothing else (not the show's quit flag, its source, its clock, or its stats to write into). It
+    closes itself when the played song ends, and its own frame statistics reach the --stats summary."""
+    seconds = 4.0
+    song = media / "music" / "lmms_Skiessi-C64.ogg"
+    run = subprocess.run(
+        [sys.executable, "-c", SNAPSHOTS_ONLY, str(lib), str(song), str(tmp_path / "short.wav"), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert run.returncode == 0, run.stderr
+    stats = json.loads(run.stdout.strip().splitlines()[-1])
+    assert stats["reached"] == [], f"the window reached into the show: {stats['reached']}"
+    assert seconds < stats["ended"] < seconds + 2.5  # closed by the song's end (half a second after), not the 30 s
+    assert stats["frames_drawn"] == stats["told"] > 30  # each frame it told the show about, counted once
+    assert len(stats["drops"]) <= stats["frames_dropped"]
+    memory = stats["memory_mb"]["over_time"]
+    assert len(memory) >= 3 and all(a[0] < b[0] for a, b in zip(memory, memory[1:], strict=False))  # once a second
+    assert all(mb > 10 for _, mb in memory)
+
+
 def best_correlation(played: np.ndarray, heard: np.ndarray, max_lag: int) -> float:
     """The correlation of `played` with `heard` at the lag where they line up best, to the sample: a
     coarse search every 8 samples, refined around its best lags (a lag 4 samples off costs a few

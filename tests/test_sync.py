@@ -109,7 +109,7 @@ def osc(*message):
     SimpleUDPClient("127.0.0.1", controls.osc.address[1]).send_message(*message)
 
 def tap_along():  # the VJ taps 60 ms after each beat sounds (their own thread: on time to the ms)
-    while not show.stats.frames:  # the show has started
+    while not show.stats.cuts:  # the show has started: its opening clip is drawn
         time.sleep(0.05)
     time.sleep(max(0.0, 11.0 - show.show_time()))
     show.calibrate()

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace, table) -> None:
 
 
 def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str) -> dict:
-    """One headless `live` show (LiveShow + window.run, as `livejpp live --headless --frames F --layers N`) on
+    """One headless `live` show (LiveShow + ShowWindow, as `livejpp live --headless --frames F --layers N`) on
     1080p clips: the matcher's two clips (a forced cut after the opening one, then held: both decoded and drawn
     every frame) and one hand-set layer per extra video, at half opacity, decoded by the same decoder thread and
     drawn over them. The render loop's frame intervals (after the warm-up), frames dropped, CPU."""
@@ -186,9 +186,11 @@ def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, fra
         pyglet.clock.schedule_once(lambda dt: show.next_clip(), 0.5)
 
     cpu = time.process_time()
-    summary = window.run(show, seconds, headless=True, on_start=on_start, frames=frames)
+    shown = window.ShowWindow(show, show.size, show.fps, show.layers_count, headless=True, frames=frames)
+    shown.open()  # window.run's steps, keeping the window: its frame times are its own
+    summary = shown.play(seconds, on_start)
     cpu = time.process_time() - cpu
-    times = np.array(show.stats.frame_times)
+    times = np.array(shown.frame_stats.frame_times)
     intervals = np.diff(times[times > show.start_time + warm])
     late = intervals[intervals > 1.5 / 30]
     return {
@@ -233,7 +235,7 @@ def run_show(args: argparse.Namespace, table) -> None:
                     runs[name] |= {"load": os.getloadavg()[0]}
                 print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
     print(
-        f"the live show (LiveShow + window.run, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
+        f"the live show (LiveShow + ShowWindow, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
         f"H.264 sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; the matcher's two clips and "
         "N - 2 hand-set layers at half opacity, all decoded by the show's decoder thread and drawn"
     )

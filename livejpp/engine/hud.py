@@ -1,7 +1,8 @@
 """The HUD's text: the show's named values laid out as lines a VJ reads at a glance.
 
 The show lays it out into its per-frame snapshot (engine/live.py ShowFrame.hud_text): the window only
-draws it, adding its controls' line. Kept apart so the text can be tested (and changed) without a GL context.
+draws it, with its own frame figures ahead of the first line (render/frame_stats.py) and its controls' line.
+Kept apart so the text can be tested (and changed) without a GL context.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ def hud_text(show, controls=None) -> str:
     engine = show.engine
     current = show.layers[-1].record if show.layers else None
     latency = s.analysis_latency[-1] * 1000 if s.analysis_latency else 0.0
-    elapsed = max(1e-3, show.show_time())
     clock = engine.clock_state  # published whole at each hop: never half a new grid
     bar_beat = clock.bar_position(show.picture_time()) + 1  # the beat of the pictures on screen
     forced = "  ".join(f"{k}={v}" for k, v in show.forced.items())
     lines = [
-        f"{s.frames / elapsed:5.1f} fps   dropped {s.dropped}   analysis {latency:5.1f} ms"
-        f"   stale hops {engine.dropped_hops}",
+        f"analysis {latency:5.1f} ms   stale hops {engine.dropped_hops}",
         f"{clock.bpm:5.1f} BPM {clock.source}/{clock.tracker}  beat {bar_beat}/{clock.beats_per_bar}"
         f"  conf {clock.confidence:.0%}   every {show.bars} bars"
         f"   {'HOLD' if engine.selector.held else ''} {'BLACKOUT' if show.blackout else ''} {forced}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import resource
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ class Layer:
 @dataclass(frozen=True)
 class ShowFrame:
     """Everything the window needs to draw one frame, taken at once: the window reads no show attribute.
+    The one message back is `LiveShow.drawn` (what the frame showed: the cuts' stats and their first frames).
 
     Frozen so a control changing the show mid-draw cannot leave a frame half old, half new."""
 
@@ -89,19 +89,19 @@ class ShowFrame:
     # the HUD's lines, laid out every HUD_REFRESH seconds while the HUD shows ("" while hidden): the same string
     # until then, so the window lays its label out only when this is new (the one HUD throttle)
     hud_text: str = ""
+    show_time: float = 0.0  # the show clock when this was taken (the window stamps its frame statistics with it)
+    closing: bool = False  # the show was told to quit: this is its last frame
+    ended: bool = False  # the played file has ended: the window closes half a second later
 
 
 @dataclass
 class ShowStats:
+    """What the show itself saw; the window counts its own frames (render/frame_stats.py)."""
+
     started: float = field(default_factory=time.monotonic)
-    frames: int = 0
-    dropped: int = 0
-    drops: list[tuple[float, float]] = field(default_factory=list)  # (show time, late frame's interval ms)
-    frame_times: list[float] = field(default_factory=list)
     analysis_latency: list[float] = field(default_factory=list)  # newest audio arrival → decision
     cut_latency: list[float] = field(default_factory=list)  # beat → the frame that first shows the cut (show time)
     cuts: list[dict] = field(default_factory=list)
-    memory: list[tuple[float, float]] = field(default_factory=list)  # (seconds, resident MB)
     missing_pictures: int = 0
     waited_for_picture: int = 0  # frames a due cut waited because its first picture was not ready
     skipped_clips: list[str] = field(default_factory=list)
@@ -127,28 +127,6 @@ def matching_clips(engine: Engine, video: str = "", tag: str = "") -> set[int]:
     """Clips whose source file name contains `video` and one of whose folders is named `tag` (both
     case-insensitive; VJs sort loops into folders: abstract/, city/, faces/): judged per video, not per clip."""
     return engine.records.matching(engine.video_paths, video, tag)
-
-
-def resident_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / 1e6
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-
-
-def peak_resident_mb() -> float:
-    """This process's own high-water mark (VmHWM). Not ru_maxrss: Linux keeps that across fork and
-    exec, so a show started by a large parent (the benchmark holding an hour of audio) reports the
-    parent's size."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1e3  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
 class LiveShow:
@@ -205,7 +183,7 @@ class LiveShow:
         self.awaiting: list = []  # applied control events whose first frame is still to come
         self.stop_event = threading.Event()
         self.audio_seen = 0.0  # seconds of audio analysed
-        self.keep_audio = None  # set by the window when recording: it takes the input audio, for the file
+        self.keep_audio = None  # given by start() when the show is recorded: it takes the input audio, for the file
         self._last_frame = -1.0  # show time of the last frame composed
         self._threads: list[threading.Thread] = []
         self._t0 = 0.0
@@ -242,11 +220,12 @@ class LiveShow:
         return self.latency.heard(self.show_time())
 
     # --- threads -------------------------------------------------------------------------------
-    def start(self, frames: str = "rgb", max_texture: int | None = None) -> None:
+    def start(self, frames: str = "rgb", max_texture: int | None = None, keep_audio=None) -> None:
         """Start the threads. The window says what its GL takes: `frames` "gpu" (the decoder hands it planes
         or HAP blocks as decoded: the shader converts and scales) or "rgb" (converted on the CPU), and its
-        largest texture side, before the decoder's first picture."""
-        self.frames, self.max_texture = frames, max_texture
+        largest texture side, before the decoder's first picture; `keep_audio(samples)`, when it records,
+        takes the input audio as it is analysed (until stop())."""
+        self.frames, self.max_texture, self.keep_audio = frames, max_texture, keep_audio
         self._pool = FramePool(self.size, keep=10 + len(self.hand))  # a reader for each hand-set layer too
         self._t0 = time.monotonic()  # show_time() is used while the opening clip is chosen ...
         self._open_with_a_clip()
@@ -263,6 +242,7 @@ class LiveShow:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        self.keep_audio = None  # an analysis thread still finishing its hop writes no more audio
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout=2.0)
@@ -667,6 +647,9 @@ class LiveShow:
             self.shown_sync_position,
             self._extra_layers(),
             self._hud_lines(),
+            self.show_time(),
+            self.quit.is_set(),
+            self.source.finished,
         )
 
     def _hud_lines(self) -> str:
@@ -1062,15 +1045,10 @@ class LiveShow:
         def q(xs, p):
             return round(float(np.percentile(xs, p)) * 1000, 2) if len(xs) else None
 
-        return {
+        return {  # the window adds its frame figures (render/frame_stats.py FrameStats.report)
             "started_monotonic": self._t0,  # show time 0 on the machine's monotonic clock
             "seconds": round(elapsed, 2),
-            "frames_drawn": s.frames,
-            "frames_dropped": s.dropped,
             "frames_handed": self.frames,  # what the decoder handed the window: rgb, or gpu (planes, HAP blocks)
-            "drops": [(round(t, 2), round(ms, 1)) for t, ms in s.drops],
-            "fps": round(s.frames / elapsed, 2) if elapsed else 0.0,
-            "frame_interval_ms": {"p50": q(np.diff(s.frame_times), 50), "p99": q(np.diff(s.frame_times), 99)},
             "analysis_latency_ms": {
                 "p50": q(s.analysis_latency, 50),
                 "p99": q(s.analysis_latency, 99),
@@ -1101,8 +1079,4 @@ class LiveShow:
             "sync": self._sync_summary(),
             "standby": self.standby,
             "layers": {"count": self.layers_count, "changes": self.stats.layer_changes},
-            "memory_mb": {
-                "peak": round(peak_resident_mb(), 1),
-                "over_time": s.memory,
-            },
         }

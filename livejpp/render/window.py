@@ -14,6 +14,7 @@ import numpy as np
 
 from livejpp.errors import LivejppError
 from livejpp.media.compose import LayerDraw
+from livejpp.render.frame_stats import FrameStats
 
 log = logging.getLogger("livejpp.window")
 
@@ -164,25 +165,39 @@ def _background_thread(name: str, niceness: int) -> None:
 
 class ShowWindow:
     """The show's window: draws each frame from the show's frozen snapshot (engine/live.py ShowFrame)
-    and its own GL state (the HUD's text is in the snapshot too), and hands keys to the command bus. It reads no
-    show attribute while drawing; the show is told what was drawn (`show.drawn`)."""
+    and its own GL state (the HUD's text is in the snapshot too), and hands keys to the command bus.
+
+    Data flows one way: it reads no show attribute; it asks for the snapshot and decides from it alone (what to
+    draw, when to close), counts its own frames (render/frame_stats.py), and sends the show one message back,
+    `show.drawn` (what the frame showed). Besides, it starts and stops the show, and adds its figures to the
+    show's summary at the end."""
 
     def __init__(
-        self, show, controls=None, headless: bool = False, frames: str = "rgb", max_texture: int | None = None
+        self,
+        show,
+        size: tuple[int, int],
+        fps: float,
+        layers: int,
+        controls=None,
+        headless: bool = False,
+        frames: str = "rgb",
+        max_texture: int | None = None,
     ):
-        """`frames` auto|rgb|gpu: what the decoder hands this GL (gl.frames_for, decided once the GL exists);
-        `max_texture`: a lower texture limit than the GL's."""
+        """`size`, `fps`, `layers`: the show's, fixed for its run; `frames` auto|rgb|gpu: what the decoder hands
+        this GL (gl.frames_for, decided once the GL exists); `max_texture`: a lower texture limit than the GL's."""
         from livejpp.control.commands import CommandBus
         from livejpp.control.mapping import Presets
 
         self.show = show
+        self.size, self.fps, self.layers = size, fps, layers
+        self.frame_stats = FrameStats(fps)
+        self.ending = False  # the played file has ended: the window closes shortly
         self.controls = controls
         self.headless = headless
         self.frames, self.max_texture = frames, max_texture
         self.bus = controls.bus if controls is not None else CommandBus(show, Presets())
         self.recorder: Recorder | None = None
         self.uploaded: dict[int, object] = {}  # per slot: the picture its texture holds
-        self.last_frame: float | None = None  # time.monotonic() of the previous frame
         self.hud_from: str | None = None  # the show's HUD text the label was last laid out from
         self.learning: int | None = None  # index into keymap.learnable() while the learn key is on
 
@@ -197,7 +212,7 @@ class ShowWindow:
         from livejpp.media.sizes import SizeError, check_drawable
 
         try:
-            check_drawable(self.show.size)
+            check_drawable(self.size)
         except SizeError:
             self.window.close()
             raise
@@ -207,7 +222,7 @@ class ShowWindow:
     def _make_window(self, fullscreen: bool, screen: int | None):
         import pyglet
 
-        width, height = self.show.size
+        width, height = self.size
         try:
             from livejpp.render.gl import gl_config
 
@@ -234,9 +249,9 @@ class ShowWindow:
         from livejpp.control import keys as keymap
         from livejpp.render.gl import GLCompositor
 
-        width, height = self.show.size
+        width, height = self.size
         # too many layers for this GL: one line
-        self.compositor = GLCompositor(width, height, self.show.layers_count, max_texture_size=self.max_texture)
+        self.compositor = GLCompositor(width, height, self.layers, max_texture_size=self.max_texture)
         self.batch = pyglet.graphics.Batch()
         self.hud_label = pyglet.text.Label(
             "",
@@ -266,32 +281,26 @@ class ShowWindow:
 
     # --- each frame -------------------------------------------------------------------------------
     def draw_frame(self) -> None:
-        """One frame: timing, the pictures (_compose), the HUD and help, then the show is told."""
-        import pyglet
-
+        """One frame: the snapshot, timing, the pictures (_compose), the HUD and help, then the show is told."""
         now = time.monotonic()
-        show = self.show
-        if show.quit.is_set():
-            pyglet.app.exit()
-        self._count_frame(now)
-        shot = show.snapshot()
+        shot = self.show.snapshot()
+        self._close_when(shot)
+        self.frame_stats.count(now, shot.show_time)
         if not self.headless and shot.fullscreen != self.window.fullscreen:
             self.window.set_fullscreen(shot.fullscreen)
         self._compose(shot)
         self._draw_overlays(shot)
-        show.drawn(list(shot.newly), shot.incoming is not None)
-        show.stats.frames += 1
+        self.show.drawn(list(shot.newly), shot.incoming is not None)  # the one message back
 
-    def _count_frame(self, now: float) -> None:
-        """A frame later than 1.5 intervals counts the frames it stood in for as dropped."""
-        show, stats = self.show, self.show.stats
-        if self.last_frame is not None:
-            interval = now - self.last_frame
-            if interval > 1.5 / show.fps:
-                stats.dropped += int(round(interval * show.fps)) - 1
-                stats.drops.append((show.show_time(), interval * 1000))
-        self.last_frame = now
-        stats.frame_times.append(now)
+    def _close_when(self, shot) -> None:
+        """Quit closes after this frame; the end of a played file half a second later (its last beat shows)."""
+        import pyglet
+
+        if shot.closing:
+            pyglet.app.exit()
+        elif shot.ended and not self.ending:
+            self.ending = True
+            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 0.5)
 
     def _compose(self, shot) -> None:
         """Upload the snapshot's new pictures, draw them with its settings, and record what was drawn."""
@@ -322,7 +331,8 @@ class ShowWindow:
             if shot.hud_text is not self.hud_from:
                 self.hud_from = shot.hud_text
                 control = self.controls.hud_line() if self.controls is not None else ""
-                text = shot.hud_text + (f"\n{control}" if control else "")
+                figures = self.frame_stats.hud_figures(shot.show_time)  # the window's own: fps, dropped
+                text = figures + shot.hud_text + (f"\n{control}" if control else "")
                 if text != self.hud_label.text:  # laying text out churns memory (measured)
                     self.hud_label.text = text
             self.batch.draw()
@@ -368,22 +378,12 @@ class ShowWindow:
         bus.run("learn", self.learnable[self.learning], "keys")
 
     # --- running ----------------------------------------------------------------------------------
-    def check_end(self, dt: float = 0.0) -> None:
-        """Once a second: the memory in use, and the end of a played file (the show ends half a second later)."""
-        import pyglet
-
-        self.show.stats.memory.append((round(self.show.show_time(), 1), round(_resident(), 1)))
-        if getattr(self.show.source, "finished", False):
-            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 0.5)
-
     def start_recorder(self, record: str | Path | None) -> None:
         """Made once the show is about to start, so a show that fails to start leaves no recording behind."""
         if record:
-            self.recorder = Recorder(record, self.show.size, self.show.fps)
-            self.show.keep_audio = self.recorder.add_audio
+            self.recorder = Recorder(record, self.size, self.fps)
 
     def stop_recorder(self) -> None:
-        self.show.keep_audio = None  # an analysis thread still finishing its hop writes no more audio
         if self.recorder is not None:
             self.recorder.close()
 
@@ -393,7 +393,6 @@ class ShowWindow:
 
         from livejpp.render.gl import frames_for
 
-        pyglet.clock.schedule_interval(self.check_end, 1.0)
         if duration:
             pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), duration)
         if on_start is not None:
@@ -401,12 +400,13 @@ class ShowWindow:
         self._start_controls()
         try:
             self.start_recorder(record)
-            self.show.start(frames_for(self.frames), self.compositor.max_texture_size)
-            pyglet.app.run(1.0 / self.show.fps)
+            keep_audio = self.recorder.add_audio if self.recorder is not None else None  # the file's sound
+            self.show.start(frames_for(self.frames), self.compositor.max_texture_size, keep_audio)
+            pyglet.app.run(1.0 / self.fps)
         finally:
             if self.controls is not None:
                 self.controls.stop()
-            self.show.stop()
+            self.show.stop()  # and no more audio to the recorder
             self.stop_recorder()
             self.window.close()
         return self.summary()
@@ -422,7 +422,9 @@ class ShowWindow:
             raise
 
     def summary(self) -> dict:
+        """The show's summary with this window's own figures: frames, drops, memory (the --stats keys)."""
         summary = self.show.summary()
+        summary |= self.frame_stats.report(summary["seconds"])
         controls, recorder = self.controls, self.recorder
         summary["control"] = controls.summary() if controls is not None else {"inputs": self.bus.summary()}
         if recorder is not None:
@@ -458,14 +460,8 @@ def run(
     if record:  # before the window opens: one line, not a failed recording
         check_encodable(show.size)
         check_writable(Path(record))
-    window = ShowWindow(show, controls, headless, frames, max_texture)
+    window = ShowWindow(show, show.size, show.fps, show.layers_count, controls, headless, frames, max_texture)
     window.open(fullscreen, screen)
     window.bus.run("hud", hud, "cli")  # the start-up flags are commands too: in the event log like any other
     window.bus.run("fullscreen", fullscreen, "cli")
     return window.play(duration, on_start, record)
-
-
-def _resident() -> float:
-    from livejpp.engine.live import resident_mb
-
-    return resident_mb()
