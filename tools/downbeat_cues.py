@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from beats_truth import load_beats  # noqa: E402
 from bench import table  # noqa: E402
 
-from livejpp.engine.bar_counter import _summary  # noqa: E402
+from livejpp.engine.bar_counter import beat_summary  # noqa: E402
+from livejpp.engine.bar_tracker import DOWN_FRAMES, down_share  # noqa: E402
 from livejpp.engine.meter import AFTER, BarCues, Meter  # noqa: E402
 from livejpp.features.audio import AudioAnalyser  # noqa: E402
 from livejpp.features.beatnet import BeatNetActivation  # noqa: E402
@@ -49,16 +50,15 @@ def score(song: Path, beats: Path) -> tuple[int, float, float]:
     cues, by_cues, by_beatnet = BarCues(), Meter(), Meter()
     right: dict[str, list[bool]] = {"cues": [], "beatnet": []}
     for i in range(len(times) - 1):
-        summary = _summary(analyser, float(times[i]), float(times[i + 1] - times[i]))
+        summary = beat_summary(analyser, float(times[i]), float(times[i + 1] - times[i]))
         judged = cues.add(*summary) if summary is not None else None
         if judged is not None:
             j = i - (AFTER - 1)  # the beat the cues judge
             by_cues.observe(judged)
             if by_cues.known:
                 right["cues"].append(by_cues.position == positions[j] - 1)
-        near = np.abs(frame_times - times[i]) <= 2 / acts.fps
-        total = float(acts.beat[near].sum())
-        share = float(acts.down[near].sum()) / total if total > 1e-6 else 0.5
+        share = down_share(frame_times, acts.beat, acts.down, float(times[i]), DOWN_FRAMES / acts.fps)
+        share = 0.5 if share is None else share  # no beat activation there: no opinion
         by_beatnet.observe({3: share, 4: share})
         if by_beatnet.known:
             right["beatnet"].append(by_beatnet.position == positions[i] - 1)

@@ -26,8 +26,8 @@ class Activations:
     fps: float  # frames per second of this activation
     first: int  # frame index of beat[0] (frame k is centred at k / fps seconds)
     beat: np.ndarray  # [n] float32 0..1, P(any beat) per frame
-    # [n] float32 0..1, P(downbeat) per frame, None if the source has none. Kept for inspection: the bar's one
-    # is found from the music's harmony and bass (engine/meter.py BarCues), which measured far better.
+    # [n] float32 0..1, P(downbeat) per frame, None if the source has none. It only stands in for the bar until
+    # the music's changes of harmony and bass say where it starts (engine/meter.py BarCues measured far better).
     down: np.ndarray | None
 
 

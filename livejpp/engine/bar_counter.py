@@ -65,7 +65,7 @@ class BarCounter:
             if share is not None:
                 self.learned.observe({3: share, 4: share})
                 self._learned_beat = beat
-            summary = _summary(analyser, beat, period)
+            summary = beat_summary(analyser, beat, period)
             if summary is None:  # before the stream, or forgotten: the bar cues start again after it
                 self.cues.restart()
                 self._heard.clear()
@@ -81,15 +81,13 @@ class BarCounter:
         """A downbeat on the grid (`period`, `anchor`): the beat the meter saw last, moved onto the grid,
         minus its place in the bar; until the music says where the bar starts, the learned activation's bar,
         or a provisional one that stays put. None before any beat was counted."""
-        if self.known:
-            beat, position = self._beat, self.meter.position
-        elif self._learned_beat is not None and self.learned.known:
-            beat, position = self._learned_beat, self.learned.position
-        elif self._provisional is not None:
-            beat, position = self._provisional, 0
-        else:
+        speaking = self._speaking()
+        if speaking is not None:
+            beat, meter = speaking
+            return anchor + round((beat - anchor) / period) * period - meter.position * period
+        if self._provisional is None:
             return None
-        return anchor + round((beat - anchor) / period) * period - position * period
+        return anchor + round((self._provisional - anchor) / period) * period
 
     @property
     def known(self) -> bool:
@@ -99,9 +97,17 @@ class BarCounter:
     @property
     def beats_per_bar(self) -> int:
         """The meter of the bar `bar_anchor` counts."""
-        if not self.known and self._learned_beat is not None and self.learned.known:
-            return self.learned.beats_per_bar
-        return self.meter.beats_per_bar
+        speaking = self._speaking()
+        return (speaking[1] if speaking is not None else self.meter).beats_per_bar
+
+    def _speaking(self) -> tuple[float, Meter] | None:
+        """The meter the bar is counted by and the last beat it saw: the music's cues once they know the bar,
+        else the learned activation's once it does; None: neither yet (the provisional bar)."""
+        if self.known:
+            return self._beat, self.meter
+        if self._learned_beat is not None and self.learned.known:
+            return self._learned_beat, self.learned
+        return None
 
     def resync(self, downbeat: float, period: float, anchor: float) -> None:
         """A downbeat falls at `downbeat` (the VJ says so): the bar counts from the grid's beat nearest it."""
@@ -119,7 +125,7 @@ def _next_beat(period: float, anchor: float, t: float) -> float:
     return anchor + math.ceil((t - anchor) / period - 1e-9) * period
 
 
-def _summary(analyser: AudioAnalyser, beat: float, period: float) -> BeatSummary | None:
+def beat_summary(analyser: AudioAnalyser, beat: float, period: float) -> BeatSummary | None:
     """The beat's mean chroma and mel spectrum over [beat, beat + period) and the low onset on it; None
     where those frames are not kept (before the stream's start, or forgotten)."""
     start, stop = _frame_range(beat, beat + period)

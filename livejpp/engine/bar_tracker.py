@@ -29,7 +29,7 @@ CONTRAST_SECONDS = 4.0
 ONSET_CONTRAST_FULL, ONSET_FRAMES = 1.5, 1.5
 #: ... with the grid as it stood this long before each frame (the show decides its cuts about as far ahead).
 PREDICT_SECONDS = 0.25
-#: A beat "hits" within ± this many frames of its time (the activation's frames, or the analyser's for the low onset).
+#: A beat "hits" within ± this many of the activation's frames of its time.
 DOWN_FRAMES = 2
 
 
@@ -104,10 +104,8 @@ class BarTracker:
         self._predicted.append((a, float(on_beats(t, period, anchor, DOWN_FRAMES / self.fps))))
 
     def _down_share(self, beat: float) -> float | None:
-        """The learned downbeat activation's share of the beat activation within ± DOWN_FRAMES of `beat`."""
-        near = [(a, d) for f, a, d in self._recent if abs(f / self.fps + self.lag - beat) <= DOWN_FRAMES / self.fps]
-        total = sum(a for a, _ in near)
-        return sum(d for _, d in near) / total if total > 1e-6 else None
+        frames, acts, down = np.array(self._recent).T
+        return down_share(frames / self.fps + self.lag, acts, down, beat, DOWN_FRAMES / self.fps)
 
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
@@ -174,6 +172,14 @@ class BarTracker:
         """A downbeat falls at `downbeat`: the meter counts the bar from the grid's beat nearest it."""
         if self.grid.period is not None:
             self.bars.resync(downbeat, self.grid.period, self.grid.anchor)
+
+
+def down_share(times: np.ndarray, beat: np.ndarray, down: np.ndarray, at: float, within: float) -> float | None:
+    """A learned downbeat activation's share of the beat activation within `within` seconds of `at` (frames
+    at `times`); None where no beat activation is there."""
+    near = np.abs(times - at) <= within
+    total = float(beat[near].sum())
+    return float(down[near].sum()) / total if total > 1e-6 else None
 
 
 def on_beats(t: np.ndarray | float, period: float, anchor: float, within: float) -> np.ndarray:
