@@ -18,7 +18,7 @@ from av.video.reformatter import VideoReformatter
 from livejpp import index as clip_index
 from livejpp.errors import LivejppError
 from livejpp.features.audio import audio_features, is_silent
-from livejpp.features.visual import ANALYSIS_SIZE, VisualFeatures
+from livejpp.features.visual import VisualFeatures, small_picture
 from livejpp.library.store import LibraryStore
 from livejpp.media.decode import AUDIO_RATE, MediaError, iter_video_frames, probe, read_audio_file
 from livejpp.model.card import resolve
@@ -54,12 +54,10 @@ def visual_rows(path: str | os.PathLike, start: float, seconds: int) -> np.ndarr
     info = probe(path)
     features = VisualFeatures()
     scaler = VideoReformatter()
-    w, h = ANALYSIS_SIZE if info.rotation not in (90, 270) else ANALYSIS_SIZE[::-1]
     for t, frame in iter_video_frames(info.path, start=start, origin=info.start):
         if t >= start + seconds:
             break
-        rgb = scaler.reformat(frame, width=w, height=h, format="rgb24").to_ndarray()
-        features.add(t - start, np.rot90(rgb, k=info.rotation // 90) if info.rotation else rgb)
+        features.add(t - start, small_picture(scaler, frame, info.rotation))
     rows = min(seconds, int(info.duration - start + 0.5))
     if rows < 1:
         raise QueryError(f"{path}: nothing to see after {start:.1f} s")

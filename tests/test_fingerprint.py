@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from livejpp.fingerprint import Matcher, MemoryHashStore, StreamMatcher, fingerprint, fingerprint_blocks
+from livejpp.fingerprint import store as fingerprint_store
 from livejpp.fingerprint.store import MAX_POSTINGS
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
@@ -256,3 +257,20 @@ def test_a_song_in_a_crowded_library_still_locks(audio):
     assert len(locked) >= 10 and len(off) <= len(locked) // 10, f"{len(locked)} locked hops, off at {off}"
     unknown = degrade.room_noise(np.concatenate([audio[n] for n in HALVES[1][1:3]]), 10.0, seed=4)
     assert [now for now, m in play(StreamMatcher(store), unknown, 1e9) if m and m.confident] == []
+
+
+def test_a_small_store_searches_and_a_large_one_indexes_with_the_same_hits(audio, monkeypatch):
+    """Below DIRECT_INDEX_POSTINGS lookup binary-searches (no 32 MB index built at every build's end and show's
+    start); above, it reads a direct index. The same postings must give the same hits either way, stop words
+    and hashes the store never saw included."""
+    store = crowded_store(audio, "Kevin_MacLeod-Vibe_Ace.ogg", videos=50)
+    heard = [audio[name][: 20 * AUDIO_RATE] for name in ("Kevin_MacLeod-Vibe_Ace.ogg", "lmms_Skiessi-C64.ogg")]
+    query = np.concatenate([fingerprint(song).hashes for song in heard])  # in the store, and not
+    searched = store.lookup(query)
+    monkeypatch.setattr(fingerprint_store, "DIRECT_INDEX_POSTINGS", 0)
+    indexed = crowded_store(audio, "Kevin_MacLeod-Vibe_Ace.ogg", videos=50)
+    direct = indexed.lookup(query)
+    assert indexed._start is not None and store._start is None  # each path taken
+    assert len(searched.query) > 300
+    for field in ("query", "video", "frame"):
+        assert np.array_equal(getattr(searched, field), getattr(direct, field)), field

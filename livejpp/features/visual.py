@@ -6,7 +6,9 @@ density, motion, cut rate and flash rate: what a VJ means by "this clip is dark,
 
 from __future__ import annotations
 
+import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 #: Size frames are reduced to before analysis: cheap (~1 ms a frame) and enough for these features.
 ANALYSIS_SIZE = (160, 90)
@@ -34,47 +36,55 @@ DIM = len(NAMES)
 _PER_FRAME = HUE_BINS + SAT_BINS + VAL_BINS + 4  # histograms, brightness, contrast, colour, edges
 
 
+def small_picture(scaler: VideoReformatter, frame: av.VideoFrame, rotation: int = 0) -> np.ndarray:
+    """`frame` at ANALYSIS_SIZE as RGB, turned upright. Area averaging: a third cheaper than the default
+    bilinear filter at 720p and the picture a feature sees is the same (0.14 of 255 apart on average)."""
+    w, h = ANALYSIS_SIZE[::-1] if rotation in (90, 270) else ANALYSIS_SIZE
+    rgb = scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+    return np.rot90(rgb, k=rotation // 90) if rotation else rgb
+
+
 def frame_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame statistics [_PER_FRAME] and the luma plane (for motion and cuts)."""
+    """Per-frame statistics [_PER_FRAME] and the luma plane (for motion and cuts).
+
+    Runs on every decoded frame of a build, so each step is done once: one division for the hue (the
+    channel that is brightest picks its numerator and offset), one pass for each mean and variance."""
     # planar float copies: reductions over a trailing axis of 3 are slow in numpy, elementwise ops are not
     r, g, b = np.moveaxis(rgb, 2, 0).astype(np.float32) * np.float32(1.0 / 255.0)
     value = np.maximum(np.maximum(r, g), b)
-    low = np.minimum(np.minimum(r, g), b)
-    chroma = value - low
-    saturation = np.where(value > 0, chroma / np.maximum(value, 1e-6), 0.0)
-    safe = np.maximum(chroma, 1e-6)
-    hue = (
-        np.where(
-            value == r,
-            ((g - b) / safe) % 6.0,
-            np.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
-        )
-        / 6.0
-    )
+    chroma = value - np.minimum(np.minimum(r, g), b)
+    saturation = np.where(value > 0, chroma / np.maximum(value, 1e-6), np.float32(0.0))
+    red_top, green_top = value == r, value == g
+    numerator = np.where(red_top, g - b, np.where(green_top, b - r, r - g))
+    offset = np.where(red_top, np.float32(0.0), np.where(green_top, np.float32(2.0), np.float32(4.0)))
+    hue = ((numerator / np.maximum(chroma, 1e-6) + offset) % 6.0) / 6.0
     n = float(value.size)
     # hue histogram weighted by saturation: grey pixels have no hue to speak of
-    hue_hist = (
-        np.bincount(
-            np.minimum((hue * HUE_BINS).astype(np.int64), HUE_BINS - 1).ravel(),
-            weights=saturation.ravel(),
-            minlength=HUE_BINS,
-        )
-        / n
-    )
-    sat_hist = (
-        np.bincount(np.minimum((saturation * SAT_BINS).astype(np.int64), SAT_BINS - 1).ravel(), minlength=SAT_BINS) / n
-    )
-    val_hist = (
-        np.bincount(np.minimum((value * VAL_BINS).astype(np.int64), VAL_BINS - 1).ravel(), minlength=VAL_BINS) / n
-    )
+    hue_hist = np.bincount(_bins(hue, HUE_BINS), weights=saturation.ravel(), minlength=HUE_BINS)
+    sat_hist = np.bincount(_bins(saturation, SAT_BINS), minlength=SAT_BINS)
+    val_hist = np.bincount(_bins(value, VAL_BINS), minlength=VAL_BINS)
     luma = 0.299 * r + 0.587 * g + 0.114 * b
     rg, yb = r - g, 0.5 * (r + g) - b
-    colourfulness = np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
-    gx = np.abs(np.diff(luma, axis=1))[:-1, :]
-    gy = np.abs(np.diff(luma, axis=0))[:, :-1]
-    edges = float(np.mean(np.hypot(gx, gy) > EDGE_THRESHOLD))
-    stats = np.concatenate([hue_hist, sat_hist, val_hist, [luma.mean(), luma.std(), colourfulness, edges]])
+    colourfulness = np.sqrt(_variance(rg) + _variance(yb)) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
+    gx = np.diff(luma, axis=1)[:-1, :]
+    gy = np.diff(luma, axis=0)[:, :-1]
+    edges = np.count_nonzero(gx * gx + gy * gy > EDGE_THRESHOLD * EDGE_THRESHOLD) / gx.size
+    brightness = luma.mean()
+    stats = np.concatenate(
+        [hue_hist / n, sat_hist / n, val_hist / n, [brightness, np.sqrt(_variance(luma)), colourfulness, edges]]
+    )
     return stats.astype(np.float32), luma
+
+
+def _bins(x: np.ndarray, count: int) -> np.ndarray:
+    """Which of `count` equal bins over [0, 1] each value falls in (1 itself in the last)."""
+    return np.minimum((x * count).astype(np.intp), count - 1).ravel()
+
+
+def _variance(x: np.ndarray) -> float:
+    """Population variance in one dot product (numpy's var makes three passes)."""
+    d = (x - x.mean()).ravel()
+    return float(np.dot(d, d)) / d.size
 
 
 class VisualFeatures:

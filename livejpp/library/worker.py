@@ -17,7 +17,7 @@ from av.video.reformatter import VideoReformatter
 from livejpp.features import FeatureSet, whole_seconds
 from livejpp.features.audio import audio_features, is_silent, level_dbfs
 from livejpp.features.pretrained import extractor_for
-from livejpp.features.visual import ANALYSIS_SIZE, VisualFeatures
+from livejpp.features.visual import VisualFeatures, small_picture
 from livejpp.media.clips import ClipEncoder, clip_start, keep_tail, playback_size
 from livejpp.media.decode import AudioReader, VideoInfo, iter_video_frames
 from livejpp.media.hap import HapClipEncoder
@@ -131,9 +131,6 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
         extractor_for(fs, info.rotation, job.threads) for fs in job.feature_sets if not fs.name.startswith("hand_")
     ]
     scaler = VideoReformatter()
-    small_w, small_h = ANALYSIS_SIZE
-    if info.rotation in (90, 270):
-        small_w, small_h = small_h, small_w
     open_clips: dict[int, _OpenClip] = {}
     next_index = job.first_index
     last_t = start_time
@@ -154,9 +151,7 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
                 if job.last_index is not None and next_index > job.last_index:
                     break  # the range's last clip is finished: the next range decodes from here
                 continue
-            small = scaler.reformat(frame, width=small_w, height=small_h, format="rgb24").to_ndarray()
-            if info.rotation:
-                small = np.rot90(small, k=info.rotation // 90)
+            small = small_picture(scaler, frame, info.rotation)
             for clip in open_clips.values():
                 clip.visual.add(t - clip.start, small)
                 if clip.encoder is not None:
