@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,32 @@ def test_source_copy_with_the_object_store(scheduler, tmp_path, monkeypatch):
     _same(_contents(tmp_path / "lib"), _contents(tmp_path / "local"))
     for a, b in zip(_first_pictures(tmp_path / "lib"), _first_pictures(tmp_path / "local"), strict=True):
         assert np.array_equal(a, b)
+
+
+def _fingerprints(lib: Path) -> dict:
+    db = sqlite3.connect(lib / "library.sqlite")
+    rows = db.execute(
+        "SELECT v.content_hash, f.count, f.hashes, f.frames FROM fingerprints f JOIN videos v ON v.id = f.video_id"
+    ).fetchall()
+    db.close()
+    return {h: (n, a, b) for h, n, a, b in rows}
+
+
+def test_soundtracks_are_fingerprinted_on_the_cluster_as_locally(scheduler, tmp_path):
+    """A soundtrack's fingerprint is per-video work too (seconds of audio decoding a video): on the driver it
+    was the one part of a build that did not spread over the cluster. A worker makes it, the same as locally."""
+    from distributed import Client
+
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    os.link(Path(__file__).parent / "media" / "av" / "bigbuckbunny_5s.mp4", footage / "bigbuckbunny_5s.mp4")
+    build_library([footage], tmp_path / "local", SETTINGS, jobs=1, progress=False)
+    with Client(scheduler) as client:
+        client.get_task_stream(start=0)  # from here on the scheduler records every task its workers run
+        started = time.time()
+        report = build_library([footage], tmp_path / "lib", SETTINGS, progress=False, cluster=scheduler)
+        ran = [str(task["key"]) for task in client.get_task_stream(start=started)]
+    assert report.fingerprinted == 1 and not report.skipped
+    assert [key for key in ran if key.startswith("livejpp-fingerprint-")], ran
+    local, built = _fingerprints(tmp_path / "local"), _fingerprints(tmp_path / "lib")
+    assert list(local.values())[0][0] > 100 and built == local

@@ -9,7 +9,6 @@ off resume from their first missing clip.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import errno
 import fcntl
 import hashlib
 import json
@@ -24,12 +23,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from livejpp.errors import describe, disk_full
 from livejpp.features.sets import feature_sets_for
 from livejpp.fingerprint import Landmarks
 from livejpp.library.fingerprinting import (
     FingerprintDone,
     FingerprintJob,
     fingerprint_video,
+    run_fingerprint_job,
     same_soundtrack,
     silent,
     start_of,
@@ -462,7 +463,7 @@ class _Builder:
             try:
                 done = fingerprint_video(job)
             except Exception as exc:  # noqa: BLE001 - one unreadable soundtrack must not stop the build
-                self._fingerprint_failed(job, _describe(exc))
+                self._fingerprint_failed(job, describe(exc))
                 continue
             self._save_fingerprint(done)
 
@@ -535,7 +536,7 @@ class _Builder:
         try:
             return self._run(inputs)
         except (sqlite3.OperationalError, OSError) as exc:
-            if not _disk_full(exc):
+            if not disk_full(exc):
                 raise
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise LibraryError(
@@ -599,12 +600,13 @@ class _Builder:
             except sqlite3.Error:
                 raise  # the manifest, not the video, failed: the build cannot go on
             except Exception as exc:  # noqa: BLE001 - one bad video must not stop the build
-                self._video_failed(job.key, _describe(exc))
+                self._video_failed(job.key, describe(exc))
             self._run_fingerprints_here()
 
     def _run_cluster(self, jobs: list[VideoJob]) -> None:
-        """Each video a Dask task; results commit here in the order they finish. Fingerprints
-        (seconds per video) run on the driver between commits.
+        """Each video a Dask task, and each soundtrack's fingerprint another once its video is in (seconds of
+        audio decoding per video: on the driver they were the one part of the build that did not spread over
+        the cluster); results commit here in the order they finish.
 
         A worker that dies takes the blame for every task it held, the one that killed it and the next one
         waiting beside it (Dask keeps more tasks on a worker than it has threads): both reach the scheduler's
@@ -619,41 +621,71 @@ class _Builder:
         try:
             token = cluster.mark_shared(self.store.root)
             root = str(self.store.root.resolve())
-            self._run_fingerprints_here()
-            futures = {
-                client.submit(
-                    cluster.run_video, job, root, token, key=f"livejpp-{job.key}-{job.first_index}-{token}", retries=0
-                ): job
-                for job in jobs
-            }
-            suspects: list[VideoJob] = []
-            for future in as_completed(futures):
-                job = futures[future]
+            tasks: dict = {}
+            finished = as_completed()
+
+            def submit(job: VideoJob | FingerprintJob, suffix: str = ""):
+                if isinstance(job, FingerprintJob):
+                    key = f"livejpp-fingerprint-{job.key}-{token}{suffix}"
+                    return client.submit(run_fingerprint_job, job, key=key, retries=0)
+                key = f"livejpp-{job.key}-{job.first_index}-{token}{suffix}"
+                return client.submit(cluster.run_video, job, root, token, key=key, retries=0)
+
+            def submit_fingerprints() -> None:  # queued as videos come in (and for videos built before them)
+                while self.fingerprint_jobs:
+                    job = self.fingerprint_jobs.pop(0)
+                    future = submit(job)
+                    tasks[future] = job
+                    finished.add(future)
+
+            def take(future, job: VideoJob | FingerprintJob, alone: bool) -> bool:
+                """Commit a finished task; False when its worker died and it should run again alone."""
                 try:
                     result = future.result()
-                except KilledWorker:
-                    suspects.append(job)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
-                    self._video_failed(job.key, _describe(exc))
-                    continue
-                self._take_cluster_result(result, job)
-            for job in suspects:
-                alone = client.submit(
-                    cluster.run_video, job, root, token, key=f"livejpp-{job.key}-{job.first_index}-{token}-alone"
-                )
-                try:
-                    result = alone.result()
                 except KilledWorker as exc:
+                    if not alone:
+                        return False
                     deaths = exc.allowed_failures + 1
-                    self._video_failed(job.key, f"its worker died {deaths} times running it alone on the cluster")
-                    continue
+                    self._cluster_task_failed(job, f"its worker died {deaths} times running it alone on the cluster")
+                    return True
                 except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
-                    self._video_failed(job.key, _describe(exc))
-                    continue
-                self._take_cluster_result(result, job)
+                    self._cluster_task_failed(job, describe(exc))
+                    return True
+                if isinstance(job, FingerprintJob):
+                    self._take_fingerprint(result, job)
+                else:
+                    self._take_cluster_result(result, job)
+                return True
+
+            for job in jobs:
+                future = submit(job)
+                tasks[future] = job
+                finished.add(future)
+            submit_fingerprints()
+            suspects = []
+            for future in finished:
+                if not take(future, tasks[future], alone=False):
+                    suspects.append(tasks[future])
+                submit_fingerprints()
+            for job in suspects:  # one at a time, nothing beside it to share the blame
+                take(submit(job, "-alone"), job, alone=True)
+            submit_fingerprints()  # those of the videos that went through alone
+            for future in finished:
+                take(future, tasks[future], alone=True)
         finally:
             client.close()
+
+    def _cluster_task_failed(self, job: VideoJob | FingerprintJob, reason: str) -> None:
+        if isinstance(job, FingerprintJob):
+            self._fingerprint_failed(job, reason)
+        else:
+            self._video_failed(job.key, reason)
+
+    def _take_fingerprint(self, result: FingerprintDone | str, job: FingerprintJob) -> None:
+        if isinstance(result, FingerprintDone):
+            self._save_fingerprint(result)
+        else:
+            self._fingerprint_failed(job, result)
 
     def _take_cluster_result(self, result, job: VideoJob) -> None:
         """Commit what a cluster task sent back, as a local worker's messages."""
@@ -665,7 +697,6 @@ class _Builder:
             self._handle(message)
         if result.error is not None:
             self._video_failed(job.key, result.error)
-        self._run_fingerprints_here()
 
     def _run_pool(self, jobs: list[VideoJob]) -> None:
         ctx = mp.get_context("spawn")
@@ -678,7 +709,7 @@ class _Builder:
             def start_fingerprints() -> None:
                 while self.fingerprint_jobs:
                     job = self.fingerprint_jobs.pop(0)
-                    fingerprints[pool.submit(_run_fingerprint_job, job)] = job
+                    fingerprints[pool.submit(run_fingerprint_job, job)] = job
 
             start_fingerprints()  # videos already in the library, built before fingerprints
             futures = {pool.submit(_run_job, job): job for job in jobs}
@@ -698,10 +729,8 @@ class _Builder:
                     for future in [f for f in fingerprints if f.done()]:
                         job = fingerprints.pop(future)
                         result = future.exception() or future.result()
-                        if isinstance(result, FingerprintDone):
-                            self._save_fingerprint(result)
-                        else:
-                            self._fingerprint_failed(job, result if isinstance(result, str) else _describe(result))
+                        failure = None if isinstance(result, FingerprintDone | str) else describe(result)
+                        self._take_fingerprint(failure or result, job)
                     for future, job in futures.items():
                         if (job.key, job.first_index) in finished or not future.done():
                             continue
@@ -709,27 +738,13 @@ class _Builder:
                         if error is None:
                             continue  # done; its VideoDone is still on the queue
                         finished.add((job.key, job.first_index))
-                        self._video_failed(job.key, error if isinstance(error, str) else _describe(error))
+                        self._video_failed(job.key, error if isinstance(error, str) else describe(error))
             except BaseException:
                 # workers blocked writing to the queue nobody reads would keep the pool from ever closing
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """SQLite's or the system's way of saying there is no space left."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return "full" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and _disk_full(exc):  # the same reason for every file: counted once in the summary
-        return f"{exc.strerror} writing its clips (free some space and run again to resume)"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _messages = None
@@ -749,14 +764,6 @@ def _init_worker(messages, parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _run_fingerprint_job(job: FingerprintJob) -> FingerprintDone | str:
-    """Worker entry: the soundtrack's fingerprint, or the reason there is none."""
-    try:
-        return fingerprint_video(job)
-    except Exception as exc:  # noqa: BLE001 - reported by the builder, the build goes on
-        return _describe(exc)
-
-
 def _run_job(job: VideoJob) -> str | None:
     """Worker entry: None when the video went through, else the reason it failed."""
     try:
@@ -764,5 +771,5 @@ def _run_job(job: VideoJob) -> str | None:
     except MediaError as exc:
         return exc.reason
     except Exception as exc:  # noqa: BLE001 - reported by the builder, the build goes on
-        return _describe(exc)
+        return describe(exc)
     return None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import livejpp
-from livejpp.errors import LivejppError
+from livejpp.errors import LivejppError, describe
 from livejpp.library.worker import ClipResult, VideoJob, process_video
 from livejpp.media.decode import MediaError
 
@@ -130,7 +130,7 @@ def run_video(job: VideoJob, root: str, token: str) -> ClusterResult:
     except MediaError as exc:
         error = exc.reason
     except Exception as exc:  # noqa: BLE001 - reported by the builder, the build goes on
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        error = describe(exc)
     if scratch is not None:
         for m in messages:
             if isinstance(m, ClipResult) and m.part_path is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from livejpp.errors import describe
 from livejpp.fingerprint import Landmarks, MemoryHashStore, fingerprint_blocks
 from livejpp.fingerprint.landmarks import FRAME_SECONDS
 from livejpp.fingerprint.match import decide
@@ -58,6 +59,14 @@ def fingerprint_video(job: FingerprintJob) -> FingerprintDone:
     if len(landmarks.hashes) < MIN_HASHES_PER_SECOND * job.duration:
         return silent(job.key, job.video_id, job.duration)
     return FingerprintDone(job.key, job.video_id, landmarks, job.duration, None)
+
+
+def run_fingerprint_job(job: FingerprintJob) -> FingerprintDone | str:
+    """A worker's entry (a local process or a cluster task): the fingerprint, or the one-line reason there is none."""
+    try:
+        return fingerprint_video(job)
+    except Exception as exc:  # noqa: BLE001 - reported by the builder, the build goes on
+        return describe(exc)
 
 
 def silent(key: str, video_id: int, seconds: float) -> FingerprintDone:
