@@ -695,6 +695,28 @@ def test_a_clock_that_says_where_in_the_bar_it_is_sets_the_one(show, caplog):
     assert clock.bar_position(heard + 0.75) == 0 and bus.counts["osc"].refused == 1  # the clock as it was
 
 
+def test_an_osc_app_sends_the_clock_as_two_numbers(show):
+    """`/livejpp/clock 120.0 3.5` over real UDP: an OSC app sends the tempo and the beat as two numbers, not
+    one string (refused before: "takes one value, got 2")."""
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from livejpp.control.osc import OscServer
+
+    bus = CommandBus(show, Presets())
+    server = OscServer(bus, port=0)
+    server.start()
+    try:
+        SimpleUDPClient(*server.address[:2]).send_message("/livejpp/clock", [120.0, 3.5])
+        wait_until(lambda: bus.count("osc").applied + bus.count("osc").refused, 5.0, "the clock message")
+    finally:
+        server.stop()
+    assert bus.counts["osc"].refused == 0 and show.engine.clock_state.source == "osc"
+    received = bus.events[-1]
+    assert received.command == "clock" and show.engine.clock.bpm == pytest.approx(120)
+    heard = show.latency.heard(received.received - show.start_time)
+    assert show.engine.clock.bar_position(heard + 0.25) == 3  # beat 4 a quarter second on, as the text form
+
+
 def test_keys_walk_through_the_videos_folders_and_presets(show):
     bus = CommandBus(show, Presets())
     videos = bus.options("video")

@@ -93,6 +93,10 @@ def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, in
     return host or default_host, number
 
 
+# commands whose value is several words: `learn` a control and its command, `clock` BPM and the beat in the bar
+SEVERAL_VALUES = ("learn", "clock")
+
+
 class OscServer:
     """A UDP server for /livejpp/... messages, on its own thread; it applies each at once."""
 
@@ -200,12 +204,14 @@ class OscServer:
         if name not in COMMANDS or len(parts) > 2:
             self.bus.refuse("osc", f"unknown address {address!r}")
             return
-        if len(args) > 1 and name not in ("learn",):
+        if len(args) > 1 and name not in SEVERAL_VALUES:
             self.bus.refuse("osc", f"{address}: takes one value, got {len(args)}")
             return
         value = args[0] if args else None
         if name == "learn" and len(args) > 1:
             value = " ".join(str(a) for a in args)
+        elif len(args) > 1:
+            value = list(args)  # `/livejpp/clock 128.0 1`: two numbers, as an OSC app sends them
         if len(parts) == 2:
             word = parts[1]
             if value is not None and isinstance(value, (int, float)) and value == 0:
