@@ -48,6 +48,9 @@ from livejpp.library.build import build_library, find_videos  # noqa: E402
 from livejpp.library.store import LibraryStore, disk_usage  # noqa: E402
 from livejpp.library.worker import BuildSettings  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tools"))
+import baseline_code  # noqa: E402
+
 DEFAULT_MEDIA = [ROOT / "tests" / "media" / "av", ROOT / "tests" / "media" / "footage"]
 
 
@@ -343,10 +346,7 @@ def bench_live(args: argparse.Namespace) -> None:
                 out.mux(packet)
         runs = {}
         if args.baseline:  # the same show with the code of another commit, exported beside this tree
-            code = Path(tmp) / "baseline-code"
-            code.mkdir()
-            tree = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True)
-            subprocess.run(["tar", "-x", "-C", str(code)], input=tree.stdout, check=True)
+            code = baseline_code.export(args.baseline, Path(tmp) / "baseline-code")
             runs[args.baseline] = live_run(args, lib, song, code, Path(tmp) / "baseline")
         runs["this tree"] = live_run(args, lib, song, ROOT, Path(tmp) / "this")
         (ROOT / "build").mkdir(exist_ok=True)
@@ -705,6 +705,7 @@ def main() -> None:
     sc.add_argument("--sizes", default="10000,100000", help="synthetic library sizes (1000000 opt-in)")
     sc.add_argument("--work", default="/tmp/livejpp-scale", help="where the synthetic libraries are kept")
     sc.add_argument("--timeout", type=float, default=600, help="seconds per measured step before it is given up")
+    sc.add_argument("--baseline", metavar="REV", help="--part build: also the per-core build with the code of git REV")
     sc.set_defaults(func=bench_scale)
     args = parser.parse_args()
     args.func(args)
