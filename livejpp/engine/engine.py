@@ -24,6 +24,7 @@ from livejpp import index as clip_index
 from livejpp.engine.beat import HISTORY_SECONDS, HOLD_BELOW, LOCK_BARS, BeatClock, ClockState
 from livejpp.engine.sections import RECENT_SECONDS, SectionDetector
 from livejpp.engine.selector import ClipInfo, Cut, Selector, SelectorSettings
+from livejpp.engine.sync import VERIFY_SECONDS, SyncLock, Verified, verify
 from livejpp.engine.trackers import DEFAULT_TRACKER
 from livejpp.errors import LivejppError
 from livejpp.features.audio import NAMES as AUDIO_NAMES
@@ -201,6 +202,13 @@ class Engine:
         elif self.matcher is None and self.fingerprints is not None:
             self.matcher = StreamMatcher(self.fingerprints, self.settings.match_window)
             self._matcher_origin = self.analyser.samples_in / AUDIO_RATE
+
+    def verify(self, lock: SyncLock | None) -> Verified | None:
+        """The newest audio's landmarks that say `lock`'s video plays where the lock has it (sync.verify), in
+        engine time: fresher evidence that the song still plays than the window's vote, for SyncTracker.update."""
+        if self.matcher is None or lock is None:
+            return None
+        return verify(lock, self.matcher.recent(VERIFY_SECONDS), self.matcher.store, self._matcher_origin)
 
     def _same_videos(self, other: Engine) -> bool:
         """Whether a match of `other`'s means the same video here (a model switch on the same library)."""

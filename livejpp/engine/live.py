@@ -349,7 +349,8 @@ class LiveShow:
         it (continuously: the line moves, never the picture); enter, move and leave cut on the next beat."""
         now = engine.match_time
         before = self.sync.lock
-        event = self.sync.update(engine.heard, now, now, level_db=engine.hop_level_db)  # as in render
+        verified = engine.verify(self.sync.verifying)
+        event = self.sync.update(engine.heard, now, now, level_db=engine.hop_level_db, verified=verified)  # as render
         lock = self.sync.lock
         if self.sync.mode == "off":  # off as the tracker saw it (on -> off -> auto within a hop keeps the window)
             engine.set_matching(False)

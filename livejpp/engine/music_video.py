@@ -95,7 +95,8 @@ def analyse(
         engine.push(samples[start : start + block])
         for _ in engine.hops[hops:]:  # one per block: the match is the newest hop's
             # weak matches count too; the hop's level tells a quiet passage of the song from other music
-            event = tracker.update(engine.heard, engine.match_time, engine.match_time, level_db=engine.hop_level_db)
+            now, verified = engine.match_time, engine.verify(tracker.verifying)
+            event = tracker.update(engine.heard, now, now, level_db=engine.hop_level_db, verified=verified)
             run.events += [event] if event else []
             run.locks.append((engine.match_time, tracker.lock))
     if not engine.cuts and engine.selector.broken:

@@ -23,6 +23,18 @@ line fitted over many hops, never one hop (issue 12, sync12-design.md §4.3):
   another video entering as above, which then replaces the lock ("enter"). In every mode, a run of hops
   whose newest voting audio is HEARD_DOUBT_SECONDS["auto"] old does not enter: the window remembers a song
   that stopped;
+- verify ("auto"): the window's vote needs MIN_VOTES landmarks, so its newest voting audio lags the hop by up to
+  2.2 s in a 10 dB room and the heard rule waits 3 s (a mix left after 2.4-4.4 s). A lock is a line known
+  beforehand, so each hop the caller also looks the newest VERIFY_SECONDS of audio up in the locked video alone
+  (verify(): its landmarks, the pairs not final yet included, that lie where the line puts them): while a song
+  plays in the tests' 10 dB room with an mp3 pass 5-50 of them agree and the newest is 0.2-0.9 s old; after a
+  hard mix none does. VERIFY_DOUBT_SECONDS of music with no agreeing landmark and no vote of the window's leave,
+  1.4 s after a mix. Music only: a hop QUIET_DB under the level the song had where it was verified (a fade, a
+  break in a noisy room) pauses that clock, and a song heard sparsely (under DENSE_VOTES agreeing landmarks:
+  a quiet passage of Big Buck Bunny or the Sintel trailer in a 10 dB room has 1.5-2 s gaps) is left to the
+  rules above. After a leave the window names the song for seconds more, so its video is entered again only
+  once VERIFY_VOTES landmarks of the newest audio agree with the lock that left (one lands on a line by chance
+  now and then), or after FORGET_SECONDS, when the window holds only audio heard since;
 - quiet is no doubt: a hop QUIET_DB under the song's level (the median of the last LEVEL_SECONDS of hops that
   were not quiet) or under SILENCE_DBFS hears only the room, and its time does not count towards either rule
   above. A break, a fade or a quiet tail inside the song would otherwise cut away and back (a 4.5 s passage
@@ -43,6 +55,8 @@ import numpy as np
 
 from livejpp.features.audio import SILENCE_DBFS
 from livejpp.fingerprint.match import MAX_SPEED_CHANGE, MIN_VOTES, Match
+from livejpp.fingerprint.store import TwoTierStore
+from livejpp.fingerprint.stream import Recent
 
 SyncMode = Literal["auto", "on", "off"]
 SYNC_MODES: tuple[SyncMode, ...] = ("auto", "on", "off")
@@ -75,6 +89,26 @@ LEVEL_SECONDS = 20.0  # the song's level: the median of this many seconds of hop
 # unheard for its length + 0.5-0.8 s (4.5 s: 5.0-5.3 s in the three songs of tests/test_sync_machine.py), so a
 # break of up to ~9 s (4 bars at 108 BPM) keeps the lock, and a song that ends leaves 10 s after its last note.
 SILENCE_SECONDS = 10.0
+# "auto" leaves once this many seconds of music (not soft: QUIET_DB under the verified level) had no landmark of
+# the locked video where the lock says it plays (verify()) and no vote of the window's: in the songs of
+# tests/test_sync_machine.py in a 10 dB room with an mp3 pass the newest agreeing landmark is 0.2-0.9 s old at a
+# hop, after a hard mix none comes, so a mix leaves 1.4 s after it instead of the heard rule's 2.4-4.4 s
+VERIFY_DOUBT_SECONDS: dict[SyncMode, float] = {"auto": 1.5}
+VERIFY_SECONDS = 1.5  # the newest audio whose landmarks verify the lock each hop (longer than any hop)
+# seconds: an agreeing landmark lies this close to the lock's line (the line is within a frame of the song, p95;
+# the song's own landmarks within 20 ms of it): a chance landmark lands in it 2.5 times less often than in AGREE
+VERIFY_TOLERANCE = 0.06
+# the verify rule judges a lock only where its song was heard densely: DENSE_HOPS of the hops of DENSE_SECONDS up
+# to its last verification verified it anew, with DENSE_VOTES agreeing landmarks (median). The tests' songs have
+# 5-50 mostly; a quiet passage of the Sintel trailer at +4 % in a 10 dB room (the drift bench) 2-4, with a 2 s
+# gap (it left and came back 2 s later); Big Buck Bunny's opening under a room set by a louder song 0-7.
+DENSE_SECONDS = 1.75  # 4 hops
+DENSE_HOPS = 3
+DENSE_VOTES = 5
+# after a leave the lock's video is entered again only once VERIFY_VOTES landmarks of the newest audio agree with
+# the lock that left, or once the matcher's window (5 s: EngineSettings.match_window) holds nothing from before
+VERIFY_VOTES = 2
+FORGET_SECONDS = 5.0
 HOP_JITTER = 0.05  # hops end on whole STFT frames: 0.49-0.51 s apart, so "2 s" is 4 hops, give or take a frame
 
 
@@ -91,6 +125,24 @@ class SyncLock:
     def position_at(self, t: float) -> float:
         """Video seconds at show time t: the picture time of the locked video."""
         return self.position + (t - self.start) * self.rate
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The landmarks of the newest audio that say a lock's video plays where the lock has it (verify())."""
+
+    newest: float  # show time of the newest
+    count: int
+
+
+def verify(lock: SyncLock | None, recent: Recent, store: TwoTierStore, origin: float = 0.0) -> Verified | None:
+    """The landmarks of the newest audio (`recent`: StreamMatcher.recent(VERIFY_SECONDS)) that say the locked video
+    plays on where the lock has it (or at one other place: a cue jump, Recent.agreeing); None if none does or
+    nothing is locked. `origin` is the show time of the matcher's stream second 0."""
+    if lock is None:
+        return None
+    agree = recent.agreeing(store, lock.video, lock.position_at(origin), lock.rate, VERIFY_TOLERANCE)
+    return Verified(float(agree.max()) + origin, len(agree)) if len(agree) else None
 
 
 @dataclass(frozen=True)
@@ -140,6 +192,36 @@ class _Sighting:
         return other.video == self.video and abs(other.position - expected) <= CONSISTENT
 
 
+class _QuietHops:
+    """The recent hops too quiet to judge the song by. A run of them counts only once it lasts QUIET_MIN_SECONDS
+    (a song mixed into may open with a quiet second); until then `now` says the newest hop is quiet."""
+
+    def __init__(self) -> None:
+        self.hops: deque[tuple[float, float]] = deque()  # (show time, seconds) of the counted quiet hops
+        self._run: list[tuple[float, float]] = []  # the current run of quiet hops, until it counts
+        self._counting = False  # the current run lasts QUIET_MIN_SECONDS: each quiet hop counts
+        self.now = False  # the newest hop is quiet
+
+    def hear(self, quiet: bool, now: float, seconds: float) -> None:
+        """One hop of `seconds` of audio ending at show time `now`."""
+        self.now = quiet
+        while self.hops and self.hops[0][0] < now - SILENCE_SECONDS - 1.0:  # older than any doubt clock
+            self.hops.popleft()
+        if not quiet:
+            self._run, self._counting = [], False
+        elif self._counting:
+            self.hops.append((now, seconds))
+        else:
+            self._run.append((now, seconds))
+            if sum(s for _, s in self._run) >= QUIET_MIN_SECONDS - HOP_JITTER:
+                self.hops.extend(self._run)
+                self._run, self._counting = [], True
+
+    def loud_since(self, since: float, now: float) -> float:
+        """Seconds from `since` to `now` that were not counted quiet (a hop's time is the audio it ends)."""
+        return now - since - sum(seconds for t, seconds in self.hops if t > since)
+
+
 class SyncTracker:
     """Turns the matcher's per-hop answers into a steady lock; update() once per hop."""
 
@@ -151,10 +233,19 @@ class SyncTracker:
         self._last_seen = 0.0  # show time of the locked video's last confident hop, or weak one on the line
         self._last_heard = 0.0  # show time of the newest audio that voted for one (the window outlives the song)
         self._levels: deque[tuple[float, float]] = deque()  # (show time, dBFS) of the recent hops that were not quiet
-        self._quiet: deque[tuple[float, float]] = deque()  # (show time, seconds) of the recent quiet hops
-        self._quiet_run: list[tuple[float, float]] = []  # the current run of quiet hops, until it counts
-        self._in_quiet = False  # the current run of quiet hops lasts QUIET_MIN_SECONDS: each quiet hop counts
+        self._quiet = _QuietHops()  # hops QUIET_DB under the song's level: the room
         self._last_hop: float | None = None  # show time of the previous update
+        self._hop_seconds = 0.0  # audio the newest hop added
+        self._last_level = -np.inf  # the newest hop's level (dBFS)
+        self._last_verified = 0.0  # show time of the newest audio verified as the locked video (verify())
+        # (show time, dBFS, agreeing landmarks) of the hops that verified the lock anew
+        self._verified_hops: deque[tuple[float, float, int]] = deque()
+        self._soft = _QuietHops()  # hops QUIET_DB under the level of the hops that verified the lock
+        # the lock that left, still verified: its video is entered again only once the newest audio is verified
+        # as it (the window names a song it no longer hears for seconds after a mix, and a lone landmark that
+        # lands on its winning offset makes it "heard"), or once the window holds only audio heard since
+        self._gone: SyncLock | None = None
+        self._left_at = 0.0
 
     @property
     def state(self) -> SyncState:
@@ -166,15 +257,33 @@ class SyncTracker:
     def lock(self) -> SyncLock | None:
         return self._lock
 
+    @property
+    def verifying(self) -> SyncLock | None:
+        """The lock whose video the caller verifies against the newest audio each hop (verify()): the lock, or
+        the one that left, for FORGET_SECONDS."""
+        return self._lock if self._lock is not None else self._gone
+
     def set_mode(self, mode: SyncMode) -> None:
         """Takes effect at the next update: turning sync off while locked leaves there (a 'leave' event)."""
         self.mode = mode
 
-    def update(self, match: Match | None, now: float, window_end: float, *, level_db: float) -> SyncEvent | None:
+    def update(
+        self, match: Match | None, now: float, window_end: float, *, level_db: float, verified: Verified | None
+    ) -> SyncEvent | None:
         """One hop: `match` is the matcher's answer for the window ending at stream time `window_end`
         (StreamMatcher.seconds), `now` the show time at which that audio was heard, `level_db` the RMS level of
-        the hop's own audio (dBFS: Engine.hop_level_db)."""
+        the hop's own audio (dBFS: Engine.hop_level_db), `verified` what the newest audio says of the video of
+        `verifying` before this hop (verify(self.verifying, ...): Engine.verify)."""
         self._hear_level(level_db, now)
+        if self._gone is not None and now - self._left_at >= FORGET_SECONDS:
+            self._gone = None
+        if verified is not None and verified.newest > self._last_verified:
+            if self._lock is not None:
+                self._last_verified = verified.newest
+                self._verified_hops.append((now, level_db, verified.count))
+            elif verified.count >= VERIFY_VOTES:  # one landmark lands on a line by chance now and then; two do not
+                self._last_verified, self._gone = verified.newest, None  # the song that left is heard again
+        self._hear_softness(level_db, now)
         if self.mode == "off":
             self._run = []
             return self._leave(now) if self._lock is not None else None
@@ -213,34 +322,49 @@ class SyncTracker:
     def _hear_level(self, level_db: float, now: float) -> None:
         """Whether this hop heard only the room (see QUIET_DB): its time is kept apart from the doubt clocks."""
         hop = 0.0 if self._last_hop is None else max(0.0, now - self._last_hop)
-        self._last_hop = now
+        self._last_hop, self._hop_seconds, self._last_level = now, hop, level_db
         while self._levels and self._levels[0][0] < now - LEVEL_SECONDS:
             self._levels.popleft()
-        while self._quiet and self._quiet[0][0] < now - SILENCE_SECONDS - 1.0:  # older than any doubt clock
-            self._quiet.popleft()
         song_db = float(np.median([db for _, db in self._levels])) if self._levels else -np.inf
-        if level_db > SILENCE_DBFS and level_db > song_db - QUIET_DB:
+        quiet = not (level_db > SILENCE_DBFS and level_db > song_db - QUIET_DB)
+        if not quiet:
             self._levels.append((now, level_db))
-            self._quiet_run, self._in_quiet = [], False
-        elif self._in_quiet:
-            self._quiet.append((now, hop))
-        else:
-            self._quiet_run.append((now, hop))
-            if sum(seconds for _, seconds in self._quiet_run) >= QUIET_MIN_SECONDS - HOP_JITTER:
-                self._quiet.extend(self._quiet_run)
-                self._quiet_run, self._in_quiet = [], True
+        self._quiet.hear(quiet, now, hop)
 
-    def _loud_since(self, since: float, now: float) -> float:
-        """Seconds from `since` to `now` that were not quiet (a hop's time is the audio it ends)."""
-        return now - since - sum(seconds for t, seconds in self._quiet if t > since)
+    def _hear_softness(self, level_db: float, now: float) -> None:
+        """Whether this hop is QUIET_DB under the level of the hops that verified the lock (the song as it sounds
+        where its landmarks are heard): a fade or a break in a noisy room hides them, and its time does not count
+        towards the verify doubt (music as loud as the song does: a mix)."""
+        while self._verified_hops and self._verified_hops[0][0] < now - LEVEL_SECONDS:
+            self._verified_hops.popleft()
+        levels = [db for _, db, _ in self._verified_hops]
+        soft = level_db <= SILENCE_DBFS or (bool(levels) and level_db <= float(np.median(levels)) - QUIET_DB)
+        self._soft.hear(soft, now, self._hop_seconds)
+
+    def _heard_densely(self) -> bool:
+        """Whether the song was heard densely up to its last verification: DENSE_HOPS of the hops of the
+        DENSE_SECONDS before it verified it anew, with DENSE_VOTES agreeing landmarks (the median). Then a second
+        and a half without one is news; a song heard sparsely over the room says nothing by its silence, and the
+        window's rules judge it alone."""
+        if not self._verified_hops:
+            return False
+        last = self._verified_hops[-1][0]
+        counts = [count for t, _, count in self._verified_hops if t > last - DENSE_SECONDS]
+        return len(counts) >= DENSE_HOPS and float(np.median(counts)) >= DENSE_VOTES
 
     def _doubted(self, now: float) -> bool:
         if now - self._last_heard >= SILENCE_SECONDS - HOP_JITTER:  # quiet or not: the song has stopped
             return True
         unheard = HEARD_DOUBT_SECONDS.get(self.mode)
-        if unheard is not None and self._loud_since(self._last_heard, now) >= unheard:
+        if unheard is not None and self._quiet.loud_since(self._last_heard, now) >= unheard:
             return True
-        return self._loud_since(self._last_seen, now) >= DOUBT_SECONDS[self.mode] - HOP_JITTER
+        # judged on music only: a quiet run that does not count yet (QUIET_MIN_SECONDS) may be a mute or a break
+        unverified = VERIFY_DOUBT_SECONDS.get(self.mode)
+        if unverified is not None and not self._soft.now and self._heard_densely():
+            since = max(self._last_verified, self._last_heard)
+            if self._soft.loud_since(since, now) >= unverified - HOP_JITTER:
+                return True
+        return self._quiet.loud_since(self._last_seen, now) >= DOUBT_SECONDS[self.mode] - HOP_JITTER
 
     def _run_enters(self) -> bool:
         """Enough consistent hops, the newest confident and still hearing the song (after a mix out, the window
@@ -250,6 +374,7 @@ class SyncTracker:
             len(self._run) >= ENTER_HOPS
             and newest.confident
             and newest.time - newest.heard < HEARD_DOUBT_SECONDS["auto"]
+            and not (self._gone is not None and newest.video == self._gone.video)
         )
 
     def _extend_run(self, seen: _Sighting | None) -> None:
@@ -263,12 +388,17 @@ class SyncTracker:
     def _enter(self, kind: Literal["enter", "move"], now: float) -> SyncEvent:
         since = self._lock.since if kind == "move" and self._lock is not None else now
         self._kept = deque(s for s in self._run if s.confident)
-        self._run = []
+        # verified from the window's newest voting audio on: the landmarks after it are news
+        self._last_verified = self._run[-1].heard
+        self._run, self._gone = [], None
         self._last_seen = self._last_heard = now
+        if kind == "enter":  # the song's level as the window heard it, until verified hops say
+            self._verified_hops = deque([(now, self._last_level, 0)])
         self._lock = self._fit(now, since)
         return SyncEvent(kind, now, self._lock)
 
     def _leave(self, now: float) -> SyncEvent:
+        self._gone, self._left_at = self._lock, now
         self._lock = None
         self._kept.clear()
         return SyncEvent("leave", now, None)

@@ -191,11 +191,22 @@ def _heard_until(keys: np.ndarray, anchor: np.ndarray, mine: np.ndarray) -> floa
     HEARD_VOTES or more (+-1 frame): when the video was last heard, at the winning offset or at one a cue
     jump moved it to (the window's older votes keep the old offset winning for seconds after the jump)."""
     keys, anchor = keys[mine], anchor[mine]
+    strong = near_votes(keys) >= HEARD_VOTES
+    return float(anchor[strong].max() if strong.any() else anchor.max()) * FRAME_SECONDS
+
+
+def near_votes(keys: np.ndarray) -> np.ndarray:
+    """Each key's votes: the keys equal to it or one off (a peak's position wobbles by up to a frame)."""
+    distinct, near = _near(keys)
+    return near[np.searchsorted(distinct, keys)]
+
+
+def _near(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys and the votes of each: the keys equal to it or one off."""
     distinct, counts = np.unique(keys, return_counts=True)
     total = np.r_[0, np.cumsum(counts)]
-    near = total[np.searchsorted(distinct, distinct + 1, "right")] - total[np.searchsorted(distinct, distinct - 1)]
-    strong = near[np.searchsorted(distinct, keys)] >= HEARD_VOTES
-    return float(anchor[strong].max() if strong.any() else anchor.max()) * FRAME_SECONDS
+    upto, below = np.searchsorted(distinct, distinct + 1, "right"), np.searchsorted(distinct, distinct - 1)
+    return distinct, total[upto] - total[below]
 
 
 def _best(keys: np.ndarray) -> tuple[int, int]:
@@ -212,9 +223,7 @@ def _best(keys: np.ndarray) -> tuple[int, int]:
         counts = np.bincount(_slot(keys, bits), minlength=1 << bits)
         best = int(keys[int(np.argmax(score(counts, keys)))])
         return best, int(np.count_nonzero(np.abs(keys - best) <= 1))
-    distinct, counts = np.unique(keys, return_counts=True)
-    total = np.r_[0, np.cumsum(counts)]
-    near = total[np.searchsorted(distinct, distinct + 1, "right")] - total[np.searchsorted(distinct, distinct - 1)]
+    distinct, near = _near(keys)
     i = int(np.argmax(near))
     return int(distinct[i]), int(near[i])
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from livejpp.fingerprint.landmarks import (
     FFT,
+    FRAME_SECONDS,
     HOP,
     LOOKAHEAD,
     MAX_DT,
@@ -30,12 +31,15 @@ from livejpp.fingerprint.landmarks import (
 )
 from livejpp.fingerprint.match import (
     CANDIDATES,
+    HEARD_VOTES,
     MIN_VOTES,
     SMALL_LIBRARY,
+    SPEED_STEP,
     SPEEDS,
     Match,
     _slot,
     decide,
+    near_votes,
     top_videos,
     vote_keys,
 )
@@ -102,6 +106,14 @@ class LandmarkStream:
         self._p_first += drop
         return t, f, anchors, first
 
+    def pending(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(t, f, first_index) for pair_hashes: the final peaks not yet handed out as anchors, paired with the
+        partners found so far. Their hashes are the ones take_anchors will give (a peak's partners are the
+        first FANOUT in its zone), only fewer; they reach the newest audio, where anchors lag it by up to
+        (MAX_DT + 1) / slowest frames (1.6 s). A peek: it hands nothing out."""
+        start = self._anchored - self._p_first
+        return self._pt[start:], self._pf[start:], self._anchored
+
 
 def fingerprint_blocks(blocks: Iterable[np.ndarray]) -> Landmarks:
     """fingerprint() of audio arriving in blocks (a library video's soundtrack read piece by piece)."""
@@ -113,6 +125,32 @@ def fingerprint_blocks(blocks: Iterable[np.ndarray]) -> Landmarks:
     t, f, anchors, first = stream.take_anchors(final=True)
     parts.append(pair_hashes(t, f, anchors, first))
     return Landmarks(*(np.concatenate([getattr(lm, k) for lm in parts]) for k in ("hashes", "t", "pair")))
+
+
+@dataclass(frozen=True)
+class Recent:
+    """The newest audio's landmarks at every speed (StreamMatcher.recent): what a lock is verified against."""
+
+    hashes: np.ndarray  # uint32
+    anchor: np.ndarray  # stream seconds of each pair's anchor
+    speed: np.ndarray  # index into speeds
+    pair: np.ndarray  # which two peaks made the hash (one id at every speed)
+    speeds: tuple[float, ...]
+
+    def agreeing(self, store: TwoTierStore, video: int, position: float, rate: float, tolerance: float) -> np.ndarray:
+        """Stream seconds of the landmarks that say `video` is playing: found in it (hashed at the speeds next to
+        `rate`) where a line puts it, at position + rate * s (+-tolerance) at stream second s, or where
+        HEARD_VOTES of them put it at one other place on the same slope (the DJ jumped to a cue: the song plays on
+        there). One video's postings and a line known beforehand: a landmark of the song still playing agrees on
+        its own, where the window's vote needs MIN_VOTES of them, and its older votes outlive a mix by seconds."""
+        near = np.abs(np.asarray(self.speeds)[self.speed] - rate) <= SPEED_STEP + 1e-9
+        hits = store.lookup_in(self.hashes[near], np.array([video]))
+        anchor, pair = self.anchor[near][hits.query], self.pair[near][hits.query]
+        off = np.rint((hits.frame * FRAME_SECONDS - (position + rate * anchor)) / FRAME_SECONDS).astype(np.int64)
+        _, first = np.unique(np.stack([pair, off]), axis=1, return_index=True)  # a pair hashed alike at two speeds
+        anchor, off = anchor[first], off[first]
+        agree = (np.abs(off) * FRAME_SECONDS <= tolerance) | (near_votes(off) >= HEARD_VOTES)
+        return anchor[agree]
 
 
 SCORED_HOPS = 3  # tier 1 judges candidates on the votes of the newest hops' hits
@@ -174,8 +212,11 @@ class StreamMatcher:
         self.landmarks.push(samples)
         if self.candidates is not None:
             return self._push_two_tier()
-        self._hash_and_look_up()
-        oldest = self.landmarks.frames - self.window_frames
+        hop = self._new_hop()
+        if hop is not None:
+            self._look_up(hop)
+            self._hops.append(hop)
+        oldest = self._drop_old_hops()
         while self._hits and self._hits[0][0].size and self._hits[0][0].max() < oldest:
             self._hits.popleft()
         hits = [h for h in self._hits if h[0].size]
@@ -185,48 +226,61 @@ class StreamMatcher:
         keep = anchor >= oldest
         return decide(exact[keep], video[keep], speed[keep], pair[keep], self.speeds, anchor[keep])
 
-    def _new_pairs(self) -> tuple[list[Landmarks], np.ndarray] | None:
-        """The pairs that became final this hop, at every speed, and each one's speed index."""
+    def _new_hop(self) -> _Hop | None:
+        """The pairs that became final this hop, at every speed."""
         t, f, anchors, first = self.landmarks.take_anchors()
         if anchors == 0:
             return None
         parts = [pair_hashes(t * speed, f / speed, anchors, first) for speed in self.speeds]
-        return parts, np.concatenate([np.full(len(lm.hashes), i) for i, lm in enumerate(parts)])
+        speed_index = np.concatenate([np.full(len(lm.hashes), i) for i, lm in enumerate(parts)])
+        scaled_t = np.concatenate([lm.t for lm in parts])
+        return _Hop(
+            np.concatenate([lm.hashes for lm in parts]),
+            scaled_t,
+            speed_index,
+            np.concatenate([lm.pair for lm in parts]),
+            scaled_t / np.asarray(self.speeds)[speed_index],
+        )
 
-    def _hash_and_look_up(self) -> None:
-        new = self._new_pairs()
-        if new is None:
-            return
-        parts, speed_index = new
-        hits = self.store.lookup(np.concatenate([lm.hashes for lm in parts]))
+    def _drop_old_hops(self) -> float:
+        """Forget the hops whose pairs all left the window; the window's first stream frame."""
+        oldest = self.landmarks.frames - self.window_frames
+        while self._hops and (not self._hops[0].anchor.size or self._hops[0].anchor.max() < oldest):
+            self._base += len(self._hops.popleft().hashes)
+        return oldest
+
+    def _look_up(self, hop: _Hop) -> None:
+        """The single-tier path: the hop's hits in the capped whole-library lookup, kept for the window's vote."""
+        hits = self.store.lookup(hop.hashes)
         if len(hits.query):
-            scaled_t = np.concatenate([lm.t for lm in parts])[hits.query]
-            speed_index = speed_index[hits.query]
-            anchor_frame = scaled_t / np.asarray(self.speeds)[speed_index]
-            pair = np.concatenate([lm.pair for lm in parts])[hits.query]
-            self._hits.append((anchor_frame, hits.frame - scaled_t, hits.video, speed_index, pair))
+            q = hits.query
+            self._hits.append((hop.anchor[q], hits.frame - hop.scaled_t[q], hits.video, hop.speed[q], hop.pair[q]))
+
+    def recent(self, seconds: float) -> Recent:
+        """The landmarks anchored in the newest `seconds` of analysed audio, at every speed: the window's final
+        pairs and the pending ones (partners found so far), which reach the newest audio (LandmarkStream.pending)."""
+        since = self.landmarks.frames - seconds * AUDIO_RATE / HOP
+        t, f, first = self.landmarks.pending()
+        parts = [pair_hashes(t * speed, f / speed, None, first) for speed in self.speeds]
+        pending = [
+            (lm.hashes, lm.t / speed, np.full(len(lm.hashes), i), lm.pair)
+            for i, (lm, speed) in enumerate(zip(parts, self.speeds, strict=True))
+        ]
+        final = [(hop.hashes, hop.anchor, hop.speed, hop.pair) for hop in self._hops]
+        hashes, anchor, speed, pair = (np.concatenate([part[i] for part in final + pending]) for i in range(4))
+        keep = anchor >= since
+        return Recent(hashes[keep], anchor[keep] * FRAME_SECONDS, speed[keep], pair[keep], self.speeds)
 
     def _push_two_tier(self) -> Match | None:
         store: TwoTierStore = self.store  # type: ignore[assignment]
         videos = store.videos
         large = len(videos) > SMALL_LIBRARY
-        new = self._new_pairs()
-        if new is not None:
-            parts, speed_index = new
-            scaled_t = np.concatenate([lm.t for lm in parts])
-            hop = _Hop(
-                np.concatenate([lm.hashes for lm in parts]),
-                scaled_t,
-                speed_index,
-                np.concatenate([lm.pair for lm in parts]),
-                scaled_t / np.asarray(self.speeds)[speed_index],
-            )
+        hop = self._new_hop()
+        if hop is not None:
             if large:
                 self._vote(hop)
             self._hops.append(hop)
-        oldest = self.landmarks.frames - self.window_frames
-        while self._hops and (not self._hops[0].anchor.size or self._hops[0].anchor.max() < oldest):
-            self._base += len(self._hops.popleft().hashes)
+        oldest = self._drop_old_hops()
         self._recent = {v: at for v, at in self._recent.items() if at >= oldest}
         if not self._hops:
             return None
