@@ -1,4 +1,5 @@
-"""The one base class for problems a user can act on: the CLI prints them as one line, no traceback."""
+"""The one base class for problems a user can act on (the CLI prints them as one line, no traceback), and the
+one line that names a failure of one video's work in a build's summary."""
 
 from __future__ import annotations
 

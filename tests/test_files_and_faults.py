@@ -18,9 +18,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from libraries import content_hashes
 from synth import write_audio, write_song_with_cover, write_still
 
-from livejpp.library.build import build_library, content_hash
+from livejpp.library.build import build_library
 from livejpp.media.decode import AUDIO_RATE, iter_video_frames, read_audio_file
 from livejpp.media.player import ClipFrames
 from livejpp.media.standby import standby_picture
@@ -38,11 +39,11 @@ def clip_count(lib: Path) -> int:
 
 
 def clips_of_footage(lib: Path, footage: Path) -> int:
-    """How many clips `lib` (the session's real_library, default settings) holds of `footage`'s videos."""
-    hashes = [content_hash(path) for path in footage.iterdir()]
-    with sqlite3.connect(lib / "library.sqlite") as db:
-        marks = ", ".join("?" * len(hashes))
-        query = f"SELECT COUNT(*) FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.content_hash IN ({marks})"
+    """How many clips `lib` (the session's real_library, shared: read-only) holds of `footage`'s videos."""
+    hashes = sorted(content_hashes(footage))
+    marks = ", ".join("?" * len(hashes))
+    query = f"SELECT COUNT(*) FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.content_hash IN ({marks})"
+    with contextlib.closing(sqlite3.connect(f"file:{lib / 'library.sqlite'}?mode=ro", uri=True)) as db:
         return db.execute(query, hashes).fetchone()[0]
 
 
@@ -222,6 +223,7 @@ def test_an_embed_leaves_no_part_files_and_removes_stale_ones(render_library, tm
     copy = tmp_path / "lib"
     shutil.copytree(lib, copy)
     index = copy / "index"
+    index.mkdir(exist_ok=True)  # no render may have embedded the library yet (this test run alone)
     gone = subprocess.Popen(["true"])
     gone.wait()
     (index / "default.hnsw.part").write_bytes(b"\0" * 4096)  # left by an older version, killed while saving

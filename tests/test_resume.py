@@ -10,16 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from libraries import content_hashes
 from waiting import wait_until
 
-from livejpp.library.build import build_library, content_hash
+from livejpp.library.build import build_library
 from livejpp.library.store import LibraryError, LibraryStore
 from livejpp.library.worker import BuildSettings
 
 
 def snapshot(lib):
     """Clips as (video hash, idx, start, end, file) plus their features, for comparing libraries."""
-    with LibraryStore(lib) as store:
+    with LibraryStore(lib, readonly=True) as store:  # real_library is shared by the whole session
         clips = store.clips()
         vis = store.features("hand_visual")
         aud = store.features("hand_audio")
@@ -30,9 +31,8 @@ def snapshot(lib):
 
 
 def of_footage(snap: dict, footage: Path) -> dict:
-    """The clips of `footage`'s videos in a snapshot of a larger library (the session's real_library, built
-    once with the default settings and two jobs: no test builds the same three videos again to compare)."""
-    hashes = {content_hash(path) for path in footage.iterdir()}
+    """The clips of `footage`'s videos in a snapshot of a larger library (the session's real_library)."""
+    hashes = content_hashes(footage)
     return {key: value for key, value in snap.items() if key[0] in hashes}
 
 

@@ -269,7 +269,7 @@ def test_a_mix_into_an_unknown_song_leaves_and_keeps_searching():
     ("name", "other", "within"),
     [(VIBE, UNKNOWN, 2.0), (VIBE, C64, 2.0), (C64, UNKNOWN, 2.0), (REGGAE, OTHER, 2.0), (BUNNY, OTHER, 3.0)],
 )
-def test_a_hard_mix_out_of_a_locked_song_leaves_within_2_s(name, other, within):
+def test_a_hard_mix_leaves_within_2_s_or_3_s_where_the_song_was_heard_sparsely(name, other, within):
     """Issue 12: when the DJ mixes into another song, leave sync within 2 s. The 5 s window keeps naming the old
     song for ~4 s after the mix (its older votes); the newest audio's own landmarks stop agreeing with the lock at
     the mix: the lock lets go within 2 s of it (it took 2.4-2.9 s), and never while the song played (10 dB room,

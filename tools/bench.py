@@ -65,10 +65,9 @@ def table(headers: list[str], rows: list[list]) -> str:
 def stage_breakdown(media: list[Path]) -> list[list]:
     """One core, one video at a time: decode only, + features, + transcode (the full build)."""
     import av
-    import numpy as np
     from av.video.reformatter import VideoReformatter
 
-    from livejpp.features.visual import VisualFeatures
+    from livejpp.features.visual import VisualFeatures, small_picture
 
     files, _ = find_videos(media)
     rows = []
@@ -86,8 +85,7 @@ def stage_breakdown(media: list[Path]) -> list[list]:
         vf = VisualFeatures()
         t0 = time.perf_counter()
         for f in frames:
-            small = scaler.reformat(f, width=160, height=90, format="rgb24").to_ndarray()
-            vf.add(float(f.time or 0), np.asarray(small))
+            vf.add(float(f.time or 0), small_picture(scaler, f))
         features += time.perf_counter() - t0
     rows.append(["decode video (1 thread)", f"{decode:.2f}", f"{footage / decode:.1f}x"])
     rows.append(["visual features", f"{features:.2f}", f"{footage / features:.1f}x"])

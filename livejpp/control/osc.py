@@ -8,6 +8,7 @@ Address space (every command of control/commands.py):
     /livejpp/COMMAND/step [N]     /livejpp/crossfade/step -1   (encoders: N steps, default 1)
     /livejpp/state                replies with every /livejpp/state/... value at once
     /livejpp/layer N WHAT VALUE   /livejpp/layer 2 opacity 0.5   /livejpp/layer/2/blend add   (layers set by hand)
+    /livejpp/clock BPM [BEAT]     /livejpp/clock 128.0 1   (an external clock: two numbers, or one string)
 
 A button's release (a lone 0 after a press) does nothing. Packets that do not parse, unknown
 addresses and values a command cannot take are counted and ignored; the server never stops for them.

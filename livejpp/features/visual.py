@@ -6,9 +6,13 @@ density, motion, cut rate and flash rate: what a VJ means by "this clip is dark,
 
 from __future__ import annotations
 
-import av
+from typing import TYPE_CHECKING
+
 import numpy as np
-from av.video.reformatter import VideoReformatter
+
+if TYPE_CHECKING:
+    import av
+    from av.video.reformatter import VideoReformatter
 
 #: Size frames are reduced to before analysis: cheap (~1 ms a frame) and enough for these features.
 ANALYSIS_SIZE = (160, 90)

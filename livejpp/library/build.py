@@ -23,13 +23,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from livejpp.errors import describe, disk_full
+from livejpp.errors import LivejppError, describe, disk_full
 from livejpp.features.sets import feature_sets_for
 from livejpp.fingerprint import Landmarks
 from livejpp.library.fingerprinting import (
     FingerprintDone,
     FingerprintJob,
-    fingerprint_video,
     run_fingerprint_job,
     same_soundtrack,
     silent,
@@ -460,12 +459,7 @@ class _Builder:
     def _run_fingerprints_here(self) -> None:
         while self.fingerprint_jobs:
             job = self.fingerprint_jobs.pop(0)
-            try:
-                done = fingerprint_video(job)
-            except Exception as exc:  # noqa: BLE001 - one unreadable soundtrack must not stop the build
-                self._fingerprint_failed(job, describe(exc))
-                continue
-            self._save_fingerprint(done)
+            self._take_fingerprint(run_fingerprint_job(job), job)
 
     def _report_same_soundtracks(self) -> None:
         """One line per pair of videos with the same soundtrack (a song in the library twice): sync picks one."""
@@ -612,7 +606,7 @@ class _Builder:
         waiting beside it (Dask keeps more tasks on a worker than it has threads): both reach the scheduler's
         allowed failures together. So a video given up on (KilledWorker) runs again alone, once the rest is in:
         only a video whose worker still dies then is skipped."""
-        from distributed import as_completed
+        from distributed import CancelledError, as_completed
         from distributed.scheduler import KilledWorker
 
         from livejpp.library import cluster
@@ -621,8 +615,8 @@ class _Builder:
         try:
             token = cluster.mark_shared(self.store.root)
             root = str(self.store.root.resolve())
-            tasks: dict = {}
-            finished = as_completed()
+            tasks: dict = {}  # pending future -> its job (a finished one is dropped: workers free its result)
+            finished = as_completed(loop=client.loop)
 
             def submit(job: VideoJob | FingerprintJob, suffix: str = ""):
                 if isinstance(job, FingerprintJob):
@@ -630,13 +624,6 @@ class _Builder:
                     return client.submit(run_fingerprint_job, job, key=key, retries=0)
                 key = f"livejpp-{job.key}-{job.first_index}-{token}{suffix}"
                 return client.submit(cluster.run_video, job, root, token, key=key, retries=0)
-
-            def submit_fingerprints() -> None:  # queued as videos come in (and for videos built before them)
-                while self.fingerprint_jobs:
-                    job = self.fingerprint_jobs.pop(0)
-                    future = submit(job)
-                    tasks[future] = job
-                    finished.add(future)
 
             def take(future, job: VideoJob | FingerprintJob, alone: bool) -> bool:
                 """Commit a finished task; False when its worker died and it should run again alone."""
@@ -648,30 +635,43 @@ class _Builder:
                     deaths = exc.allowed_failures + 1
                     self._cluster_task_failed(job, f"its worker died {deaths} times running it alone on the cluster")
                     return True
+                except CancelledError:
+                    raise LivejppError(
+                        f"--cluster {self.cluster}: the scheduler went away; finished videos are kept: run the same "
+                        "command again to resume"
+                    ) from None
                 except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
                     self._cluster_task_failed(job, describe(exc))
                     return True
+                finally:
+                    future.release()
                 if isinstance(job, FingerprintJob):
                     self._take_fingerprint(result, job)
                 else:
                     self._take_cluster_result(result, job)
                 return True
 
-            for job in jobs:
-                future = submit(job)
-                tasks[future] = job
-                finished.add(future)
-            submit_fingerprints()
-            suspects = []
-            for future in finished:
-                if not take(future, tasks[future], alone=False):
-                    suspects.append(tasks[future])
-                submit_fingerprints()
-            for job in suspects:  # one at a time, nothing beside it to share the blame
-                take(submit(job, "-alone"), job, alone=True)
-            submit_fingerprints()  # those of the videos that went through alone
-            for future in finished:
-                take(future, tasks[future], alone=True)
+            waiting: list[VideoJob | FingerprintJob] = list(jobs)
+            while waiting or self.fingerprint_jobs:
+                # all at once; then each whose worker died, alone, once the rest is in: nothing beside it to share
+                # the blame; then the fingerprints of the videos that went through alone, and so on
+                for job in [*waiting, *self.fingerprint_jobs]:
+                    future = submit(job)
+                    tasks[future] = job
+                    finished.add(future)
+                waiting, self.fingerprint_jobs = [], []
+                for future in finished:
+                    job = tasks.pop(future)
+                    if not take(future, job, alone=False):
+                        waiting.append(job)
+                    for queued in self.fingerprint_jobs:  # as videos come in (and for those built before them)
+                        fresh = submit(queued)
+                        tasks[fresh] = queued
+                        finished.add(fresh)
+                    self.fingerprint_jobs = []
+                for job in waiting:
+                    take(submit(job, "-alone"), job, alone=True)
+                waiting = []
         finally:
             client.close()
 

@@ -8,8 +8,9 @@ work per video.
 The driver stays the only writer of the library: a task returns its video's messages (clip rows,
 features, and the playback bytes when the worker cannot see the library folder) and the builder
 commits them as it does a local worker's. Dask reschedules a task whose worker died; after the
-scheduler's `allowed-failures` (3) it gives up (KilledWorker); the builder runs the video again alone (the
-video queued beside it was blamed for the same deaths) and skips it with one line if its worker dies again.
+scheduler's `allowed-failures` (3) it gives up (KilledWorker); the builder runs the task again alone (the
+task queued beside it was blamed for the same deaths) and skips its video with one line if its worker dies again.
+A soundtrack's fingerprint is a task of its own, queued once its video is in (fingerprinting.run_fingerprint_job).
 A source fit to play is copied into the library by the driver (media/remux.py): its clips carry no bytes back.
 """
 
