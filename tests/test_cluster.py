@@ -254,3 +254,30 @@ def test_soundtracks_are_fingerprinted_on_the_cluster_as_locally(scheduler, tmp_
     assert [key for key in ran if key.startswith("livejpp-fingerprint-")], ran
     local, built = _fingerprints(tmp_path / "local"), _fingerprints(tmp_path / "lib")
     assert list(local.values())[0][0] > 100 and built == local
+
+
+def test_a_scheduler_that_goes_away_mid_build_is_one_line_and_the_build_resumes(tmp_path):
+    """The cluster's scheduler dies while videos are out: one line, exit 1, no traceback (Dask's client logged its
+    reconnect attempts' tracebacks, and the build ended in a CancelledError's); run again, it resumes locally."""
+    from distributed import Client
+
+    (tmp_path / "cluster").mkdir()
+    address, procs = cluster.start_local(tmp_path / "cluster", workers=1)
+    lib = tmp_path / "lib"
+    footage = _footage(lib)
+    command = [sys.executable, "-m", "livejpp", "library", "build", str(footage), "--out", str(lib), "-q"]
+    try:
+        build = subprocess.Popen([*command, "--cluster", address], stderr=subprocess.PIPE, text=True)
+        with Client(address) as watcher:  # the scheduler says when a worker has a video of this build
+            wait_until(lambda: any(watcher.processing().values()) or build.poll() is not None, 60, "a video out")
+        procs[0].kill()  # the scheduler
+        _, err = build.communicate(timeout=120)
+    finally:
+        cluster.stop_local(procs[1:])
+    assert build.returncode == 1 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the scheduler went away" in lines[0] and "run the same command again" in lines[0]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM videos WHERE status = 'done'").fetchone()[0] == 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -57,6 +58,10 @@ def connect(address: str):
         from distributed import Client
     except ImportError:
         raise LivejppError("--cluster needs Dask distributed: pip install 'livejpp[cluster]'") from None
+    # Dask's client logs its own failures with their tracebacks (a scheduler that goes away: its reconnect
+    # attempts); the build says what happened in one line of its own, and the cluster's logs are its own
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         client = Client(address, timeout=10)
         client.wait_for_workers(1, timeout=60)
