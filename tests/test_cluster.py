@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -75,10 +76,13 @@ def _footage(lib_dir: Path) -> Path:
 
 
 def test_cluster_build_equals_local_build(scheduler, local_library, tmp_path):
-    """Shared storage: the worker writes playback files into the library folder it can see."""
+    """Shared storage: the worker writes playback files into the library folder it can see. The package shipped
+    to the workers leaves nothing in the temporary folder (each build left its zip there)."""
     lib = tmp_path / "lib"
+    shipped_before = set(Path(tempfile.gettempdir()).glob("livejpp-ship-*"))
     report = build_library([_footage(lib)], lib, SETTINGS, progress=False, cluster=scheduler)
     assert report.videos_added == 2 and not report.skipped
+    assert set(Path(tempfile.gettempdir()).glob("livejpp-ship-*")) <= shipped_before
     _same(_contents(lib), _contents(local_library))
     playback = sqlite3.connect(lib / "library.sqlite").execute("SELECT playback FROM clips").fetchall()
     assert all((lib / p).is_file() for (p,) in playback)

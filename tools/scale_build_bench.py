@@ -52,7 +52,7 @@ def _overheads(address: str, inputs: list[Path], home: Path) -> list[tuple[str, 
     token = cluster.mark_shared(root)
     rows = []
     with Client(address) as client:
-        client.upload_file(cluster._package_zip())
+        cluster.ship(client)
         for path in find_videos(inputs)[0]:
             key = content_hash(path)
             job = VideoJob(key, probe(path), frozenset(), 0, str(root / key[:16]), key[:16], SETTINGS,

@@ -67,10 +67,7 @@ def connect(address: str):
         client.wait_for_workers(1, timeout=60)
     except (OSError, TimeoutError) as exc:
         raise LivejppError(f"--cluster {address}: no scheduler with a worker answers ({exc})") from None
-    shipped = _package_zip()
-    name = os.path.basename(shipped)
-    if not all(client.run(_has_on_path, name).values()):  # a worker re-sent the zip it imports from breaks imports
-        client.upload_file(shipped)
+    ship(client)
     lacking = {w: m for w, m in client.run(_missing_modules, (*WORKER_NEEDS, "livejpp")).items() if m}
     if lacking:
         worker, missing = next(iter(lacking.items()))
@@ -81,16 +78,25 @@ def connect(address: str):
     return client
 
 
-def _package_zip() -> str:
-    """The livejpp package as a zip named by its content: workers import it from there, no checkout needed.
-    Named by content so a second build on the same cluster finds it there and does not overwrite a zip that
-    a worker's imports read from (zipimport then fails with a KeyError on its path)."""
+def ship(client) -> None:
+    """Send the livejpp package to the workers that do not import it from this very zip yet (a worker re-sent
+    the zip it imports from breaks its imports). The zip is made in a folder of its own and removed once sent:
+    each build left one in the temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="livejpp-ship-") as folder:
+        shipped = _package_zip(folder)
+        if not all(client.run(_has_on_path, os.path.basename(shipped)).values()):
+            client.upload_file(shipped)  # the file is read and sent before this returns
+
+
+def _package_zip(folder: str) -> str:
+    """The livejpp package as a zip in `folder`, named by its content: workers import it from there, no checkout
+    needed. Named by content so a second build on the same cluster finds it there and does not overwrite a zip
+    that a worker's imports read from (zipimport then fails with a KeyError on its path)."""
     package = Path(livejpp.__file__).parent
     files = sorted(f for f in package.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
     digest = hashlib.sha1()
     for f in files:
         digest.update(f.relative_to(package.parent).as_posix().encode() + b"\0" + f.read_bytes())
-    folder = tempfile.mkdtemp(prefix="livejpp-ship-")
     path = os.path.join(folder, f"livejpp-{digest.hexdigest()[:12]}.zip")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for f in files:
