@@ -153,6 +153,7 @@ class Recent:
         return anchor[agree]
 
 
+_RECENT_FIELDS = ("hashes", "anchor", "speed", "pair")  # what Recent keeps of each hop
 SCORED_HOPS = 3  # tier 1 judges candidates on the votes of the newest hops' hits
 # tier 1's count table, counted afresh each hop from the window's ~250k hits (10,000 songs): 1M slots
 STREAM_TABLE_BITS = 20
@@ -231,6 +232,10 @@ class StreamMatcher:
         t, f, anchors, first = self.landmarks.take_anchors()
         if anchors == 0:
             return None
+        return self._hashed(t, f, anchors, first)
+
+    def _hashed(self, t: np.ndarray, f: np.ndarray, anchors: int | None, first: int) -> _Hop:
+        """Peaks paired and hashed at every speed (pair_hashes' anchors: how many anchor pairs, None for all)."""
         parts = [pair_hashes(t * speed, f / speed, anchors, first) for speed in self.speeds]
         speed_index = np.concatenate([np.full(len(lm.hashes), i) for i, lm in enumerate(parts)])
         scaled_t = np.concatenate([lm.t for lm in parts])
@@ -261,13 +266,8 @@ class StreamMatcher:
         pairs and the pending ones (partners found so far), which reach the newest audio (LandmarkStream.pending)."""
         since = self.landmarks.frames - seconds * AUDIO_RATE / HOP
         t, f, first = self.landmarks.pending()
-        parts = [pair_hashes(t * speed, f / speed, None, first) for speed in self.speeds]
-        pending = [
-            (lm.hashes, lm.t / speed, np.full(len(lm.hashes), i), lm.pair)
-            for i, (lm, speed) in enumerate(zip(parts, self.speeds, strict=True))
-        ]
-        final = [(hop.hashes, hop.anchor, hop.speed, hop.pair) for hop in self._hops]
-        hashes, anchor, speed, pair = (np.concatenate([part[i] for part in final + pending]) for i in range(4))
+        hops = [*self._hops, self._hashed(t, f, None, first)]
+        hashes, anchor, speed, pair = (np.concatenate([getattr(h, k) for h in hops]) for k in _RECENT_FIELDS)
         keep = anchor >= since
         return Recent(hashes[keep], anchor[keep] * FRAME_SECONDS, speed[keep], pair[keep], self.speeds)
 
