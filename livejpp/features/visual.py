@@ -80,9 +80,13 @@ def frame_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hue_bins = _hue_bins(planes, brightest, r, g, b, chroma)
     n = value.size
     hue_hist = np.bincount(hue_bins, weights=saturation.ravel(), minlength=HUE_BINS * _HUE_LANES)
-    hue_hist = hue_hist.reshape(HUE_BINS, _HUE_LANES).sum(axis=1)  # grey pixels have no hue: weighted by saturation
-    sat_hist = _from_edges(n, [np.count_nonzero(saturation >= step) for step in _SATURATION_STEPS])
-    val_hist = _from_edges(n, [np.count_nonzero(brightest >= step) for step in _VALUE_STEPS])
+    stats = np.empty(_PER_FRAME, np.float64)
+    stats[:HUE_BINS] = hue_hist.reshape(HUE_BINS, _HUE_LANES).sum(axis=1)  # grey has no hue: weighted by saturation
+    stats[HUE_BINS:_BRIGHTNESS] = [
+        *_from_edges(n, [np.count_nonzero(saturation >= step) for step in _SATURATION_STEPS]),
+        *_from_edges(n, [np.count_nonzero(brightest >= step) for step in _VALUE_STEPS]),
+    ]
+    stats[:_BRIGHTNESS] /= n
     luma = 0.299 * r + 0.587 * g + 0.114 * b
     rg, yb = r - g, 0.5 * (r + g) - b
     rg_mean, rg_variance = _mean_variance(rg)
@@ -90,11 +94,12 @@ def frame_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     colourfulness = np.sqrt(rg_variance + yb_variance) + 0.3 * np.sqrt(rg_mean**2 + yb_mean**2)
     gx = luma[:-1, 1:] - luma[:-1, :-1]
     gy = luma[1:, :-1] - luma[:-1, :-1]
-    edges = np.count_nonzero(gx * gx + gy * gy > _EDGE_SQUARED) / gx.size
+    gx *= gx
+    gy *= gy
+    gx += gy
+    edges = np.count_nonzero(gx > _EDGE_SQUARED) / gx.size
     brightness, luma_variance = _mean_variance(luma)
-    stats = np.concatenate(
-        [hue_hist / n, sat_hist / n, val_hist / n, [brightness, np.sqrt(luma_variance), colourfulness, edges]]
-    )
+    stats[_BRIGHTNESS:] = brightness, np.sqrt(luma_variance), colourfulness, edges
     return stats.astype(np.float32), luma
 
 
@@ -132,14 +137,15 @@ def _lanes(size: int) -> np.ndarray:
 _LANE_CACHE: dict[int, np.ndarray] = {}
 
 
-def _from_edges(n: int, at_least: list[int]) -> np.ndarray:
+def _from_edges(n: int, at_least: list[int]) -> list[int]:
     """A histogram from the count of samples at or above each inner bin edge (of n in all)."""
-    return -np.diff(np.array([n, *at_least, 0], np.float64))
+    edges = [n, *at_least, 0]
+    return [above - next_up for above, next_up in zip(edges, edges[1:], strict=False)]
 
 
 def _mean_variance(x: np.ndarray) -> tuple[np.floating, float]:
     """Mean and population variance, one pass each (numpy's var makes three passes)."""
-    mean = x.mean()
+    mean = np.add.reduce(x, axis=None) / np.float32(x.size)  # x.mean() without its wrapper: the same float32
     d = (x - mean).ravel()
     return mean, float(np.dot(d, d)) / d.size
 
