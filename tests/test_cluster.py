@@ -240,24 +240,45 @@ def _fingerprints(lib: Path) -> dict:
     return {h: (n, a, b) for h, n, a, b in rows}
 
 
-def test_soundtracks_are_fingerprinted_on_the_cluster_as_locally(scheduler, tmp_path):
+def test_soundtracks_are_fingerprinted_on_the_cluster_as_locally(scheduler, tmp_path, monkeypatch):
     """A soundtrack's fingerprint is per-video work too (seconds of audio decoding a video): on the driver it
-    was the one part of a build that did not spread over the cluster. A worker makes it, the same as locally."""
+    was the one part of a build that did not spread over the cluster. A worker makes it, the same as locally:
+    a new video's in the video's own task (which decodes the soundtrack anyway), an older library's in a task
+    of its own."""
     from distributed import Client
+
+    from livejpp.media.decode import AudioReader
 
     footage = tmp_path / "footage"
     footage.mkdir()
     os.link(Path(__file__).parent / "media" / "av" / "bigbuckbunny_5s.mp4", footage / "bigbuckbunny_5s.mp4")
     build_library([footage], tmp_path / "local", SETTINGS, jobs=1, progress=False)
+    local = _fingerprints(tmp_path / "local")
+    on_driver: list[str] = []
+    init = AudioReader.__init__
+
+    def counted(self, path, *args, **kwargs):
+        on_driver.append(path)
+        init(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(AudioReader, "__init__", counted)
+    lib = tmp_path / "lib"
     with Client(scheduler) as client:
         client.get_task_stream(start=0)  # from here on the scheduler records every task its workers run
         started = time.time()
-        report = build_library([footage], tmp_path / "lib", SETTINGS, progress=False, cluster=scheduler)
+        report = build_library([footage], lib, SETTINGS, progress=False, cluster=scheduler)
         ran = [str(task["key"]) for task in client.get_task_stream(start=started)]
-    assert report.fingerprinted == 1 and not report.skipped
+        assert report.fingerprinted == 1 and not report.skipped and not on_driver
+        assert not [key for key in ran if key.startswith("livejpp-fingerprint-")], ran  # the video's task made it
+        assert list(local.values())[0][0] > 100 and _fingerprints(lib) == local
+        with sqlite3.connect(lib / "library.sqlite") as db:
+            db.execute("DELETE FROM fingerprints")  # a library from before fingerprints: `library add` makes them
+        started = time.time()
+        report = build_library([footage], lib, SETTINGS, progress=False, cluster=scheduler)
+        ran = [str(task["key"]) for task in client.get_task_stream(start=started)]
+    assert report.fingerprinted == 1 and not report.skipped and not on_driver
     assert [key for key in ran if key.startswith("livejpp-fingerprint-")], ran
-    local, built = _fingerprints(tmp_path / "local"), _fingerprints(tmp_path / "lib")
-    assert list(local.values())[0][0] > 100 and built == local
+    assert _fingerprints(lib) == local
 
 
 def test_a_scheduler_that_goes_away_mid_build_is_one_line_and_the_build_resumes(tmp_path):

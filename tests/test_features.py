@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from av.video.reformatter import VideoReformatter
 from synth import click_track, tone
 
 from livejpp.features import audio, visual, whole_seconds
-from livejpp.media.decode import AUDIO_RATE, read_audio_file
+from livejpp.media.decode import AUDIO_RATE, iter_video_frames, probe, read_audio_file
 
 
 def column(name, names):
@@ -99,6 +100,92 @@ def test_a_second_without_frames_repeats_the_last():
         feats.add(i * 0.5, f)  # 2 fps source: second 1 has a frame, second 2 has none
     rows = feats.rows(3)
     assert np.allclose(rows[2], rows[0]) and rows.shape == (3, visual.DIM)
+
+
+def reference_frame_stats(rgb):
+    """The per-frame statistics written out pixel by pixel, the plain numpy way (HSV by np.where, hue modulo 6,
+    np.var): what visual.frame_stats must equal however it computes them."""
+    r, g, b = np.moveaxis(rgb, 2, 0).astype(np.float32) * np.float32(1.0 / 255.0)  # the levels the library has
+    value = np.maximum(np.maximum(r, g), b)
+    chroma = value - np.minimum(np.minimum(r, g), b)
+    saturation = np.where(value > 0, chroma / np.maximum(value, 1e-6), 0.0)
+    numerator = np.where(value == r, g - b, np.where(value == g, b - r, r - g))
+    offset = np.where(value == r, 0.0, np.where(value == g, 2.0, 4.0)).astype(np.float32)
+    hue = ((numerator / np.maximum(chroma, 1e-6) + offset) % 6.0) / 6.0
+
+    def hist(x, bins, weights=None):
+        return np.bincount(np.minimum((x * bins).astype(int), bins - 1).ravel(), weights, bins) / x.size
+
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    rg, yb = r - g, 0.5 * (r + g) - b
+    colourfulness = np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
+    gx, gy = np.diff(luma, axis=1)[:-1, :], np.diff(luma, axis=0)[:, :-1]
+    edges = np.mean(gx**2 + gy**2 > visual.EDGE_THRESHOLD**2)
+    hists = [hist(hue, visual.HUE_BINS, saturation.ravel()), hist(saturation, visual.SAT_BINS), hist(value, 4)]
+    return np.concatenate([*hists, [luma.mean(), luma.std(), colourfulness, edges]]), luma
+
+
+def real_small_pictures(media, every=7):
+    """Every 7th picture of real videos (bright animation, dark film, natural footage) as the build sees them."""
+    pictures, scaler = [], VideoReformatter()
+    for name in ("av/sintel_clip.mp4", "av/bigbuckbunny_5s.mp4", "footage/tree.avi", "footage/mdn_flower.mp4"):
+        info = probe(media / name)
+        for i, (_, frame) in enumerate(iter_video_frames(info.path, origin=info.start)):
+            if i % every == 0:
+                pictures.append(visual.small_picture(scaler, frame))
+    return pictures
+
+
+def every_colour(frames=40, seed=0):
+    """Frames of 160×90 pixels drawn from all 2^24 colours, each colour once: hue ties (two channels on top),
+    greys, black, and reds leaning to blue (the hue wrap) all in there."""
+    colours = np.random.default_rng(seed).permutation(1 << 24)[: frames * 90 * 160]
+    rgb = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=-1).astype(np.uint8)
+    return list(rgb.reshape(frames, 90, 160, 3))
+
+
+def test_frame_stats_equal_the_pixel_by_pixel_formulas(media):
+    """frame_stats takes shortcuts (byte thresholds for the histograms, no float modulo for the hue, ..), so
+    it is held to the plain formulas: on real decoded pictures, turned ones, and every kind of colour. One pixel
+    in a wrong bin moves a histogram by 1/14400 = 7e-5, far outside the tolerance."""
+    pictures = real_small_pictures(media)
+    pictures += [np.rot90(p) for p in pictures[::10]] + every_colour()
+    for rgb in pictures:
+        stats, luma = visual.frame_stats(rgb)
+        expected, expected_luma = reference_frame_stats(rgb)
+        assert stats.shape == (len(visual.NAMES) - 4,)
+        np.testing.assert_allclose(stats, expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(luma, expected_luma, rtol=1e-6, atol=1e-7)
+
+
+def test_clip_rows_equal_the_reference_on_real_video(media):
+    """A clip's rows (means of the per-frame statistics, motion, cuts and flashes per second) on real video
+    equal what the plain formulas give."""
+    pictures = real_small_pictures(media, every=1)[:300]
+    pictures += [255 - p for p in pictures[:24]]  # a second of negatives: cuts and flashes
+    feats = visual.VisualFeatures()
+    seconds = (len(pictures) + 23) // 24
+    sums, motion = np.zeros((seconds, len(visual.NAMES) - 4)), [[] for _ in range(seconds)]
+    cuts, flashes = np.zeros(seconds), np.zeros(seconds)
+    previous = None
+    for i, rgb in enumerate(pictures):
+        feats.add(i / 24, rgb)
+        stats, luma = reference_frame_stats(rgb)
+        s = i // 24
+        sums[s] += stats
+        hist = np.histogram(luma, 64, (0.0, 1.0))[0] / luma.size
+        if previous is not None:
+            motion[s].append(np.abs(luma - previous[0]).mean())
+            cuts[s] += 0.5 * np.abs(hist - previous[1]).sum() > visual.CUT_THRESHOLD
+            flashes[s] += luma.mean() - previous[0].mean() > visual.FLASH_THRESHOLD
+        previous = luma, hist
+    counts = np.bincount(np.arange(len(pictures)) // 24)[:, None]
+    expected = np.column_stack(
+        [sums / counts, [np.mean(m) for m in motion], [np.max(m) for m in motion], cuts, flashes]
+    )
+    rows = feats.rows(seconds)
+    assert cuts.sum() >= 2 and flashes.sum() >= 1  # the reference saw some: the comparison covers them
+    np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_streamed_audio_gives_the_rows_of_the_whole(media):

@@ -170,3 +170,38 @@ def test_a_damaged_fingerprint_row_is_left_out_with_one_line(real_library, tmp_p
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and lines[0].startswith(f"{lib}: {MEDIA.resolve() / 'av' / 'sintel_clip.mp4'}: ")
     assert lines[0].endswith("fingerprint row is not 888 hashes and frames: left out".split("888")[1])
+
+
+def test_a_new_video_s_soundtrack_is_decoded_once_for_features_and_fingerprint(tmp_path, monkeypatch):
+    """The clips' audio features and the fingerprint read the same soundtrack: a new video's own job makes both
+    from one decode (each decode of a soundtrack took ~3 % of a build's CPU), and the fingerprint is the very one
+    its own job makes (as for a resumed video or an old library)."""
+    from livejpp.library.fingerprinting import FingerprintJob, fingerprint_video
+    from livejpp.media.decode import AudioReader, probe
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("av/big_buck_bunny_0_30.webm", "av/sintel_clip.mp4"):  # 30 s: a block ends where it does
+        shutil.copy(MEDIA / name, folder)
+    opened: list[str] = []
+    init = AudioReader.__init__
+
+    def counted(self, path, *args, **kwargs):
+        opened.append(Path(path).name)
+        init(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(AudioReader, "__init__", counted)
+    lib = tmp_path / "lib"
+    report = build_library([folder], lib, BuildSettings(), jobs=1, progress=False)
+    assert report.fingerprinted == 2
+    assert sorted(opened) == ["big_buck_bunny_0_30.webm", "sintel_clip.mp4"]  # once each
+    with LibraryStore(lib, readonly=True) as store:
+        videos = store.db.execute("SELECT id, path, duration FROM videos").fetchall()
+    found = rows(lib)
+    for video_id, path, duration in videos:
+        info = probe(path)
+        alone = fingerprint_video(FingerprintJob("key", video_id, path, info.start, duration)).landmarks
+        count, hashes, frames = found[Path(path).name][1:4]
+        stored = sorted(zip(np.frombuffer(frames, "<u4").tolist(), np.frombuffer(hashes, "<u4").tolist(), strict=True))
+        assert count == len(alone.hashes) > 0
+        assert stored == sorted(zip(np.rint(alone.t).astype(int).tolist(), alone.hashes.tolist(), strict=True))

@@ -117,14 +117,27 @@ class LandmarkStream:
 
 def fingerprint_blocks(blocks: Iterable[np.ndarray]) -> Landmarks:
     """fingerprint() of audio arriving in blocks (a library video's soundtrack read piece by piece)."""
-    stream, parts = LandmarkStream(), []
+    fingerprint = BlockFingerprint()
     for block in blocks:
-        stream.push(block)
-        t, f, anchors, first = stream.take_anchors()
-        parts.append(pair_hashes(t, f, anchors, first))
-    t, f, anchors, first = stream.take_anchors(final=True)
-    parts.append(pair_hashes(t, f, anchors, first))
-    return Landmarks(*(np.concatenate([getattr(lm, k) for lm in parts]) for k in ("hashes", "t", "pair")))
+        fingerprint.push(block)
+    return fingerprint.finish()
+
+
+class BlockFingerprint:
+    """fingerprint_blocks() with the blocks pushed: a video's worker hands it the soundtrack it reads anyway."""
+
+    def __init__(self) -> None:
+        self._stream, self._parts = LandmarkStream(), []
+
+    def push(self, block: np.ndarray) -> None:
+        self._stream.push(block)
+        t, f, anchors, first = self._stream.take_anchors()
+        self._parts.append(pair_hashes(t, f, anchors, first))
+
+    def finish(self) -> Landmarks:
+        t, f, anchors, first = self._stream.take_anchors(final=True)
+        parts = [*self._parts, pair_hashes(t, f, anchors, first)]
+        return Landmarks(*(np.concatenate([getattr(lm, k) for lm in parts]) for k in ("hashes", "t", "pair")))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from livejpp.fingerprint import Landmarks
 from livejpp.library.fingerprinting import (
     FingerprintDone,
     FingerprintJob,
+    fingerprint_done,
     run_fingerprint_job,
     same_soundtrack,
     silent,
@@ -276,6 +277,7 @@ class _Builder:
                         feature_sets=self.feature_sets,
                         threads=max(1, (os.cpu_count() or 1) // self.jobs),
                         copy=self._playback_copy(key, info),
+                        fingerprint=info.has_audio and not done,  # read whole from 0 s: fingerprinted as it goes
                     ),
                     [c.index for c in planned if c.index not in done],
                 )
@@ -309,7 +311,7 @@ class _Builder:
         firsts = pending[::per_range]
         self.ranges_left[job.key] = len(firsts)
         return [
-            replace(job, first_index=first, last_index=None if after is None else after - 1)
+            replace(job, first_index=first, last_index=None if after is None else after - 1, fingerprint=False)
             for first, after in zip(firsts, [*firsts[1:], None], strict=True)
         ]
 
@@ -414,18 +416,23 @@ class _Builder:
                 log.warning("%s: %s", path, done.note)
                 self.report.notes.append((path, done.note))
             if done.key in self.fingerprint_units:
-                self._queue_fingerprint(done.key, video_id, self.origins[done.key], done.duration)
+                self._queue_fingerprint(done.key, video_id, self.origins[done.key], done.duration, done.landmarks)
         self._video_finished()
 
     # --- fingerprints (a job per video with music, after its clips) ----------------------------
-    def _queue_fingerprint(self, key: str, video_id: int, origin: float, duration: float) -> None:
-        """A job for a finished video whose clips have music; a silent row at once for one without."""
+    def _queue_fingerprint(
+        self, key: str, video_id: int, origin: float, duration: float, landmarks: Landmarks | None = None
+    ) -> None:
+        """A job for a finished video whose clips have music (its `landmarks` stored at once where its own job
+        made them); a silent row at once for one without."""
         audio = dict(
             self.store.db.execute(
                 "SELECT audio, COUNT(*) FROM clips WHERE video_id = ? GROUP BY audio", (video_id,)
             ).fetchall()
         )
-        if audio.get("ok"):
+        if audio.get("ok") and landmarks is not None:
+            self._save_fingerprint(fingerprint_done(key, video_id, landmarks, duration))
+        elif audio.get("ok"):
             self.fingerprint_jobs.append(FingerprintJob(key, video_id, self.paths[key], origin, duration))
         elif audio.get("silent"):
             self._save_fingerprint(silent(key, video_id, duration))

@@ -1,8 +1,10 @@
-"""A library video's soundtrack fingerprint (known-track sync, issue 12): one job per video, apart from its clips.
+"""A library video's soundtrack fingerprint (known-track sync, issue 12): made by the video's own job where that
+job reads the whole soundtrack anyway (a new video in one piece: decoded once, for its clips' features and its
+fingerprint alike), else by a job of its own, apart from its clips.
 
-Apart, because a resumed video decodes only from its first missing clip while a fingerprint needs the
-whole soundtrack, and because a library built before fingerprints existed gains them without its clips
-being made again. The soundtrack is read in BLOCK_SECONDS blocks, so an hour-long concert never sits in
+Apart, because a resumed video or a range of a long one decodes only from its first clip while a fingerprint
+needs the whole soundtrack, and because a library built before fingerprints existed gains them without its
+clips being made again. The soundtrack is read in BLOCK_SECONDS blocks, so an hour-long concert never sits in
 memory; the result goes back to the builder, which stores it in one transaction.
 """
 
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from livejpp.errors import describe
-from livejpp.fingerprint import Landmarks, MemoryHashStore, fingerprint_blocks
+from livejpp.fingerprint import Landmarks, MemoryHashStore
 from livejpp.fingerprint.landmarks import FRAME_SECONDS
 from livejpp.fingerprint.match import decide
+from livejpp.fingerprint.stream import BlockFingerprint
 from livejpp.media.decode import AudioReader
 
 BLOCK_SECONDS = 30.0
@@ -46,19 +49,47 @@ def fingerprint_video(job: FingerprintJob) -> FingerprintDone:
     """The soundtrack's landmarks over [0, duration), or none and the note SILENT when it has no music."""
     reader = AudioReader(job.path, start=0.0, origin=job.origin)
     try:
-        starts = np.arange(0.0, job.duration, BLOCK_SECONDS)
-
-        def blocks():
-            for start in starts:
-                yield reader.read(start, min(start + BLOCK_SECONDS, job.duration))
-                reader.discard_before(start + BLOCK_SECONDS)
-
-        landmarks = fingerprint_blocks(blocks())
+        landmarks = SoundtrackBlocks(reader, forget=True).finish(job.duration)
     finally:
         reader.close()
-    if len(landmarks.hashes) < MIN_HASHES_PER_SECOND * job.duration:
-        return silent(job.key, job.video_id, job.duration)
-    return FingerprintDone(job.key, job.video_id, landmarks, job.duration, None)
+    return fingerprint_done(job.key, job.video_id, landmarks, job.duration)
+
+
+def fingerprint_done(key: str, video_id: int, landmarks: Landmarks, seconds: float) -> FingerprintDone:
+    """What is stored for a soundtrack with these landmarks: a silent row where they are too few for music."""
+    if len(landmarks.hashes) < MIN_HASHES_PER_SECOND * seconds:
+        return silent(key, video_id, seconds)
+    return FingerprintDone(key, video_id, landmarks, seconds, None)
+
+
+class SoundtrackBlocks:
+    """A soundtrack fingerprinted from 0 s on in the BLOCK_SECONDS blocks fingerprint_video has always read.
+
+    fingerprint_video reads them all and lets the reader forget each; a video's worker hands over each block
+    once its pictures are past it, from the reader its clips read their audio from (it forgets what neither
+    needs: `next_start` on is kept)."""
+
+    def __init__(self, reader: AudioReader, forget: bool):
+        self.reader, self.forget = reader, forget
+        self.next_start = 0.0
+        self._fingerprint = BlockFingerprint()
+
+    def add_until(self, t: float) -> None:
+        """Every whole block that ends by `t` (the video goes on at least that long: no block is cut later)."""
+        while self.next_start + BLOCK_SECONDS <= t:
+            self._add(self.next_start + BLOCK_SECONDS)
+
+    def finish(self, duration: float) -> Landmarks:
+        """The landmarks of [0, duration): the blocks left, the last one cut at `duration`."""
+        while self.next_start < duration:
+            self._add(min(self.next_start + BLOCK_SECONDS, duration))
+        return self._fingerprint.finish()
+
+    def _add(self, end: float) -> None:
+        self._fingerprint.push(self.reader.read(self.next_start, end))
+        self.next_start += BLOCK_SECONDS
+        if self.forget:
+            self.reader.discard_before(self.next_start)
 
 
 def run_fingerprint_job(job: FingerprintJob) -> FingerprintDone | str:

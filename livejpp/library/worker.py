@@ -7,6 +7,7 @@ killed worker leaves nothing but a `.part` file that the next run removes.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +19,13 @@ from livejpp.features import FeatureSet, whole_seconds
 from livejpp.features.audio import audio_features, is_silent, level_dbfs
 from livejpp.features.pretrained import extractor_for
 from livejpp.features.visual import VisualFeatures, small_picture
+from livejpp.fingerprint import Landmarks
+from livejpp.library.fingerprinting import SoundtrackBlocks
 from livejpp.media.clips import ClipEncoder, clip_start, keep_tail, playback_size
 from livejpp.media.decode import AudioReader, VideoInfo, iter_video_frames
 from livejpp.media.hap import HapClipEncoder
+
+log = logging.getLogger("livejpp.library")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class VideoJob:
     threads: int = 1
     last_index: int | None = None  # a time range of a long video: stop after this clip (None: to the end)
     copy: str | None = None  # the source's copy in the library (relative): its clips play spans of it, none encoded
+    fingerprint: bool = False  # the whole soundtrack is read from 0 s: fingerprint it too (no job of its own)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class VideoDone:
     note: str | None
     first_index: int = 0  # which range of the video this was (its first clip)
     partial: bool = False  # a range that stopped before the end: duration and tail are the last range's
+    landmarks: Landmarks | None = None  # the soundtrack's fingerprint over [0, duration), where the job made it
 
 
 class _OpenClip:
@@ -127,6 +134,7 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
     os.makedirs(job.clip_dir, exist_ok=True)
     start_time = clip_start(job.first_index, step)
     audio = _audio_from(info, start_time) if info.has_audio else None
+    soundtrack = SoundtrackBlocks(audio, forget=False) if audio is not None and job.fingerprint else None
     extra = [
         extractor_for(fs, info.rotation, job.threads) for fs in job.feature_sets if not fs.name.startswith("hand_")
     ]
@@ -160,7 +168,11 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
                     ex.add_frame(clip.index, t - clip.start, frame)
             last_t = t
             if audio is not None:
-                audio.discard_before(min((c.start for c in open_clips.values()), default=t))
+                keep = min((c.start for c in open_clips.values()), default=t)
+                if soundtrack is not None:
+                    soundtrack = _fingerprint_until(soundtrack, t, info.path)
+                    keep = min(keep, soundtrack.next_start) if soundtrack is not None else keep
+                audio.discard_before(keep)
         end_of_video = min(last_end, max(info.duration, last_t + 1.0 / float(info.fps)))
         tail_dropped = 0.0
         for _, clip in sorted(open_clips.items()):
@@ -171,6 +183,8 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
                 if clip.encoder is not None:
                     clip.encoder.abort()
         open_clips.clear()
+        whole = soundtrack is not None and frames_seen
+        landmarks = _fingerprint(soundtrack, end_of_video, info.path) if whole else None
     finally:
         for clip in open_clips.values():
             if clip.encoder is not None:
@@ -184,7 +198,7 @@ def process_video(job: VideoJob, emit: Callable[[object], None]) -> VideoDone:
         note = "no frame could be decoded"
     duration = end_of_video if frames_seen else (info.duration if job.first_index > 0 else 0.0)
     partial = job.last_index is not None
-    done = VideoDone(job.key, duration, tail_dropped, None if partial else note, job.first_index, partial)
+    done = VideoDone(job.key, duration, tail_dropped, None if partial else note, job.first_index, partial, landmarks)
     emit(done)
     return done
 
@@ -200,6 +214,29 @@ def _audio_from(info: VideoInfo, start: float) -> AudioReader:
         audio.read(t, t)
         audio.discard_before(t)
     return audio
+
+
+def _fingerprint_until(soundtrack: SoundtrackBlocks, t: float, path: str) -> SoundtrackBlocks | None:
+    """The soundtrack's blocks up to `t` fingerprinted; None where that failed: its own job tries again later
+    and reports what goes wrong (a fingerprint never costs a video its clips)."""
+    try:
+        soundtrack.add_until(t)
+    except Exception as exc:  # noqa: BLE001 - the fingerprint job reports it
+        log.info("%s: fingerprint left to its own job (%s)", path, exc)
+        return None
+    return soundtrack
+
+
+def _fingerprint(soundtrack: SoundtrackBlocks, duration: float, path: str) -> Landmarks | None:
+    """The whole soundtrack's landmarks, or None (its own job makes them) where a block went past the end
+    (timestamps that ran backwards) or the fingerprint failed."""
+    if soundtrack.next_start > duration:
+        return None
+    try:
+        return soundtrack.finish(duration)
+    except Exception as exc:  # noqa: BLE001 - the fingerprint job reports it
+        log.info("%s: fingerprint left to its own job (%s)", path, exc)
+        return None
 
 
 def _shown_for(frame) -> float:
