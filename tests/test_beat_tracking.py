@@ -368,3 +368,44 @@ def test_noise_is_never_trusted_with_a_beat(tracker, colour):
     f = follow(_noise(colour, 40.0, seed=7), np.array([0.0]), tracker=tracker)
     confidences = [e.confidence for _, e in f.estimates if e is not None]
     assert max(confidences, default=0.0) < 0.3, f"{tracker}: trusted a grid on noise ({max(confidences):.2f})"
+
+
+class WrongIntroSource(PulseSource):
+    """A learned activation that hears the intro at another tempo (as BeatNet heard Saber-FinalStep's intro
+    at 170 BPM for 40 s), then the music's own."""
+
+    def __init__(self, wrong_bpm: float, bpm: float, until: float) -> None:
+        super().__init__(wrong_bpm)
+        self.right, self.until = 60.0 / bpm, until
+
+    def advance(self, analyser: AudioAnalyser) -> Activations | None:
+        if self.next / self.fps >= self.until:
+            self.period = self.right
+        return super().advance(analyser)
+
+
+def test_after_an_intro_followed_at_a_wrong_tempo_the_bars_are_counted_again_on_the_right_grid():
+    """The grid follows a wrong tempo for 20 s, then the music's 128 BPM (whose first beat is not its bar's
+    one). The bars must start where the music's harmony and kick mark its ones soon after: a meter that runs
+    on over a new grid judges it with bars it counted on the old one. The bar tracker counts them again, on
+    the new grid, over the audio kept."""
+    from livejpp.engine.bar_tracker import BarTracker
+
+    seconds, period, change = 44.0, 60.0 / 128.0, 20.0
+    audio = groove(beat_times(128, seconds + period), seconds + period)[int(period * AUDIO_RATE) :]
+    ones = np.arange(3 * period, seconds, 4 * period)  # the song enters on its bar's second beat
+    tracker, analyser = BarTracker(WrongIntroSource(171.0, 128.0, change)), AudioAnalyser(keep_seconds=20)
+    placed = []
+    for i in range(0, len(audio), 11025):
+        analyser.push(audio[i : i + 11025])
+        tracker.advance(analyser)
+        now = analyser.samples_in / AUDIO_RATE
+        est = tracker.estimate(now)
+        if est is not None and now >= change + 4.0 and abs(est.period - period) < 0.01:
+            bar = 4 * period  # the true bar: the estimate's period is a little off, and the ones are far apart
+            placed.append(
+                (now, est.beats_per_bar == 4 and abs((est.bar_anchor - ones[0] + bar / 2) % bar - bar / 2) < 0.07)
+            )
+    assert len(placed) >= 30
+    wrong = [round(t, 1) for t, right in placed if not right]
+    assert not wrong, f"the one not on the music's ones at {wrong}"

@@ -19,6 +19,12 @@ from livejpp.features.audio import FRAME_RATE, AudioAnalyser
 #: The low-band onset of a beat is its strongest within ± this many analyser frames of the beat.
 HIT_FRAMES = 2
 
+#: A grid whose beats moved by more than this share of a beat from those counted, or whose period changed by
+#: more than this share, is a new grid: its bars are counted again over the audio kept (see `BarCounter.count`).
+REGRID_PHASE, REGRID_TEMPO = 0.15, 0.04
+#: ... from this far back: the engine's analyser keeps 20 s of a stream (a file and a stream count alike).
+RECOUNT_SECONDS = 16.0
+
 #: A beat heard whole, for the bar cues: its mean chroma and mel spectrum, and the low-band onset on it.
 BeatSummary = tuple[np.ndarray, np.ndarray, float]
 
@@ -26,12 +32,17 @@ BeatSummary = tuple[np.ndarray, np.ndarray, float]
 class BarCounter:
     """Where the bars of one beat grid start, and how many beats they have (the meter), from the music."""
 
-    def __init__(self) -> None:
+    def __init__(self, recount: bool = False) -> None:
+        #: count again over the audio kept when the grid moves (and from RECOUNT_SECONDS back when it is first
+        #: found); else the meter carries on over a new grid (a jittery grid, the bar tracker's own, would
+        #: recount on every frame)
+        self.recount = recount
         self.meter = Meter()
         self.cues = BarCues()
         self._heard: deque[float] = deque(maxlen=AFTER)  # the newest beats summarised (seconds): [0] is judged
         self._counted: float | None = None  # the newest beat summarised (or found not kept)
         self._beat: float | None = None  # the last beat the meter has seen (seconds): AFTER - 1 beats behind
+        self._period: float | None = None  # the period the beats were counted at since the grid last moved
         #: until the music says where the bar starts, every fourth beat counted: bars that keep starting where
         #: they started (a click track never says)
         self._provisional: float | None = None
@@ -54,8 +65,14 @@ class BarCounter:
         a learned activation's downbeat share on the beat (None: it has none there)."""
         first, kept = analyser.frames_since("chroma", 0)
         heard = min(heard, (first + len(kept)) / FRAME_RATE)
+        if self.recount and self._moved(period, anchor):
+            self._recount()
+        self._period = period
         counted = self._counted
-        beat = _next_beat(period, anchor, counted + 0.5 * period if counted is not None else heard - 2 * period)
+        back = RECOUNT_SECONDS if self.recount else 2 * period
+        beat = _next_beat(period, anchor, counted + 0.5 * period if counted is not None else heard - back)
+        if counted is None and self._provisional is not None:  # a recount keeps the provisional bar where it was
+            self._counted_beats = round((beat - self._provisional) / period) % self.meter.beats_per_bar
         while beat + period <= heard:
             self._counted = beat
             if self._counted_beats % self.meter.beats_per_bar == 0:
@@ -76,6 +93,24 @@ class BarCounter:
                     self.meter.observe(judged)
                     self._beat = self._heard[0]
             beat = _next_beat(period, anchor, beat + 0.5 * period)
+
+    def _moved(self, period: float, anchor: float) -> bool:
+        """Whether the grid is not the one the beats were counted on: another tempo, or beats elsewhere."""
+        if self._counted is None or self._period is None:
+            return False
+        if abs(period / self._period - 1.0) > REGRID_TEMPO:
+            return True
+        phase = (self._counted - anchor) / period
+        return abs(phase - round(phase)) > REGRID_PHASE
+
+    def _recount(self) -> None:
+        """A new grid: the bars are counted again, on its beats, over the audio kept (RECOUNT_SECONDS). Without
+        this the meter would judge the new grid's beats with a history of the old one's (an intro followed at a
+        wrong tempo filled it with wrong bars for as long again); restarting without the history kept measured
+        worse still (the bar unknown for bars after each change)."""
+        self.meter, self.cues, self.learned = Meter(), BarCues(), Meter()
+        self._heard.clear()
+        self._counted = self._beat = self._learned_beat = None
 
     def bar_anchor(self, period: float, anchor: float) -> float | None:
         """A downbeat on the grid (`period`, `anchor`): the beat the meter saw last, moved onto the grid,

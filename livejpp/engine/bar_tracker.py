@@ -2,7 +2,9 @@
 
 Candidate B of issue 11 ("bar"): over the hand-made onset activation by default, or over any
 `ActivationSource` (BeatNet's learned one: "beatnet"). Cheap per call: the filter steps once per new
-frame; the meter once per beat, a bar behind (a bar's change of harmony is known a bar later).
+frame; the meter once per beat, a bar behind (a bar's change of harmony is known a bar later). The bars
+are counted at each decision (`estimate`), on the grid as it stands then: where it moved (another tempo,
+beats elsewhere), they are counted again on it over the audio kept (`BarCounter`, recount).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class BarTracker:
         self.fps = float(self.source.fps)
         self.pointer = BarPointer(self.fps)
         self.grid = Grid(self.fps)
-        self.bars = BarCounter()
+        self.bars = BarCounter(recount=True)
         keep = int(CONTRAST_SECONDS * self.fps)
         self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
         self._analyser: AudioAnalyser | None = None
@@ -71,7 +73,6 @@ class BarTracker:
         if acts is None or len(acts.beat) == 0:
             return
         down = acts.down.tolist() if acts.down is not None else [math.nan] * len(acts.beat)
-        learned = self._down_share if acts.down is not None else None
         for i, (a, d) in enumerate(zip(acts.beat.tolist(), down, strict=True)):
             frame = acts.first + i
             t = frame / acts.fps + self.lag
@@ -85,9 +86,6 @@ class BarTracker:
             self._recent.append((frame, a, d))
             if self.grid.informed_at is not None and t - self.grid.informed_at > FORGET_SECONDS:
                 self._forget()
-            elif self.grid.period is not None and self.grid.informed_at is not None:
-                # frame by frame, so that the block sizes the audio came in make no difference
-                self.bars.count(analyser, self.grid.period, self.grid.anchor, frame / acts.fps, learned)
 
     def _judge(self, t: float, a: float) -> None:
         """Note whether the frame at `t` (activation `a`) falls on a beat of the grid as it stood
@@ -110,7 +108,7 @@ class BarTracker:
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
         self.grid = Grid(self.fps)
-        self.bars = BarCounter()
+        self.bars = BarCounter(recount=True)
 
     def contrast(self) -> float:
         """How much more activation fell where the grid had said beats would fall, PREDICT_SECONDS before
@@ -157,6 +155,9 @@ class BarTracker:
         if g.period is None or g.informed_at is None:
             return None
         evidence = self.evidence(now)
+        if self._analyser is not None:  # on the grid as each decision sees it: a file and a stream alike
+            learned = self._down_share if self._recent and not math.isnan(self._recent[-1][2]) else None
+            self.bars.count(self._analyser, g.period, g.anchor, now, learned)
         bar_anchor = self.bars.bar_anchor(g.period, g.anchor)
         held = g.confidence(now)  # the filter's own: its phase concentrated and recently informed
         return Estimate(

@@ -9,6 +9,7 @@ bar, and how hard the low band hits on it. P(4/4) = 0.8 and a meter switch 1e-3 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 
@@ -32,6 +33,8 @@ CHROMA_SPANS = {3: (1, 3), 4: (1, 2, 4)}
 MEL_SPANS = {3: (3,), 4: (2, 4)}
 #: The cue spans reach this many beats after the beat judged: its downbeat-ness is known this many beats late.
 AFTER = max(max(CHROMA_SPANS[m] + MEL_SPANS[m]) for m in METERS)
+CHROMA_ALL = sorted({s for m in METERS for s in CHROMA_SPANS[m]})
+MEL_ALL = sorted({s for m in METERS for s in MEL_SPANS[m]})
 
 
 class Meter:
@@ -57,7 +60,8 @@ class Meter:
     def observe(self, downbeatness: Mapping[int, float]) -> None:
         """One beat passed; `downbeatness[B]` (0..1) says how much it sounded like the first beat of a
         bar of B beats."""
-        d = np.array([float(np.clip(downbeatness[b], 0.01, 0.99)) for b, _ in self.states])
+        clipped = {b: min(max(float(downbeatness[b]), 0.01), 0.99) for b in METERS}
+        d = np.array([clipped[b] for b, _ in self.states])
         p = (self.posterior @ self.transition) * np.where(self._is_one, d, 1 - d)
         self.posterior = p / p.sum()
         if self._published is not None:  # the held state moves on by one beat
@@ -108,11 +112,11 @@ class Meter:
 
 
 def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 1.0 / (1.0 + math.exp(-min(max(x, -50.0), 50.0)))
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return 1.0 - float(a @ b) / (float(np.linalg.norm(a) * np.linalg.norm(b)) + 1e-12)
+    return 1.0 - float(a @ b) / (math.sqrt(float(a @ a) * float(b @ b)) + 1e-12)
 
 
 class BarCues:
@@ -128,7 +132,7 @@ class BarCues:
         self._chroma: deque[np.ndarray] = deque(maxlen=2 * AFTER)
         self._mel: deque[np.ndarray] = deque(maxlen=2 * AFTER)
         self._low: deque[float] = deque(maxlen=2 * AFTER)
-        self._history: dict[str, deque[float]] = {}
+        self._history: dict[str, _Recent] = {}
 
     def add(self, chroma: np.ndarray, mel: np.ndarray, low_onset: float) -> dict[int, float] | None:
         """One more beat heard whole (its mean chroma and mel spectrum, the low onset on it). Returns the
@@ -138,22 +142,24 @@ class BarCues:
         self._low.append(float(low_onset))
         if len(self._chroma) < 2 * AFTER:
             return None
-        chroma, mel = np.array(self._chroma), np.array(self._mel)
+        # sums over any run of beats from one cumulative sum (a bar counted again replays dozens of beats)
+        chroma = np.cumsum([np.zeros_like(self._chroma[0]), *self._chroma], axis=0)
+        mel = np.cumsum([np.zeros_like(self._mel[0]), *self._mel], axis=0)
         judged = AFTER  # index of the judged beat in the window: AFTER beats before it, AFTER from it on
         cues: dict[str, float] = {"low": self._low[judged]}
-        for span in sorted({s for m in METERS for s in CHROMA_SPANS[m]}):
-            before, after = chroma[judged - span : judged].mean(axis=0), chroma[judged : judged + span].mean(axis=0)
-            cues[f"chroma{span}"] = _cosine_distance(before, after)
-        for span in sorted({s for m in METERS for s in MEL_SPANS[m]}):
-            step = mel[judged : judged + span].mean(axis=0) - mel[judged - span : judged].mean(axis=0)
-            cues[f"mel{span}"] = float(np.linalg.norm(step)) / np.sqrt(mel.shape[1])
+        for span in CHROMA_ALL:
+            before, after = chroma[judged] - chroma[judged - span], chroma[judged + span] - chroma[judged]
+            cues[f"chroma{span}"] = _cosine_distance(before, after)  # of the sums: the same as of the means
+        for span in MEL_ALL:
+            step = (mel[judged + span] - 2 * mel[judged] + mel[judged - span]) / span
+            cues[f"mel{span}"] = math.sqrt(float(step @ step) / len(step))
         z = {name: self._z(name, value) for name, value in cues.items()}
         if any(v is None for v in z.values()):
             return None
         out = {}
         for meter in METERS:
             names = ["low"] + [f"chroma{s}" for s in CHROMA_SPANS[meter]] + [f"mel{s}" for s in MEL_SPANS[meter]]
-            out[meter] = float(_sigmoid(float(np.mean([z[n] for n in names]))))
+            out[meter] = _sigmoid(sum(z[n] for n in names) / len(names))  # type: ignore[operator]
         return out
 
     def restart(self) -> None:
@@ -163,9 +169,38 @@ class BarCues:
         self._low.clear()
 
     def _z(self, name: str, value: float) -> float | None:
-        history = self._history.setdefault(name, deque(maxlen=HISTORY_BEATS))
+        history = self._history.setdefault(name, _Recent(HISTORY_BEATS))
         history.append(value)
-        if len(history) < 4:
+        if history.count < 4:
             return None  # too little history to tell: no opinion
-        values = np.array(history)
-        return (value - float(values.mean())) / (float(values.std()) + 1e-3)
+        return (value - history.mean) / (history.std + 1e-3)
+
+
+class _Recent:
+    """The mean and standard deviation of the last `size` values, kept as running sums (a cue is z-scored
+    on every beat; a bar counted again replays dozens)."""
+
+    def __init__(self, size: int) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self._sum = self._squares = 0.0
+
+    def append(self, value: float) -> None:
+        if len(self._values) == self._values.maxlen:
+            old = self._values[0]
+            self._sum -= old
+            self._squares -= old * old
+        self._values.append(value)
+        self._sum += value
+        self._squares += value * value
+
+    @property
+    def count(self) -> int:
+        return len(self._values)
+
+    @property
+    def mean(self) -> float:
+        return self._sum / len(self._values)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(self._squares / len(self._values) - self.mean**2, 0.0))
