@@ -19,9 +19,10 @@ from livejpp.features.audio import FRAME_RATE, AudioAnalyser
 #: The low-band onset of a beat is its strongest within ± this many analyser frames of the beat.
 HIT_FRAMES = 2
 
-#: A grid whose beats moved by more than this share of a beat from those counted, or whose period changed by
-#: more than this share, is a new grid: its bars are counted again over the audio kept (see `BarCounter.count`).
-REGRID_PHASE, REGRID_TEMPO = 0.15, 0.04
+#: Two grids are the same beat when their periods differ by less than this (relative) and their beats by less
+#: than this share of a beat; a grid that moved further from the beats counted is a new grid, whose bars are
+#: counted again over the audio kept (see `BarCounter.count`; "auto" compares its two listeners' grids so).
+SAME_TEMPO, SAME_PHASE = 0.04, 0.15
 #: ... from this far back: the engine's analyser keeps 20 s of a stream (a file and a stream count alike).
 RECOUNT_SECONDS = 16.0
 
@@ -98,10 +99,10 @@ class BarCounter:
         """Whether the grid is not the one the beats were counted on: another tempo, or beats elsewhere."""
         if self._counted is None or self._period is None:
             return False
-        if abs(period / self._period - 1.0) > REGRID_TEMPO:
+        if abs(period / self._period - 1.0) > SAME_TEMPO:
             return True
         phase = (self._counted - anchor) / period
-        return abs(phase - round(phase)) > REGRID_PHASE
+        return abs(phase - round(phase)) > SAME_PHASE
 
     def _recount(self) -> None:
         """A new grid: the bars are counted again, on its beats, over the audio kept (RECOUNT_SECONDS). Without

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -101,9 +102,13 @@ class BarTracker:
             return
         self._predicted.append((a, float(on_beats(t, period, anchor, DOWN_FRAMES / self.fps))))
 
-    def _down_share(self, beat: float) -> float | None:
-        frames, acts, down = np.array(self._recent).T
-        return down_share(frames / self.fps + self.lag, acts, down, beat, DOWN_FRAMES / self.fps)
+    def _down_shares(self) -> Callable[[float], float | None] | None:
+        """The learned downbeat share on a beat, over the activations kept (None: the source has no downbeats)."""
+        if not self._recent or math.isnan(self._recent[-1][2]):
+            return None
+        frames, acts, down = np.array(self._recent).T  # once per decision: a recount asks for dozens of beats
+        times, within = frames / self.fps + self.lag, DOWN_FRAMES / self.fps
+        return lambda beat: down_share(times, acts, down, beat, within)
 
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
@@ -156,8 +161,7 @@ class BarTracker:
             return None
         evidence = self.evidence(now)
         if self._analyser is not None:  # on the grid as each decision sees it: a file and a stream alike
-            learned = self._down_share if self._recent and not math.isnan(self._recent[-1][2]) else None
-            self.bars.count(self._analyser, g.period, g.anchor, now, learned)
+            self.bars.count(self._analyser, g.period, g.anchor, now, self._down_shares())
         bar_anchor = self.bars.bar_anchor(g.period, g.anchor)
         held = g.confidence(now)  # the filter's own: its phase concentrated and recently informed
         return Estimate(

@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from livejpp.engine.bar_counter import BarCounter
+from livejpp.engine.bar_counter import SAME_PHASE, SAME_TEMPO, BarCounter
 from livejpp.engine.bar_tracker import BarTracker, as_evidence
 from livejpp.engine.trackers import HOLD_BELOW, Estimate, TodayTracker, Tracker, _beatnet, rebar
 from livejpp.features.audio import AudioAnalyser
 
 #: Back from the pulse to BeatNet only when BeatNet's grid is borne out this much better (confidences 0..1).
 BACK_MARGIN = 0.2
-#: Two grids are the same beat when their periods differ by less than this (relative) and their beats by
-#: less than this share of a beat.
-SAME_TEMPO, SAME_PHASE = 0.04, 0.15
 
 
 class EnsembleTracker:

@@ -33,8 +33,17 @@ CHROMA_SPANS = {3: (1, 3), 4: (1, 2, 4)}
 MEL_SPANS = {3: (3,), 4: (2, 4)}
 #: The cue spans reach this many beats after the beat judged: its downbeat-ness is known this many beats late.
 AFTER = max(max(CHROMA_SPANS[m] + MEL_SPANS[m]) for m in METERS)
-CHROMA_ALL = sorted({s for m in METERS for s in CHROMA_SPANS[m]})
-MEL_ALL = sorted({s for m in METERS for s in MEL_SPANS[m]})
+#: The cues, in the order BarCues computes them: the low onset, chroma over each span, mel over each span.
+_CHROMA = np.array(sorted({s for m in METERS for s in CHROMA_SPANS[m]}))
+_MEL = np.array(sorted({s for m in METERS for s in MEL_SPANS[m]}))
+CUES = ["low"] + [f"chroma{s}" for s in _CHROMA] + [f"mel{s}" for s in _MEL]
+#: ... and which of them say where the bar of each meter starts
+_OF_METER = {
+    m: np.array(
+        [CUES.index(n) for n in ["low", *(f"chroma{s}" for s in CHROMA_SPANS[m])] + [f"mel{s}" for s in MEL_SPANS[m]]]
+    )
+    for m in METERS
+}
 
 
 class Meter:
@@ -115,10 +124,6 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-min(max(x, -50.0), 50.0)))
 
 
-def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return 1.0 - float(a @ b) / (math.sqrt(float(a @ a) * float(b @ b)) + 1e-12)
-
-
 class BarCues:
     """How much each beat sounds like a bar's first beat, per meter: the chord changes there (chroma
     before vs after, over one beat, half a bar and the bar), the sound changes there (mel spectrum, over
@@ -132,7 +137,7 @@ class BarCues:
         self._chroma: deque[np.ndarray] = deque(maxlen=2 * AFTER)
         self._mel: deque[np.ndarray] = deque(maxlen=2 * AFTER)
         self._low: deque[float] = deque(maxlen=2 * AFTER)
-        self._history: dict[str, _Recent] = {}
+        self._history = _Recent(HISTORY_BEATS, len(CUES))
 
     def add(self, chroma: np.ndarray, mel: np.ndarray, low_onset: float) -> dict[int, float] | None:
         """One more beat heard whole (its mean chroma and mel spectrum, the low onset on it). Returns the
@@ -142,25 +147,20 @@ class BarCues:
         self._low.append(float(low_onset))
         if len(self._chroma) < 2 * AFTER:
             return None
-        # sums over any run of beats from one cumulative sum (a bar counted again replays dozens of beats)
+        # all spans at once, from one cumulative sum (a bar counted again replays dozens of beats)
         chroma = np.cumsum([np.zeros_like(self._chroma[0]), *self._chroma], axis=0)
         mel = np.cumsum([np.zeros_like(self._mel[0]), *self._mel], axis=0)
-        judged = AFTER  # index of the judged beat in the window: AFTER beats before it, AFTER from it on
-        cues: dict[str, float] = {"low": self._low[judged]}
-        for span in CHROMA_ALL:
-            before, after = chroma[judged] - chroma[judged - span], chroma[judged + span] - chroma[judged]
-            cues[f"chroma{span}"] = _cosine_distance(before, after)  # of the sums: the same as of the means
-        for span in MEL_ALL:
-            step = (mel[judged + span] - 2 * mel[judged] + mel[judged - span]) / span
-            cues[f"mel{span}"] = math.sqrt(float(step @ step) / len(step))
-        z = {name: self._z(name, value) for name, value in cues.items()}
-        if any(v is None for v in z.values()):
+        j = AFTER  # index of the judged beat in the window: AFTER beats before it, AFTER from it on
+        before, after = chroma[j] - chroma[j - _CHROMA], chroma[j + _CHROMA] - chroma[j]  # sums: cosines as of means
+        dots = (before * after).sum(axis=1)
+        chroma_cues = 1.0 - dots / (np.sqrt((before * before).sum(axis=1) * (after * after).sum(axis=1)) + 1e-12)
+        steps = (mel[j + _MEL] - 2 * mel[j] + mel[j - _MEL]) / _MEL[:, None]
+        mel_cues = np.sqrt((steps * steps).sum(axis=1) / mel.shape[1])
+        cues = np.concatenate([[self._low[j]], chroma_cues, mel_cues])
+        z = self._history.z(cues)
+        if z is None:
             return None
-        out = {}
-        for meter in METERS:
-            names = ["low"] + [f"chroma{s}" for s in CHROMA_SPANS[meter]] + [f"mel{s}" for s in MEL_SPANS[meter]]
-            out[meter] = _sigmoid(sum(z[n] for n in names) / len(names))  # type: ignore[operator]
-        return out
+        return {meter: _sigmoid(float(z[_OF_METER[meter]].mean())) for meter in METERS}
 
     def restart(self) -> None:
         """A beat could not be summarised (not kept): the spans start again after it; the cues' scales stay."""
@@ -168,39 +168,30 @@ class BarCues:
         self._mel.clear()
         self._low.clear()
 
-    def _z(self, name: str, value: float) -> float | None:
-        history = self._history.setdefault(name, _Recent(HISTORY_BEATS))
-        history.append(value)
-        if history.count < 4:
-            return None  # too little history to tell: no opinion
-        return (value - history.mean) / (history.std + 1e-3)
-
 
 class _Recent:
-    """The mean and standard deviation of the last `size` values, kept as running sums (a cue is z-scored
-    on every beat; a bar counted again replays dozens)."""
+    """Each cue z-scored against its last `size` values, kept as running sums (every beat is z-scored; a bar
+    counted again replays dozens)."""
 
-    def __init__(self, size: int) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-        self._sum = self._squares = 0.0
+    def __init__(self, size: int, cues: int) -> None:
+        self._values = np.zeros((size, cues))
+        self._sum, self._squares = np.zeros(cues), np.zeros(cues)
+        self._count = self._next = 0
 
-    def append(self, value: float) -> None:
-        if len(self._values) == self._values.maxlen:
-            old = self._values[0]
+    def z(self, values: np.ndarray) -> np.ndarray | None:
+        """Append `values` (one per cue); their z-scores, or None while fewer than 4 are known (no opinion)."""
+        size = len(self._values)
+        if self._count == size:
+            old = self._values[self._next]
             self._sum -= old
             self._squares -= old * old
-        self._values.append(value)
-        self._sum += value
-        self._squares += value * value
-
-    @property
-    def count(self) -> int:
-        return len(self._values)
-
-    @property
-    def mean(self) -> float:
-        return self._sum / len(self._values)
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(max(self._squares / len(self._values) - self.mean**2, 0.0))
+        self._values[self._next] = values
+        self._next = (self._next + 1) % size
+        self._count = min(self._count + 1, size)
+        self._sum += values
+        self._squares += values * values
+        if self._count < 4:
+            return None
+        mean = self._sum / self._count
+        std = np.sqrt(np.maximum(self._squares / self._count - mean * mean, 0.0))
+        return (values - mean) / (std + 1e-3)
