@@ -1,5 +1,7 @@
 """Counting bars on a beat grid: each beat heard whole is summarised for the bar cues, and the meter is
-stepped over the beat they judge (a bar behind: a bar's change of harmony is known a bar later).
+stepped over the beat they judge (a bar behind: a bar's change of harmony is known a bar later). A grid
+first found, or one that moved (another tempo, beats elsewhere), is counted over the audio kept: the bar is
+known at once, and never carried over from another grid's beats.
 
 The bar tracker counts on its own grid; "auto" also counts on the pulse's grid, for when it follows that.
 """
@@ -33,11 +35,7 @@ BeatSummary = tuple[np.ndarray, np.ndarray, float]
 class BarCounter:
     """Where the bars of one beat grid start, and how many beats they have (the meter), from the music."""
 
-    def __init__(self, recount: bool = False) -> None:
-        #: count again over the audio kept when the grid moves (and from RECOUNT_SECONDS back when it is first
-        #: found); else the meter carries on over a new grid (a jittery grid, the bar tracker's own, would
-        #: recount on every frame)
-        self.recount = recount
+    def __init__(self) -> None:
         self.meter = Meter()
         self.cues = BarCues()
         self._heard: deque[float] = deque(maxlen=AFTER)  # the newest beats summarised (seconds): [0] is judged
@@ -66,12 +64,12 @@ class BarCounter:
         a learned activation's downbeat share on the beat (None: it has none there)."""
         first, kept = analyser.frames_since("chroma", 0)
         heard = min(heard, (first + len(kept)) / FRAME_RATE)
-        if self.recount and self._moved(period, anchor):
+        if self._moved(period, anchor):
             self._recount()
         self._period = period
         counted = self._counted
-        back = RECOUNT_SECONDS if self.recount else 2 * period
-        beat = _next_beat(period, anchor, counted + 0.5 * period if counted is not None else heard - back)
+        start = counted + 0.5 * period if counted is not None else heard - RECOUNT_SECONDS  # a new grid: what is kept
+        beat = _next_beat(period, anchor, start)
         if counted is None and self._provisional is not None:  # a recount keeps the provisional bar where it was
             self._counted_beats = round((beat - self._provisional) / period) % self.meter.beats_per_bar
         while beat + period <= heard:

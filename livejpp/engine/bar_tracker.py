@@ -4,7 +4,7 @@ Candidate B of issue 11 ("bar"): over the hand-made onset activation by default,
 `ActivationSource` (BeatNet's learned one: "beatnet"). Cheap per call: the filter steps once per new
 frame; the meter once per beat, a bar behind (a bar's change of harmony is known a bar later). The bars
 are counted at each decision (`estimate`), on the grid as it stands then: where it moved (another tempo,
-beats elsewhere), they are counted again on it over the audio kept (`BarCounter`, recount).
+beats elsewhere), they are counted again on it over the audio kept (`BarCounter`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class BarTracker:
         self.fps = float(self.source.fps)
         self.pointer = BarPointer(self.fps)
         self.grid = Grid(self.fps)
-        self.bars = BarCounter(recount=True)
+        self.bars = BarCounter()
         keep = int(CONTRAST_SECONDS * self.fps)
         self._recent: deque[tuple[int, float, float]] = deque(maxlen=keep)  # (frame, beat, down) activations
         self._analyser: AudioAnalyser | None = None
@@ -113,7 +113,7 @@ class BarTracker:
     def _forget(self) -> None:
         """Long without information (silence, an ambient piece): no opinion until the music is back."""
         self.grid = Grid(self.fps)
-        self.bars = BarCounter(recount=True)
+        self.bars = BarCounter()
 
     def contrast(self) -> float:
         """How much more activation fell where the grid had said beats would fall, PREDICT_SECONDS before

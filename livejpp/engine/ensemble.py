@@ -40,7 +40,7 @@ class EnsembleTracker:
         self._bar: Estimate | None = None  # BeatNet's last grid followed: where the bars start
         self._shift: int | None = None  # following the pulse: beats from its own downbeat to the one kept
         self._per_bar = 4
-        self.pulse_bars = BarCounter(recount=True)  # the bars counted on the pulse's own beats
+        self.pulse_bars = BarCounter()  # the bars counted on the pulse's own beats
         self._analyser: AudioAnalyser | None = None
         self.clarity = 0.0
 
