@@ -71,6 +71,61 @@ def test_gl_layers_equal_the_numpy_blend(media, tmp_path):
     assert len(refused) == 1 and "1000 layers" in refused[0] and "texture units" in refused[0]
 
 
+SEQUENCE = r"""
+import sys
+import numpy as np
+from livejpp.media.compose import LayerDraw
+from livejpp.render.gl import offscreen
+media, out = sys.argv[1], sys.argv[2]
+window, gl = offscreen(320, 180, layers=4)
+for slot in range(4):
+    gl.upload(slot, np.load(out + f"/{slot}.npy"))
+steps = [
+    (0.5, [LayerDraw(0.5, "screen"), LayerDraw(0.7, "multiply")]),
+    (1.0, [LayerDraw(0.0, "add"), LayerDraw(0.7, "multiply")]),
+    (0.0, [LayerDraw(0.4, "alpha")]),
+    (0.5, [LayerDraw(0.5, "add"), LayerDraw(0.3, "screen")]),
+    (1.0, []),
+    (0.25, [LayerDraw(0.0, "add"), LayerDraw(0.0, "add")]),
+    (0.5, [LayerDraw(0.5, "screen"), LayerDraw(0.7, "multiply")]),
+]
+for n, (weight, extra) in enumerate(steps):
+    gl.draw(weight, extra=extra)
+    np.save(out + f"/step{n}.npy", gl.read_pixels())
+window.close()
+"""
+
+
+def test_gl_layers_stay_right_as_crossfades_and_layers_come_and_go(media, tmp_path):
+    """The GL draws each frame with a shader written for what it shows (matcher crossfading or not, which layers
+    are seen): switching between them frame by frame, each frame is still the numpy compositor's picture, with
+    the opacities and blends of that frame, not those a shader held from the last time it drew."""
+    from livejpp.media.compose import blend, mix
+    from livejpp.media.player import ClipFrames
+
+    size = (320, 180)
+    a = ClipFrames(media / "av/big_buck_bunny_0_30.webm", size).frame_at(12.0)
+    b = ClipFrames(media / "footage/earth.mp4", size).frame_at(3.0)
+    c = ClipFrames(media / "footage/mdn_flower.mp4", size).frame_at(1.0)
+    d = ClipFrames(media / "footage/tree.avi", size).frame_at(1.0)
+    for slot, picture in enumerate((a, b, c, d)):
+        np.save(tmp_path / f"{slot}.npy", picture)
+    run_gl_script(SEQUENCE, str(media), str(tmp_path), timeout=120)
+    expected = [
+        blend(blend(mix(a, b, 0.5), c, 0.5, "screen"), d, 0.7, "multiply"),
+        blend(b, d, 0.7, "multiply"),
+        blend(a, c, 0.4, "alpha"),
+        blend(blend(mix(a, b, 0.5), c, 0.5, "add"), d, 0.3, "screen"),
+        b,
+        mix(a, b, 0.25),
+        blend(blend(mix(a, b, 0.5), c, 0.5, "screen"), d, 0.7, "multiply"),
+    ]
+    for n, picture in enumerate(expected):
+        drawn = np.load(tmp_path / f"step{n}.npy").astype(int)
+        assert np.abs(drawn - picture.astype(int)).max() <= 1, n  # the same picture, to one level in 255
+    assert np.abs(expected[3].astype(int) - expected[0]).mean() > 5  # the same layers, other settings: it shows
+
+
 # --- the live show's layers ------------------------------------------------------------------------
 def clip_length(lib, uid: str) -> float:
     import sqlite3
