@@ -278,6 +278,37 @@ def started_show(lib, layers: int, only: str = ""):
     return show
 
 
+def test_the_outgoing_clip_is_left_undecoded_once_its_crossfade_is_over(lib):
+    """After a crossfade the shader reads only the incoming picture: the decoder stops decoding the outgoing clip
+    (a whole layer's CPU each frame, held or waiting for the next cut) and the window has nothing new of it to
+    upload, while the incoming clip plays on."""
+    from waiting import wait_until
+
+    show = started_show(lib, 1)
+    try:
+        show.set_hold(True)  # no cut but the forced one: the two clips stay the matcher's layers
+        wait_until(lambda: show.snapshot().incoming is not None, 20, "the first picture")
+        cut = show.next_clip()
+        assert cut is not None
+        wait_until(lambda: show.snapshot() and cut in show.layers, 20, "the forced cut on screen")
+        over = cut.cut.time + cut.cut.crossfade + 0.2
+        wait_until(lambda: show.picture_time() > over, 20, "the end of the crossfade")
+        outgoing, incoming = [], []  # the pictures themselves, kept: a freed picture's id is reused
+
+        def seen() -> bool:
+            shot = show.snapshot()
+            for kept, picture in ((outgoing, shot.outgoing), (incoming, shot.incoming)):
+                if not any(picture is other for other in kept):
+                    kept.append(picture)
+            return len(incoming) >= 6
+
+        wait_until(seen, 20, "six pictures of the incoming clip")
+        assert len(show.layers) == 2  # the outgoing clip is still the matcher's layer below
+    finally:
+        show.stop()
+    assert len(outgoing) == 1, f"{len(outgoing)} outgoing pictures"  # one at most (a candidate's first)
+
+
 def first_clip(lib, video: str) -> str:
     import sqlite3
 
@@ -337,8 +368,8 @@ def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
     assert draw == LayerDraw(0.5, "screen")
     uid = first_clip(lib, "earth.mp4")
     reader = ClipFrames(playback(lib, uid), (320, 180))
-    clip = np.stack([reader.frame_at(n / 30)[::3, ::3] for n in range(150)])
-    assert nearest(picture[::3, ::3], clip) == 0  # a picture of earth's first clip, as it is
+    clip = np.stack([reader.frame_at(n / 30, rgba=True)[::3, ::3] for n in range(150)])
+    assert nearest(picture[::3, ::3], clip) == 0  # a picture of earth's first clip, as it is (RGBA for the GL)
     assert f"layer 2: {uid} earth.mp4 50% screen" in hud
     assert bus.state()["layer2_clip"] == uid  # what OSC feedback sends
 

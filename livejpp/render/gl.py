@@ -133,10 +133,10 @@ class GLCompositor:
         self._vertex = Shader((SHADERS / "fullscreen.vert").read_text(), "vertex")
         self._programs: dict[tuple, tuple] = {}  # per plan: its program, quad and the uniform values it holds
         slots = layers + 1
-        self.textures = [_texture(gl, gl.GL_NEAREST) for _ in range(slots)]  # RGB at the output size
+        self.textures = [_texture(gl, gl.GL_NEAREST) for _ in range(slots)]  # RGB(A) at the output size
         for tex in self.textures:
             gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
-            gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_RGB8, width, height, 0, gl.GL_RGB, gl.GL_UNSIGNED_BYTE, None)
+            gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_RGBA8, width, height, 0, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, None)
         # Y, U, V of each slot, (re)allocated to the planes' sizes; Y and V share the RGB texture's unit
         self.plane_textures = [[_texture(gl, gl.GL_LINEAR) for _ in range(3)] for _ in range(slots)]
         self.plane_shapes: list[tuple | None] = [None] * slots
@@ -178,9 +178,10 @@ class GLCompositor:
         self.uploaded.add(slot)
 
     def _upload_rgb(self, slot: int, rgb: np.ndarray) -> None:
+        """RGB, or RGBA (the live decoder's: the texture's own layout, copied as it is; alpha is not drawn)."""
         from pyglet import gl
 
-        if rgb.shape != (self.height, self.width, 3):
+        if rgb.shape not in ((self.height, self.width, 3), (self.height, self.width, 4)):
             raise ValueError(f"picture is {rgb.shape}, the compositor draws {self.height}x{self.width}")
         data = np.ascontiguousarray(rgb, np.uint8)
         gl.glActiveTexture(gl.GL_TEXTURE0 + slot)
@@ -194,7 +195,7 @@ class GLCompositor:
             0,
             self.width,
             self.height,
-            gl.GL_RGB,
+            gl.GL_RGBA if data.shape[2] == 4 else gl.GL_RGB,
             gl.GL_UNSIGNED_BYTE,
             data.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)),
         )
