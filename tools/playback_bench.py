@@ -238,8 +238,9 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import playback_bench
 lib, extras, song, seconds, frames, cuts = json.loads(sys.argv[2])
+import livejpp
 result = playback_bench.show_run(lib, extras, song, seconds, frames, cuts)
-print("RESULT " + json.dumps(result))
+print("RESULT " + json.dumps(result | {"code": livejpp.__file__}))
 """
 
 
@@ -247,13 +248,15 @@ def show_in(code: Path, lib: Path, extras: list[str], song: Path, seconds: float
     """show_run in a fresh process (a fresh pyglet) with the livejpp of `code`: this tree, or a baseline's."""
     arguments = json.dumps([str(lib), extras, str(song), seconds, frames, cuts])
     env = {**os.environ, "PYTHONPATH": str(code)}
-    run = subprocess.run(
-        [sys.executable, "-c", SHOW_IN, str(ROOT / "tools"), arguments], capture_output=True, text=True, env=env
-    )
+    command = [sys.executable, "-c", SHOW_IN, str(ROOT / "tools"), arguments]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # cwd first on sys.path
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     if run.returncode or not lines:
         raise SystemExit(f"the show with the code of {code} failed:\n{run.stderr[-2000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    result = json.loads(lines[-1][len("RESULT ") :])
+    if not Path(result.pop("code")).is_relative_to(code):  # the livejpp of another tree: a wrong comparison
+        raise SystemExit(f"the show meant to run the code of {code} ran another livejpp")
+    return result
 
 
 def run_show(args: argparse.Namespace, table) -> None:
