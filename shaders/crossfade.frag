@@ -36,33 +36,42 @@ vec3 blended(vec3 base, vec3 top, float opacity, int blend) {
     return quantised(base + (r - base) * opacity);
 }
 
-// One slot's picture at output coordinate `at`: an RGB texture at the output size (yuv 0), or the
-// decoder's Y, U, V planes at their native size (yuv 1), scaled and cover-cropped (crop: the output's
-// rectangle in the picture, x, y, w, h in 0..1) and converted to RGB (rows: the matrix with range and
-// bit depth folded in, plus offset); or HAP Q's scaled YCoCg DXT5 blocks (yuv 2; HAP's RGB DXT draws
-// as yuv 0). chroma: where the chroma planes end, as a fraction of the luma's.
-vec3 fetch(sampler2D main, sampler2D u, sampler2D v, int yuv, vec4 crop, vec2 chroma,
-           vec3 r, vec3 g, vec3 b, vec3 offset, vec2 at) {
+// One slot's picture at output coordinate `at`, by how the slot holds it: an RGB texture at the output
+// size (fetch_rgb; HAP's RGB DXT too), the decoder's Y, U, V planes at their native size (fetch_planes),
+// scaled and cover-cropped (crop: the output's rectangle in the picture, x, y, w, h in 0..1) and
+// converted to RGB (rows: the matrix with range and bit depth folded in, plus offset; chroma: where the
+// chroma planes end, as a fraction of the luma's), or HAP Q's scaled YCoCg DXT5 blocks (fetch_ycocg).
+// livejpp/render/gl.py picks one per slot when it writes the shader: llvmpipe runs both sides of every
+// `if` (a uniform's too) and pays for every texture read in them, so a choice made per pixel cost 5 reads.
+vec3 fetch_rgb(sampler2D main, vec4 crop, vec2 at) {
+    return texture(main, crop.xy + at * crop.zw).rgb;
+}
+
+vec3 fetch_ycocg(sampler2D main, vec4 crop, vec2 at) {
+    // HAP Q: DXT5 holding Co, Cg (offset 128/255, multiplied by a per-block scale), the scale, Y
+    vec4 c = texture(main, crop.xy + at * crop.zw) - vec4(0.50196078, 0.50196078, 0.0, 0.0);
+    float scale = c.b * (255.0 / 8.0) + 1.0;
+    float co = c.r / scale, cg = c.g / scale;
+    return clamp(vec3(c.a + co - cg, c.a + cg, c.a - co - cg), 0.0, 1.0);
+}
+
+vec3 fetch_planes(sampler2D y, sampler2D u, sampler2D v, vec4 crop, vec2 chroma,
+                  vec3 r, vec3 g, vec3 b, vec3 offset, vec2 at) {
     vec2 p = crop.xy + at * crop.zw;
-    if (yuv == 0) {
-        return texture(main, p).rgb;
-    }
-    if (yuv == 2) {
-        // HAP Q: DXT5 holding Co, Cg (offset 128/255, multiplied by a per-block scale), the scale, Y
-        vec4 c = texture(main, p) - vec4(0.50196078, 0.50196078, 0.0, 0.0);
-        float scale = c.b * (255.0 / 8.0) + 1.0;
-        float co = c.r / scale, cg = c.g / scale;
-        return clamp(vec3(c.a + co - cg, c.a + cg, c.a - co - cg), 0.0, 1.0);
-    }
-    vec3 s = vec3(texture(main, p).r, texture(u, p * chroma).r, texture(v, p * chroma).r);
+    vec3 s = vec3(texture(y, p).r, texture(u, p * chroma).r, texture(v, p * chroma).r);
     return clamp(vec3(dot(r, s), dot(g, s), dot(b, s)) + offset, 0.0, 1.0);
 }
 
 // LAYERS: uniforms
 
+// MATCHER (written by gl.py): 0 the outgoing picture only, 1 the incoming only (weight 0 or 1, outside a
+// transition: every transition starts at the outgoing picture and ends at the incoming one), 2 both
 vec3 layers(vec2 at, float w) {
-    // one picture only, outside a transition (every transition starts at the outgoing picture and ends
-    // at the incoming one): software GL pays for every texture read
+#if MATCHER == 0
+    return picture0(at);
+#elif MATCHER == 1
+    return picture1(at);
+#else
     if (w <= 0.0) {
         return picture0(at);
     }
@@ -78,6 +87,7 @@ vec3 layers(vec2 at, float w) {
         return (at.x < w) ? b : a;
     }
     return mix(a, b, w);
+#endif
 }
 
 void main() {

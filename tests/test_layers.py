@@ -71,6 +71,61 @@ def test_gl_layers_equal_the_numpy_blend(media, tmp_path):
     assert len(refused) == 1 and "1000 layers" in refused[0] and "texture units" in refused[0]
 
 
+SEQUENCE = r"""
+import sys
+import numpy as np
+from livejpp.media.compose import LayerDraw
+from livejpp.render.gl import offscreen
+media, out = sys.argv[1], sys.argv[2]
+window, gl = offscreen(320, 180, layers=4)
+for slot in range(4):
+    gl.upload(slot, np.load(out + f"/{slot}.npy"))
+steps = [
+    (0.5, [LayerDraw(0.5, "screen"), LayerDraw(0.7, "multiply")]),
+    (1.0, [LayerDraw(0.0, "add"), LayerDraw(0.7, "multiply")]),
+    (0.0, [LayerDraw(0.4, "alpha")]),
+    (0.5, [LayerDraw(0.5, "add"), LayerDraw(0.3, "screen")]),
+    (1.0, []),
+    (0.25, [LayerDraw(0.0, "add"), LayerDraw(0.0, "add")]),
+    (0.5, [LayerDraw(0.5, "screen"), LayerDraw(0.7, "multiply")]),
+]
+for n, (weight, extra) in enumerate(steps):
+    gl.draw(weight, extra=extra)
+    np.save(out + f"/step{n}.npy", gl.read_pixels())
+window.close()
+"""
+
+
+def test_gl_layers_stay_right_as_crossfades_and_layers_come_and_go(media, tmp_path):
+    """The GL draws each frame with a shader written for what it shows (matcher crossfading or not, which layers
+    are seen): switching between them frame by frame, each frame is still the numpy compositor's picture, with
+    the opacities and blends of that frame, not those a shader held from the last time it drew."""
+    from livejpp.media.compose import blend, mix
+    from livejpp.media.player import ClipFrames
+
+    size = (320, 180)
+    a = ClipFrames(media / "av/big_buck_bunny_0_30.webm", size).frame_at(12.0)
+    b = ClipFrames(media / "footage/earth.mp4", size).frame_at(3.0)
+    c = ClipFrames(media / "footage/mdn_flower.mp4", size).frame_at(1.0)
+    d = ClipFrames(media / "footage/tree.avi", size).frame_at(1.0)
+    for slot, picture in enumerate((a, b, c, d)):
+        np.save(tmp_path / f"{slot}.npy", picture)
+    run_gl_script(SEQUENCE, str(media), str(tmp_path), timeout=120)
+    expected = [
+        blend(blend(mix(a, b, 0.5), c, 0.5, "screen"), d, 0.7, "multiply"),
+        blend(b, d, 0.7, "multiply"),
+        blend(a, c, 0.4, "alpha"),
+        blend(blend(mix(a, b, 0.5), c, 0.5, "add"), d, 0.3, "screen"),
+        b,
+        mix(a, b, 0.25),
+        blend(blend(mix(a, b, 0.5), c, 0.5, "screen"), d, 0.7, "multiply"),
+    ]
+    for n, picture in enumerate(expected):
+        drawn = np.load(tmp_path / f"step{n}.npy").astype(int)
+        assert np.abs(drawn - picture.astype(int)).max() <= 1, n  # the same picture, to one level in 255
+    assert np.abs(expected[3].astype(int) - expected[0]).mean() > 5  # the same layers, other settings: it shows
+
+
 # --- the live show's layers ------------------------------------------------------------------------
 def clip_length(lib, uid: str) -> float:
     import sqlite3
@@ -223,6 +278,37 @@ def started_show(lib, layers: int, only: str = ""):
     return show
 
 
+def test_the_outgoing_clip_is_left_undecoded_once_its_crossfade_is_over(lib):
+    """After a crossfade the shader reads only the incoming picture: the decoder stops decoding the outgoing clip
+    (a whole layer's CPU each frame, held or waiting for the next cut) and the window has nothing new of it to
+    upload, while the incoming clip plays on."""
+    from waiting import wait_until
+
+    show = started_show(lib, 1)
+    try:
+        show.set_hold(True)  # no cut but the forced one: the two clips stay the matcher's layers
+        wait_until(lambda: show.snapshot().incoming is not None, 20, "the first picture")
+        cut = show.next_clip()
+        assert cut is not None
+        wait_until(lambda: show.snapshot() and cut in show.layers, 20, "the forced cut on screen")
+        over = cut.cut.time + cut.cut.crossfade + 0.2
+        wait_until(lambda: show.picture_time() > over, 20, "the end of the crossfade")
+        outgoing, incoming = [], []  # the pictures themselves, kept: a freed picture's id is reused
+
+        def seen() -> bool:
+            shot = show.snapshot()
+            for kept, picture in ((outgoing, shot.outgoing), (incoming, shot.incoming)):
+                if not any(picture is other for other in kept):
+                    kept.append(picture)
+            return len(incoming) >= 6
+
+        wait_until(seen, 20, "six pictures of the incoming clip")
+        assert len(show.layers) == 2  # the outgoing clip is still the matcher's layer below
+    finally:
+        show.stop()
+    assert len(outgoing) == 1, f"{len(outgoing)} outgoing pictures"  # one at most (a candidate's first)
+
+
 def first_clip(lib, video: str) -> str:
     import sqlite3
 
@@ -282,8 +368,8 @@ def test_a_preset_sets_a_layer_and_the_hud_names_it(lib, tmp_path):
     assert draw == LayerDraw(0.5, "screen")
     uid = first_clip(lib, "earth.mp4")
     reader = ClipFrames(playback(lib, uid), (320, 180))
-    clip = np.stack([reader.frame_at(n / 30)[::3, ::3] for n in range(150)])
-    assert nearest(picture[::3, ::3], clip) == 0  # a picture of earth's first clip, as it is
+    clip = np.stack([reader.frame_at(n / 30, rgba=True)[::3, ::3] for n in range(150)])
+    assert nearest(picture[::3, ::3], clip) == 0  # a picture of earth's first clip, as it is (RGBA for the GL)
     assert f"layer 2: {uid} earth.mp4 50% screen" in hud
     assert bus.state()["layer2_clip"] == uid  # what OSC feedback sends
 

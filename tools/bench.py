@@ -18,7 +18,8 @@ model: every preset under the three protocols (eval --table) on the project's re
         drops, latencies, memory (--baseline: the same show with the code of git REV beside it)
         [--layers N --source-height H --codec h264]: playback cost per layer, RGB on the CPU vs planes to the GPU
         [--layers N --show]: the real live show (decoder thread, render loop) with 2 and N layers: frame-interval
-        p50/p99/max and drops, rgb vs gpu frames, decoder running vs paused (does decoding stall the render loop?)
+        p50/p99/max and drops, rgb vs gpu frames, held and cutting on beats (each beat cut's first frame against
+        its beat), decoder running vs paused (does decoding stall the render loop?); --codec hap: HAP sources
     python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
     python tools/bench.py beats [--set DIR] [--trackers today bar beatnet]   cuts against true beats, per
         song and overall, each beat tracker side by side (default: the bundled truth songs and synthetic cases;
@@ -315,33 +316,18 @@ def bench_live(args: argparse.Namespace) -> None:
     `--baseline REV`: the same show with the code of git REV beside it, in one table."""
     import json
 
-    import av
-    import numpy as np
-
     from livejpp.index import embed_library
-    from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import playback_bench
 
     if args.layers:  # playback cost per layer: today's path and the GPU-ready one (tools/playback_bench.py)
-        sys.path.insert(0, str(ROOT / "tools"))
-        import playback_bench
-
         return (playback_bench.run_show if args.show else playback_bench.run)(args, table)
     with tempfile.TemporaryDirectory() as tmp:
         lib = Path(tmp) / "lib"
         build_library(DEFAULT_MEDIA, lib, progress=False)
         embed_library(lib, "default")
-        music = sorted((ROOT / "tests" / "media" / "music").glob("*.ogg"))
-        medley = np.concatenate([read_audio_file(p) for p in music])
-        while len(medley) < args.seconds * AUDIO_RATE:
-            medley = np.concatenate([medley, medley])
-        song = Path(tmp) / "medley.wav"
-        with av.open(str(song), "w") as out:
-            stream = out.add_stream("pcm_s16le", rate=AUDIO_RATE)
-            pcm = (np.clip(medley[: int(args.seconds * AUDIO_RATE)], -1, 1) * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
-            frame.sample_rate = AUDIO_RATE
-            for packet in list(stream.encode(frame)) + list(stream.encode(None)):
-                out.mux(packet)
+        song = playback_bench.medley(args.seconds, Path(tmp))
         runs = {}
         if args.baseline:  # the same show with the code of another commit, exported beside this tree
             code = baseline_code.export(args.baseline, Path(tmp) / "baseline-code")

@@ -11,11 +11,13 @@ uploaded as they are (no conversion)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 FOOTAGE = [ROOT / "tests/media/av/big_buck_bunny_0_30.webm", ROOT / "tests/media/footage/earth.mp4"]
 FOOTAGE += [ROOT / "tests/media/footage/mdn_bug.mp4", ROOT / "tests/media/footage/cityCC0.mpg"]
+FOOTAGE += [ROOT / "tests/media/footage/mdn_flower.mp4"]  # a fifth: four hand-set layers over the matcher's
 
 
 def scaled_source(source: Path, height: int, out: Path, seconds: float = 10.0) -> Path:
@@ -163,11 +166,32 @@ def run(args: argparse.Namespace, table) -> None:
 # --- the real live show: decoder thread and render loop ----------------------------------------------------
 
 
-def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str) -> dict:
+def medley(seconds: float, out: Path) -> Path:
+    """The bundled music end to end (repeated), `seconds` long, as a wav: a show that outlasts one song."""
+    from livejpp.media.decode import AUDIO_RATE, read_audio_file
+
+    music = sorted((ROOT / "tests" / "media" / "music").glob("*.ogg"))
+    samples = np.concatenate([read_audio_file(p) for p in music])
+    while len(samples) < seconds * AUDIO_RATE:
+        samples = np.concatenate([samples, samples])
+    song = out / "medley.wav"
+    with av.open(str(song), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=AUDIO_RATE)
+        pcm = (np.clip(samples[: int(seconds * AUDIO_RATE)], -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            container.mux(packet)
+    return song
+
+
+def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str, cuts: bool = False) -> dict:
     """One headless `live` show (LiveShow + ShowWindow, as `livejpp live --headless --frames F --layers N`) on
-    1080p clips: the matcher's two clips (a forced cut after the opening one, then held: both decoded and drawn
-    every frame) and one hand-set layer per extra video, at half opacity, decoded by the same decoder thread and
-    drawn over them. The render loop's frame intervals (after the warm-up), frames dropped, CPU."""
+    the library's clips: the matcher's layer and one hand-set layer per extra video, at half opacity, decoded by
+    the same decoder thread and drawn over it. The matcher plays the main folder's clips: held after one forced
+    cut (its picture every frame, the outgoing one only during the crossfade), or with `cuts`, cutting on the
+    beats as a show does (each cut's first frame against its beat). The render loop's frame intervals (after the
+    warm-up), frames dropped, CPU, and the beat cuts: on the first frame at or after their beat, how late."""
     import pyglet
 
     from livejpp.audio_io import FileSource
@@ -177,13 +201,14 @@ def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, fra
     warm = 2.0
     show = LiveShow(lib, FileSource(song), size=(1280, 720), fps=30.0, layers=1 + len(extra_videos))
     show.force("tag", "main")  # the matcher plays the main folder's clips; the extra videos are the layers'
-    show.set_hold(True)  # no cut but the one forced below: the same two clips throughout
+    show.set_hold(not cuts)  # held: no cut but the one forced below, the same clip throughout
     for n, video in enumerate(extra_videos, start=2):
         show.set_layer_clip(n, video)
         show.set_layer_opacity(n, 0.5)
 
     def on_start(_window) -> None:
-        pyglet.clock.schedule_once(lambda dt: show.next_clip(), 0.5)
+        if not cuts:
+            pyglet.clock.schedule_once(lambda dt: show.next_clip(), 0.5)
 
     cpu = time.process_time()
     shown = window.ShowWindow(show, show.size, show.fps, show.layers_count, headless=True, frames=frames)
@@ -193,6 +218,7 @@ def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, fra
     times = np.array(shown.frame_stats.frame_times)
     intervals = np.diff(times[times > show.start_time + warm])
     late = intervals[intervals > 1.5 / 30]
+    on_beats = [c for c in show.stats.cuts if c["reason"] not in ("opening", "start", "forced")]
     return {
         "p50": 1000 * float(np.percentile(intervals, 50)),
         "p99": 1000 * float(np.percentile(intervals, 99)),
@@ -201,43 +227,84 @@ def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, fra
         "frames": len(intervals) + 1,
         "cpu": 100 * cpu / summary["seconds"],
         "on_screen": len(show.layers),
+        "beat_cuts": len(on_beats),
+        "first_frame": sum(c["first_frame"] for c in on_beats),
+        "late_max": 1000 * max((c["shown_late"] for c in on_beats), default=float("nan")),
     }
 
 
+SHOW_IN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import playback_bench
+lib, extras, song, seconds, frames, cuts = json.loads(sys.argv[2])
+import livejpp
+result = playback_bench.show_run(lib, extras, song, seconds, frames, cuts)
+print("RESULT " + json.dumps(result | {"code": livejpp.__file__}))
+"""
+
+
+def show_in(code: Path, lib: Path, extras: list[str], song: Path, seconds: float, frames: str, cuts: bool) -> dict:
+    """show_run in a fresh process (a fresh pyglet) with the livejpp of `code`: this tree, or a baseline's."""
+    arguments = json.dumps([str(lib), extras, str(song), seconds, frames, cuts])
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    command = [sys.executable, "-c", SHOW_IN, str(ROOT / "tools"), arguments]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # cwd first on sys.path
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    if run.returncode or not lines:
+        raise SystemExit(f"the show with the code of {code} failed:\n{run.stderr[-2000:]}")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    if not Path(result.pop("code")).is_relative_to(code):  # the livejpp of another tree: a wrong comparison
+        raise SystemExit(f"the show meant to run the code of {code} ran another livejpp")
+    return result
+
+
 def run_show(args: argparse.Namespace, table) -> None:
-    """`tools/bench.py live --show --layers N`: the real live show with 2 and N layers of 1080p pictures (the
-    matcher's two and N - 2 hand-set layers), rgb vs gpu frames, in one table."""
+    """`tools/bench.py live --show --layers N`: the real live show with 2 and N layers of pictures (the matcher's
+    and N - 1 hand-set layers), rgb vs gpu frames, held; then N layers cutting on the beats; in one table.
+    --codec hap: the sources as HAP (`library build --codec hap` plays them as they are); --baseline REV: each
+    run with the code of REV too, just before this tree's."""
+    import baseline_code  # tools/, beside this file
+
     from livejpp.index import embed_library
     from livejpp.library.build import build_library
     from livejpp.library.worker import BuildSettings
 
     counts = sorted({2, args.layers})
-    song = ROOT / "tests/media/music/Kevin_MacLeod-Vibe_Ace.ogg"  # a minute: no run outlasts it
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        (tmp / "made").mkdir()
         (tmp / "lib_in" / "main").mkdir(parents=True)
         (tmp / "lib_in" / "extra").mkdir()
-        for k in range(2):  # the matcher's two clips: from a library that plays its sources as they are
-            scaled_source(FOOTAGE[k], args.source_height, tmp / "lib_in" / "main", seconds=6.0)
-        extras = [
-            scaled_source(FOOTAGE[k % len(FOOTAGE)], args.source_height, tmp / "lib_in" / "extra", 6.0).name
-            for k in range(2, max(counts))
-        ]
+        song = medley(args.seconds + 5.0, tmp)
+
+        def source(k: int, folder: str) -> Path:
+            made = scaled_source(FOOTAGE[k % len(FOOTAGE)], args.source_height, tmp / "made", seconds=6.0)
+            made = hap_source(made, tmp / "made") if args.codec == "hap" else made
+            return made.rename(tmp / "lib_in" / folder / made.name)
+
+        for k in range(2):  # the matcher's clips: from a library that plays its sources as they are
+            source(k, "main")
+        extras = [source(k, "extra").name for k in range(2, max(counts) + 1)]
         lib = tmp / "lib"
-        build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=6.0, transcode=False), progress=False)
+        build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=3.0, transcode=False), progress=False)
         embed_library(lib, "default")
+        plans = [(n, frames, False) for n in counts for frames in ("rgb", "gpu")] + [(max(counts), "rgb", True)]
+        trees = {"": ROOT}
+        if args.baseline:  # today's code in the same harness, each of its runs just before this tree's
+            trees = {f"{args.baseline}: ": baseline_code.export(args.baseline, tmp / "baseline-code"), **trees}
         runs = {}
-        for n in counts:
-            for frames in ("rgb", "gpu"):
-                name = f"{n} layers, {frames}"
-                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as one:  # a fresh pyglet each
-                    runs[name] = one.submit(show_run, lib, extras[: n - 2], song, args.seconds, frames).result()
-                    runs[name] |= {"load": os.getloadavg()[0]}
+        for n, frames, cuts in plans:
+            for label, code in trees.items():
+                name = f"{label}{n} layers, {frames}" + (", cutting on beats" if cuts else ", held")
+                load = os.getloadavg()[0]
+                runs[name] = show_in(code, lib, extras[: n - 1], song, args.seconds, frames, cuts)
+                runs[name] |= {"load": load, "load_after": os.getloadavg()[0]}
                 print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
     print(
         f"the live show (LiveShow + ShowWindow, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
-        f"H.264 sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; the matcher's two clips and "
-        "N - 2 hand-set layers at half opacity, all decoded by the show's decoder thread and drawn"
+        f"{args.codec} sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; the matcher's layer and "
+        "N - 1 hand-set layers at half opacity, all decoded by the show's decoder thread and drawn"
     )
     rows = [
         [
@@ -245,13 +312,17 @@ def run_show(args: argparse.Namespace, table) -> None:
             *(f"{r[k]:.1f}" for k in ("p50", "p99", "max")),
             str(r["dropped"]),
             f"{r['cpu']:.0f}",
-            f"{r['load']:.1f}",
+            f"{r['first_frame']} of {r['beat_cuts']}" if r["beat_cuts"] else "-",
+            f"{r['late_max']:.0f}" if r["beat_cuts"] else "-",
+            f"{r['load']:.1f} / {r['load_after']:.1f}",
         ]
         for name, r in runs.items()
     ]
     # the machine's load average says how much of it the show had: other work there slows every column
-    print(table(["run", "interval p50 ms", "p99 ms", "max ms", "dropped", "CPU %", "load (1 min)"], rows))
-    run_gil(args, table)
+    headers = ["run", "interval p50 ms", "p99 ms", "max ms", "dropped", "CPU %", "beat cuts on their first frame"]
+    print(table([*headers, "latest cut ms", "load (1 min) before / after"], rows))
+    if args.codec == "h264":
+        run_gil(args, table)
 
 
 def decode_paced(paths: list[Path], frames: str, seconds: float, ready=None) -> int:

@@ -553,7 +553,7 @@ class LiveShow:
         pool = self._pool
         t = self.picture_time() + 1.0 / self.fps
         with self.lock:
-            wanted = [(layer, *self._picture_at(layer, t)) for layer in self.layers + self.pending[:2]]
+            wanted = [(layer, *self._picture_at(layer, t)) for layer in self._decoded_layers(t) + self.pending[:2]]
             due = set(map(id, self.layers[-1:] + self.pending[:2]))  # the outgoing clip may fail: it goes
         for layer, record, clip_time in wanted:
             playing = self._prepare(pool, record, layer.library, clip_time)
@@ -570,6 +570,17 @@ class LiveShow:
         for uid in [u for u in self.pictures if u not in keep]:  # memory stays bounded
             self.pictures.pop(uid, None)
         self._decode_hand_layers(pool, t)
+
+    def _decoded_layers(self, t: float) -> list[Layer]:
+        """The matcher's layers whose pictures the frames about `t` draw: the outgoing clip only until its
+        crossfade has ended (a frame's margin). After it, the shader reads only the incoming picture: decoding,
+        converting and uploading the outgoing one each frame cost a layer's CPU for nothing (held by `hold`,
+        or waiting for the next cut, it stayed decoded for the whole show). Call with the lock held."""
+        incoming = self.layers[-1] if self.layers else None
+        if incoming is not None and len(self.layers) > 1:
+            if t - 2.0 / self.fps >= incoming.cut.time + incoming.cut.crossfade:
+                return [incoming]
+        return list(self.layers)
 
     def _decode_hand_layers(self, pool: FramePool, t: float) -> None:
         """The hand-set layers' pictures for the next frame: each clip loops from when it was set; one that
@@ -604,7 +615,7 @@ class LiveShow:
         try:  # pictures() refuses a path outside the library, or a source that has gone (a pulled stick)
             path, base, length = record.pictures(library)
             reader, at = pool.get(path, base, length), clip_time % max(length, 1e-3)
-            return reader.planes_at(at, self.max_texture) if self.frames == "gpu" else reader.frame_at(at)
+            return reader.planes_at(at, self.max_texture) if self.frames == "gpu" else reader.frame_at(at, rgba=True)
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt clip is skipped, the show goes on
             self._mark_broken(record, exc, then)
             return None
