@@ -665,6 +665,7 @@ def main() -> None:
     lv.add_argument("--source-height", type=int, default=1080, help="with --layers: 720, 1080 or 2160 lines")
     lv.add_argument("--codec", choices=["h264", "hap"], default="h264", help="with --layers: hap adds a HAP column")
     lv.add_argument("--show", action="store_true", help="with --layers: the real show path, rgb vs gpu frames")
+    lv.add_argument("--only", nargs="+", help='with --show: only these runs, e.g. "4 rgb held" "4 rgb cutting"')
     lv.set_defaults(func=bench_live)
     ctl = sub.add_parser("control", help="OSC and MIDI latency to state and to frame; paced rates without loss")
     ctl.add_argument("--size", default="1280x720", help="window size (default: 1280x720)")

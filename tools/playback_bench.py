@@ -185,8 +185,11 @@ def medley(seconds: float, out: Path) -> Path:
     return song
 
 
-def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str, cuts: bool = False) -> dict:
-    """One headless `live` show (LiveShow + ShowWindow, as `livejpp live --headless --frames F --layers N`) on
+def show_run(
+    lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str, cuts: bool = False, xvfb: bool = False
+) -> dict:
+    """One headless `live` show (LiveShow + ShowWindow, as `livejpp live --headless --frames F --layers N`; with
+    `xvfb`, in a window on the X display) on
     the library's clips: the matcher's layer and one hand-set layer per extra video, at half opacity, decoded by
     the same decoder thread and drawn over it. The matcher plays the main folder's clips: held after one forced
     cut (its picture every frame, the outgoing one only during the crossfade), or with `cuts`, cutting on the
@@ -211,7 +214,7 @@ def show_run(lib: Path, extra_videos: list[str], song: Path, seconds: float, fra
             pyglet.clock.schedule_once(lambda dt: show.next_clip(), 0.5)
 
     cpu = time.process_time()
-    shown = window.ShowWindow(show, show.size, show.fps, show.layers_count, headless=True, frames=frames)
+    shown = window.ShowWindow(show, show.size, show.fps, show.layers_count, headless=not xvfb, frames=frames)
     shown.open()  # window.run's steps, keeping the window: its frame times are its own
     summary = shown.play(seconds, on_start)
     cpu = time.process_time() - cpu
@@ -237,18 +240,23 @@ SHOW_IN = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import playback_bench
-lib, extras, song, seconds, frames, cuts = json.loads(sys.argv[2])
+lib, extras, song, seconds, frames, cuts, xvfb = json.loads(sys.argv[2])
 import livejpp
-result = playback_bench.show_run(lib, extras, song, seconds, frames, cuts)
+result = playback_bench.show_run(lib, extras, song, seconds, frames, cuts, xvfb)
 print("RESULT " + json.dumps(result | {"code": livejpp.__file__}))
 """
 
 
-def show_in(code: Path, lib: Path, extras: list[str], song: Path, seconds: float, frames: str, cuts: bool) -> dict:
-    """show_run in a fresh process (a fresh pyglet) with the livejpp of `code`: this tree, or a baseline's."""
-    arguments = json.dumps([str(lib), extras, str(song), seconds, frames, cuts])
+def show_in(
+    code: Path, lib: Path, extras: list[str], song: Path, seconds: float, frames: str, cuts: bool, xvfb: bool = False
+) -> dict:
+    """show_run in a fresh process (a fresh pyglet) with the livejpp of `code`: this tree, or a baseline's;
+    `xvfb`: in a window on a virtual X screen (xvfb-run), as the issue's targets are stated."""
+    arguments = json.dumps([str(lib), extras, str(song), seconds, frames, cuts, xvfb])
     env = {**os.environ, "PYTHONPATH": str(code)}
     command = [sys.executable, "-c", SHOW_IN, str(ROOT / "tools"), arguments]
+    if xvfb:
+        command = ["xvfb-run", "-a", "-s", "-screen 0 1280x720x24", *command]
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # cwd first on sys.path
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     if run.returncode or not lines:
@@ -290,6 +298,8 @@ def run_show(args: argparse.Namespace, table) -> None:
         build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=3.0, transcode=False), progress=False)
         embed_library(lib, "default")
         plans = [(n, frames, False) for n in counts for frames in ("rgb", "gpu")] + [(max(counts), "rgb", True)]
+        if args.only:  # e.g. "4 rgb held", "4 rgb cutting": one long run without the others
+            plans = [p for p in plans if f"{p[0]} {p[1]} {'cutting' if p[2] else 'held'}" in args.only]
         trees = {"": ROOT}
         if args.baseline:  # today's code in the same harness, each of its runs just before this tree's
             trees = {f"{args.baseline}: ": baseline_code.export(args.baseline, tmp / "baseline-code"), **trees}
@@ -298,11 +308,12 @@ def run_show(args: argparse.Namespace, table) -> None:
             for label, code in trees.items():
                 name = f"{label}{n} layers, {frames}" + (", cutting on beats" if cuts else ", held")
                 load = os.getloadavg()[0]
-                runs[name] = show_in(code, lib, extras[: n - 1], song, args.seconds, frames, cuts)
+                runs[name] = show_in(code, lib, extras[: n - 1], song, args.seconds, frames, cuts, args.xvfb)
                 runs[name] |= {"load": load, "load_after": os.getloadavg()[0]}
                 print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
     print(
-        f"the live show (LiveShow + ShowWindow, headless EGL llvmpipe, 1280x720, 30 fps), {args.source_height}p "
+        f"the live show (LiveShow + ShowWindow, {'a window on Xvfb' if args.xvfb else 'headless EGL'}, llvmpipe, "
+        f"1280x720, 30 fps), {args.source_height}p "
         f"{args.codec} sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; the matcher's layer and "
         "N - 1 hand-set layers at half opacity, all decoded by the show's decoder thread and drawn"
     )
@@ -321,7 +332,7 @@ def run_show(args: argparse.Namespace, table) -> None:
     # the machine's load average says how much of it the show had: other work there slows every column
     headers = ["run", "interval p50 ms", "p99 ms", "max ms", "dropped", "CPU %", "beat cuts on their first frame"]
     print(table([*headers, "latest cut ms", "load (1 min) before / after"], rows))
-    if args.codec == "h264":
+    if args.codec == "h264" and not args.only:  # a chosen run is timed alone
         run_gil(args, table)
 
 
