@@ -347,6 +347,7 @@ def live_run(args: argparse.Namespace, lib: Path, song: Path, code: Path, out: P
     import json
 
     import av
+    import playback_bench  # tools/, on the path since bench_live
 
     out.mkdir()
     stats_path = out / "stats.json"
@@ -369,8 +370,8 @@ def live_run(args: argparse.Namespace, lib: Path, song: Path, code: Path, out: P
         str(stats_path),
         *(["--record", str(out / "live.mp4")] if args.record else []),
     ]
-    if args.xvfb:  # a real window with vsync on a virtual X screen, as a VJ's laptop runs it
-        cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {args.size}x24", *cmd]
+    if args.xvfb:
+        cmd = playback_bench.under_xvfb(cmd, args.size)
     env = {**os.environ, "PYTHONPATH": str(code)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

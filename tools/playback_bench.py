@@ -188,13 +188,13 @@ def medley(seconds: float, out: Path) -> Path:
 def show_run(
     lib: Path, extra_videos: list[str], song: Path, seconds: float, frames: str, cuts: bool = False, xvfb: bool = False
 ) -> dict:
-    """One headless `live` show (LiveShow + ShowWindow, as `livejpp live --headless --frames F --layers N`; with
-    `xvfb`, in a window on the X display) on
-    the library's clips: the matcher's layer and one hand-set layer per extra video, at half opacity, decoded by
-    the same decoder thread and drawn over it. The matcher plays the main folder's clips: held after one forced
-    cut (its picture every frame, the outgoing one only during the crossfade), or with `cuts`, cutting on the
-    beats as a show does (each cut's first frame against its beat). The render loop's frame intervals (after the
-    warm-up), frames dropped, CPU, and the beat cuts: on the first frame at or after their beat, how late."""
+    """One `live` show (LiveShow + ShowWindow, as `livejpp live --headless --frames F --layers N`; with `xvfb`, in a
+    window on the X display) on the library's clips: the matcher's layer and one hand-set layer per extra video,
+    at half opacity, decoded by the same decoder thread and drawn over it. The matcher plays the main folder's
+    clips: held after one forced cut (its picture every frame, the outgoing one only during the crossfade), or
+    with `cuts`, cutting on the beats as a show does (each cut's first frame against its beat). The render
+    loop's frame intervals (after the warm-up), frames dropped, CPU, and the beat cuts: on the first frame at or
+    after their beat, how late."""
     import pyglet
 
     from livejpp.audio_io import FileSource
@@ -236,6 +236,11 @@ def show_run(
     }
 
 
+def under_xvfb(command: list[str], size: str) -> list[str]:
+    """`command` in a real window with vsync on a virtual X screen of `size` (WxH), as a VJ's laptop runs it."""
+    return ["xvfb-run", "-a", "-s", f"-screen 0 {size}x24", *command]
+
+
 SHOW_IN = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -256,7 +261,7 @@ def show_in(
     env = {**os.environ, "PYTHONPATH": str(code)}
     command = [sys.executable, "-c", SHOW_IN, str(ROOT / "tools"), arguments]
     if xvfb:
-        command = ["xvfb-run", "-a", "-s", "-screen 0 1280x720x24", *command]
+        command = under_xvfb(command, "1280x720")  # show_run's size
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # cwd first on sys.path
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     if run.returncode or not lines:
@@ -313,9 +318,9 @@ def run_show(args: argparse.Namespace, table) -> None:
                 print(name, {k: round(v, 1) for k, v in runs[name].items()}, flush=True)
     print(
         f"the live show (LiveShow + ShowWindow, {'a window on Xvfb' if args.xvfb else 'headless EGL'}, llvmpipe, "
-        f"1280x720, 30 fps), {args.source_height}p "
-        f"{args.codec} sources, {args.seconds:.0f} s a run, intervals after a 2 s warm-up; the matcher's layer and "
-        "N - 1 hand-set layers at half opacity, all decoded by the show's decoder thread and drawn"
+        f"1280x720, 30 fps), {args.source_height}p {args.codec} sources, {args.seconds:.0f} s a run, intervals "
+        "after a 2 s warm-up; the matcher's layer and N - 1 hand-set layers at half opacity, all decoded by the "
+        "show's decoder thread and drawn"
     )
     rows = [
         [
