@@ -14,6 +14,7 @@ from livejpp.library.build import build_library
 from livejpp.library.check import check_clips
 from livejpp.library.store import LibraryStore
 from livejpp.library.worker import BuildSettings
+from livejpp.media.hap import HapFrames, HapWriter
 from livejpp.media.player import ClipFrames
 from tests.synth import frame_picture, mux_audio, tone
 
@@ -155,3 +156,82 @@ def test_library_without_the_column_still_opens(sources, tmp_path, capsys):
     assert len(_first_pictures(lib)) == 10
     with sqlite3.connect(lib / "library.sqlite") as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+
+
+def _moving_pictures(seconds: float):
+    """The sweeping bar over a rising brightness of _moving_video, as RGB pictures."""
+    w, h = SIZE
+    for n in range(int(seconds * FPS)):
+        img = frame_picture(w, h, int(200 * n / (seconds * FPS)))
+        x = (n * 7) % (w - 20)
+        img[:, x : x + 20] = (0, 255, 0)
+        yield n, img
+
+
+@pytest.fixture(scope="module")
+def gpu_sources(tmp_path_factory) -> dict[str, Path]:
+    """A VJ's GPU-codec loops, 12 s each: HAP Q (scaled YCoCg in DXT5, by FFmpeg's encoder) and DXV (Resolume's
+    codec, by FFmpeg's DXV encoder)."""
+    folder = tmp_path_factory.mktemp("gpu-sources")
+    hap_q = folder / "loop_hap_q.mov"
+    writer = HapWriter(hap_q, *SIZE, rate=FPS, fmt="ycocg_dxt5")
+    for _, img in _moving_pictures(12.0):
+        writer.add(img)
+    writer.close()
+    dxv = folder / "loop_dxv.mov"
+    with av.open(str(dxv), "w") as out:
+        stream = out.add_stream("dxv", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "rgba"
+        for n, img in _moving_pictures(12.0):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="rgba")
+            frame.pts, frame.time_base = n, Fraction(1, FPS)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return {"hap": hap_q, "dxv": dxv}
+
+
+def _packets(path: Path) -> tuple[str, list[bytes]]:
+    with av.open(str(path)) as c:
+        return c.streams.video[0].codec_context.codec_tag, [bytes(p) for p in c.demux(video=0) if p.size]
+
+
+def test_gpu_codec_sources_are_copied_as_they_are_into_any_library(gpu_sources, tmp_path):
+    """HAP Q and DXV sources are not encoded again, into an H.264 library or a HAP one: each is copied packet for
+    packet (HAP Q keeps its tag, so other players read the copy as HAP Q too), and its clips play spans of the
+    copy: HAP's DXT blocks exactly as the source has them, DXV's pictures as FFmpeg decodes the source."""
+    for codec in ("h264", "hap"):
+        lib = tmp_path / codec
+        settings = BuildSettings(**{**READY.__dict__, "codec": codec})
+        report = build_library(list(gpu_sources.values()), lib, settings, jobs=1, progress=False)
+        assert report.copied == 2 and report.clips_added == 6
+        with LibraryStore(lib, readonly=True) as store:
+            records = sorted(store.clip_table().values(), key=lambda r: (r.source, r.index))
+            assert check_clips(store) == []
+        copies = {record.source: lib / record.playback for record in records}
+        assert sorted(p.name for p in copies.values()) == ["video.mov", "video.mov"]
+        assert [f for f in (lib / "clips").rglob("*") if f.is_file() and f not in copies.values()] == []
+        for source, copy in copies.items():
+            assert _packets(Path(source)) == _packets(copy)  # as they are: the same packets, the same tag
+        shown = []
+        for record in records:
+            path, base, length = record.pictures(lib)
+            assert base == record.start and Path(path) == copies[record.source]
+            played = ClipFrames(path, SIZE, base, length)
+            for t in (0.0, 1.3, 3.9):
+                if record.source == str(gpu_sources["hap"]):
+                    blocks = played.planes_at(t)
+                    source = HapFrames(record.source)
+                    expected = source.picture_at(record.start + t)
+                    source.close()
+                    assert blocks.format == "ycocg_dxt5" and bytes(blocks.data) == bytes(expected.data)
+                    shown.append(bytes(blocks.data))
+                else:
+                    source = ClipFrames(record.source, SIZE, record.start, length)
+                    picture = played.frame_at(t)
+                    assert np.array_equal(picture, source.frame_at(t))
+                    source.close()
+                    shown.append(picture.tobytes())
+            played.close()
+        assert len(set(shown)) == len(shown) == 18  # each moment its own picture: the spans are where they should be

@@ -39,7 +39,7 @@ from livejpp.library.store import CLIPS_DIR, LibraryError, LibraryStore, finite_
 from livejpp.library.worker import BuildSettings, ClipResult, VideoDone, VideoJob, process_video
 from livejpp.media.clips import plan_clips
 from livejpp.media.decode import MediaError, VideoInfo, probe
-from livejpp.media.remux import copy_video, unfit_to_copy
+from livejpp.media.remux import copy_name, copy_video, unfit_to_copy
 from livejpp.progress import progress_bar
 from livejpp.signals import Terminated
 
@@ -289,9 +289,9 @@ class _Builder:
         about as fast as its content hash did, and a cluster's workers need not see the library), or None
         when its clips get a playback file each. A resumed video keeps the copy its first clips play."""
         s = self.settings
-        if not (s.transcode and s.remux and s.codec == "h264") or unfit_to_copy(info, s.playback_height):
+        if not (s.transcode and s.remux) or unfit_to_copy(info, s.playback_height, s.codec):
             return None
-        rel = f"{CLIPS_DIR}/{key[:16]}/video.mp4"
+        rel = f"{CLIPS_DIR}/{key[:16]}/{copy_name(info)}"
         if rel in self.store.clip_files() and (self.store.root / rel).is_file():
             return rel  # named in the manifest: the orphan sweep at start kept it
         part = self.store.root / f"{rel}.part-{os.getpid()}"

@@ -14,6 +14,12 @@ keyframe gap of heavier frames: ~47 ms with a keyframe every 0.5 s, ~73 ms every
 60 fps; two seconds doubles it, and the live show prepares several candidates' first pictures in the beat
 before a cut (430 ms at 140 BPM).
 
+A source in a GPU codec (HAP, HAP Alpha, HAP Q; Resolume's DXV) is copied whatever the library's codec: every
+frame is a keyframe, the player uploads HAP's DXT blocks as they are (FFmpeg's texture decode for DXV, a copy
+of blocks, far cheaper than H.264), and encoding it again would cost build time and a generation of quality. It
+goes into a .mov by FFmpeg's stream copy (the ffmpeg binary of imageio-ffmpeg, as HAP encoding does: PyAV's
+muxer tags every HAP stream Hap1, which would mislabel HAP Q and HAP Alpha for other players).
+
 The sound is left out of the copy, as a per-clip file has none: the show never plays a clip's sound (the
 music is the live input or the song being rendered), and the features are computed from the source's track.
 """
@@ -21,6 +27,7 @@ music is the live input or the song being rendered), and the features are comput
 from __future__ import annotations
 
 import os
+import subprocess
 
 import av
 
@@ -30,12 +37,19 @@ MAX_KEYFRAME_GAP = 1.0  # seconds between keyframes (see the module's note for t
 MAX_SIZE_FACTOR = 1.25  # a source up to this much taller than the library's playback height is copied as it is
 COPYABLE_CODECS = frozenset({"h264"})  # what the player decodes cheaply on the CPU
 COPYABLE_PIXELS = frozenset({"yuv420p", "yuvj420p"})  # 8-bit 4:2:0: 10-bit or 4:4:4 decodes slower
+GPU_CODECS = frozenset({"hap", "dxv"})  # every frame a keyframe, texture blocks: copied into any library
 
 
-def unfit_to_copy(info: VideoInfo, playback_height: int) -> str | None:
+def copy_name(info: VideoInfo) -> str:
+    """The file name of `info`'s copy in the library: MP4 for H.264, QuickTime for the GPU codecs (their home)."""
+    return "video.mov" if info.codec in GPU_CODECS else "video.mp4"
+
+
+def unfit_to_copy(info: VideoInfo, playback_height: int, library_codec: str = "h264") -> str | None:
     """Why `info`'s video must be encoded per clip (None: it may be copied, if its keyframes are close
-    enough, which `copy_video` checks while it copies)."""
-    if info.codec not in COPYABLE_CODECS:
+    enough, which `copy_video` checks while it copies). H.264 is copied into an H.264 library; a GPU codec into
+    any library."""
+    if info.codec not in GPU_CODECS and (info.codec not in COPYABLE_CODECS or library_codec != info.codec):
         return f"codec {info.codec}"
     if info.rotation:
         return f"rotated {info.rotation}°"  # the player shows stored pixels; a cut clip has them turned
@@ -45,15 +59,19 @@ def unfit_to_copy(info: VideoInfo, playback_height: int) -> str | None:
 
 
 def copy_video(source: str, destination: str) -> bool:
-    """Copy `source`'s video stream into `destination` (MP4) packet for packet; False, and nothing written,
-    when its pixels or keyframes make it unfit to play from (see the module's note). The keyframes are read
-    first (packets only, no decoding: the file is in the page cache from its content hash), so a source that
-    is not fit leaves no half-written file behind."""
+    """Copy `source`'s video stream into `destination` (MP4 for H.264, .mov for a GPU codec) packet for packet;
+    False, and nothing written, when its pixels or keyframes make it unfit to play from (see the module's
+    note). The keyframes are read first (packets only, no decoding: the file is in the page cache from its
+    content hash), so a source that is not fit leaves no half-written file behind."""
     try:
-        if not _fit(source):
+        codec = _fit(source)
+        if codec is None:
             return False
-        _copy(source, destination)
-    except (av.FFmpegError, OSError):
+        if codec in GPU_CODECS:
+            _copy_as_is(source, destination)
+        else:
+            _copy(source, destination)
+    except (av.FFmpegError, OSError, subprocess.CalledProcessError):
         try:
             os.remove(destination)
         except FileNotFoundError:
@@ -62,28 +80,32 @@ def copy_video(source: str, destination: str) -> bool:
     return True
 
 
-def _fit(source: str) -> bool:
-    """8-bit 4:2:0 pictures, each packet timed, the first a keyframe, and keyframes ≤ MAX_KEYFRAME_GAP apart."""
+def _fit(source: str) -> str | None:
+    """The codec of `source`'s video if it is fit to copy, else None: each packet timed, the first a keyframe,
+    keyframes ≤ MAX_KEYFRAME_GAP apart, and (H.264) 8-bit 4:2:0 pictures."""
     with av.open(source) as inp:
         stream = video_stream(inp)
-        if stream is None or stream.codec_context.pix_fmt not in COPYABLE_PIXELS:
-            return False
+        if stream is None:
+            return None
+        codec = stream.codec_context.name
+        if codec not in GPU_CODECS and stream.codec_context.pix_fmt not in COPYABLE_PIXELS:
+            return None
         limit = MAX_KEYFRAME_GAP + 0.5 / float(stream.average_rate or 25)
         last_key, end = None, None
         for packet in inp.demux(stream):
             if packet.dts is None:  # the demuxer's end-of-stream marker
                 continue
             if packet.pts is None:
-                return False  # no presentation times (an AVI's): the player could not seek it
+                return None  # no presentation times (an AVI's): the player could not seek it
             t = float(packet.pts * stream.time_base)
             if packet.is_keyframe:
                 if last_key is not None and t - last_key > limit:
-                    return False
+                    return None
                 last_key = t if last_key is None else max(last_key, t)
             elif last_key is None:
-                return False  # pictures before the first keyframe: a clip there would not start
+                return None  # pictures before the first keyframe: a clip there would not start
             end = t if end is None else max(end, t)
-        return last_key is not None and end - last_key <= limit
+        return codec if last_key is not None and end - last_key <= limit else None
 
 
 def _copy(source: str, destination: str) -> None:
@@ -94,3 +116,12 @@ def _copy(source: str, destination: str) -> None:
             if packet.dts is not None:
                 packet.stream = copied
                 out.mux(packet)
+
+
+def _copy_as_is(source: str, destination: str) -> None:
+    """A GPU codec's video stream into a .mov by FFmpeg's stream copy, its codec tag kept (see the module's note)."""
+    import imageio_ffmpeg  # as HAP encoding: the library builder's dependency
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", source]
+    command += ["-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn", "-f", "mov", destination]
+    subprocess.run(command, check=True, capture_output=True)
