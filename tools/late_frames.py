@@ -5,9 +5,11 @@ timed and put beside the intervals later than 1.5 frames.
                                 [--baseline REV] [--nice-decoder N] [--save PATH]
 
 Per frame: the snapshot, the pictures (_compose), the overlays (HUD and help), and within them each HUD label
-laid out anew (pyglet's text setter); the buffer swap (flip); the wait before the next frame. Besides: every
-garbage collection (gc.callbacks: generation, thread, duration). The show runs in a fresh process (under
-xvfb-run with --xvfb), its library built here first."""
+laid out anew (pyglet's text setter); the GL drawing (a glFinish before the swap: llvmpipe rasterises the frame
+then), the buffer swap (flip); the wait before the next frame. Besides: every garbage collection (gc.callbacks:
+generation, thread, duration), and the CPU of the decoder's and the analysis' Python threads in each interval
+(their own, not FFmpeg's threads). The show runs in a fresh process (under xvfb-run with --xvfb), its library
+built here first; --nice-decoder N adds a run with the decoder thread N nicer (an experiment)."""
 
 from __future__ import annotations
 
