@@ -804,7 +804,8 @@ class Watched(ShowWindow):
         if time.monotonic() - started > 2.5 and not self.bus.last_error:
             self.bus.run("transition", "spin", "osc")  # refused: the controls' line says so
         super().draw_frame()
-        self.seen.append((time.monotonic(), shot[-1].hud_text, self.hud_label.text))
+        hud = self.hud_lines
+        self.seen.append((time.monotonic(), shot[-1].hud_text, "\n".join(hud.wanted), hud.text))
 
 
 window = Watched(show, show.size, show.fps, show.layers_count, controls, headless=True)
@@ -815,10 +816,17 @@ print(json.dumps(Watched.seen))
 """
 
 
+def lines_apart(before: str, after: str) -> int:
+    """How many lines of a HUD text differ from another's (lines added or taken away count too)."""
+    old, new = before.split("\n") if before else [], after.split("\n") if after else []
+    return sum(a != b for a, b in zip(old, new, strict=False)) + abs(len(old) - len(new))
+
+
 def test_the_window_shows_the_hud_text_of_the_frame_it_draws_laid_out_once_per_refresh(library):
-    """The show lays the HUD out every HUD_REFRESH; the window shows that text on the frame that carries
-    it (no second timer of its own to lag it), with its controls' line, and lays its label out no more
-    often, even while an OSC fader changes the controls' line every frame."""
+    """The show lays the HUD out every HUD_REFRESH; the window takes that text on the frame that carries it
+    (no second timer of its own to lag it), with its controls' line, and shows it whole within as many frames
+    as lines changed (a line a frame); it takes a new text no more often, even while an OSC fader changes the
+    controls' line every frame."""
     from headless_gl import run_gl_script
 
     from livejpp.engine.hud import HUD_REFRESH
@@ -826,17 +834,120 @@ def test_the_window_shows_the_hud_text_of_the_frame_it_draws_laid_out_once_per_r
     run = run_gl_script(HUD_WINDOW, str(library), timeout=120)
     frames = json.loads(run.stdout.splitlines()[-1])
     assert len(frames) > 30
-    for at, hud, label in frames:
-        own = re.match(r" *\d+\.\d fps   dropped \d+   ", label)  # the window's own frame figures, then the show's
-        assert own, (at, label)
-        shown = label[own.end() :]
-        assert shown == hud or shown.startswith(hud + "\n"), (at, hud, label)  # this frame's text, not older
-    changes = [at for (at, _, label), (_, _, before) in zip(frames[1:], frames, strict=False) if label != before]
+    for at, hud, wanted, _ in frames:
+        own = re.match(r" *\d+\.\d fps   dropped \d+   ", wanted)  # the window's own frame figures, then the show's
+        assert own, (at, wanted)
+        taken = wanted[own.end() :]
+        assert taken == hud or taken.startswith(hud + "\n"), (at, hud, wanted)  # this frame's text, not older
+    for (_, _, _, before), (at, _, _, shown) in zip(frames, frames[1:], strict=False):
+        assert lines_apart(before, shown) <= 1, (at, before, shown)  # a line a frame
+    changes = [n for n in range(1, len(frames)) if frames[n][2] != frames[n - 1][2]]
+    for n, after in zip(changes, [*changes[1:], len(frames)], strict=True):
+        lines = lines_apart(frames[n - 1][3], frames[n][2])
+        if n + lines - 1 < after:  # (unless a newer text came first)
+            assert frames[n + lines - 1][3] == frames[n][2], frames[n : n + lines]  # whole within N frames
     assert len(changes) >= 5  # the HUD is alive (its fps figure changes)
-    gaps = [b - a for a, b in zip(changes, changes[1:], strict=False)]
+    gaps = [frames[b][0] - frames[a][0] for a, b in zip(changes, changes[1:], strict=False)]
     assert min(gaps) > HUD_REFRESH / 2, gaps  # once per refresh, fader or not (not each frame, 1/30 s); slow frames
-    assert any("osc 0 ok 0 bad" not in label and "osc " in label for _, _, label in frames)  # the fader counted
+    assert any("osc 0 ok 0 bad" not in shown and "osc " in shown for *_, shown in frames)  # the fader counted
     assert "last refused: osc: transition: expects one of" in frames[-1][2]
+
+
+HUD_LINES = r"""
+import dataclasses, json, sys
+import numpy as np
+import pyglet
+from livejpp.audio_io import DeviceSource
+from livejpp.engine.live import LiveShow
+from livejpp.render.window import ShowWindow
+
+W, H, HOLD = 640, 360, 8  # each text held 8 frames
+texts = json.loads(sys.argv[2])
+show = LiveShow(sys.argv[1], DeviceSource("no such device"), size=(W, H))
+given = [None]
+taken = show.snapshot
+show.snapshot = lambda: dataclasses.replace(taken(), hud=True, hud_text=given[0], blackout=True)  # our text on black
+frames, wanted, refs = [], [], []
+
+
+class Probe(ShowWindow):
+    n = 0
+
+    def draw_frame(self):
+        if self.n % HOLD == 0:
+            given[0] = texts[self.n // HOLD]  # a new string: as the show lays one out each refresh
+        super().draw_frame()
+        buffer = np.empty((H, W, 4), np.uint8)
+        self.compositor.read_bgra_into(buffer)
+        frames.append(buffer[::-1, :, :3][:200].copy())  # top row first: the HUD's part
+        self.n += 1
+        if self.n == len(texts) * HOLD:  # each text as one multiline label, as the HUD was drawn before
+            for _, text in wanted:
+                self.window.clear()
+                label = pyglet.text.Label(text, x=12, y=H - 12, anchor_y="top", multiline=True, width=W - 24,
+                                          font_size=12, color=(255, 255, 255, 230))
+                label.draw()
+                self.compositor.read_bgra_into(buffer)
+                refs.append(buffer[::-1, :, :3][:200].copy())
+            line = pyglet.text.Label("X", multiline=True, width=W - 24, font_size=12)
+            meta["line_height"] = line.content_height
+            pyglet.app.exit()
+
+
+meta = {}
+window = Probe(show, show.size, show.fps, show.layers_count, headless=True)
+window.open()
+figures = window.frame_stats.hud_figures
+def hud_figures(show_time):  # the window's own figures lead the text: what it was given to show, and when
+    text = figures(show_time)
+    wanted.append((window.n, text + given[0]))
+    return text
+window.frame_stats.hud_figures = hud_figures
+window.play(60)
+np.savez(sys.argv[3] + "/hud.npz", frames=np.array(frames), refs=np.array(refs))
+json.dump(meta | {"wanted": wanted}, open(sys.argv[3] + "/hud.json", "w"))
+"""
+
+
+def test_the_hud_changes_one_line_a_frame_and_draws_what_its_one_label_drew(library, tmp_path):
+    """A new HUD text of N changed lines is drawn whole within N frames, and no frame changes more than one line
+    on screen (laying a line out is the cost: never the whole text on one frame); once drawn, the HUD is pixel
+    for pixel what one multiline label of that text drew at the same place: every line, a long one wrapped."""
+    import numpy as np
+    from headless_gl import run_gl_script
+
+    base = [
+        "analysis   5.2 ms   stale hops 0",
+        "131.8 BPM music/auto  beat 2/4  conf 35%   every 2 bars   HOLD  tag=main",
+        "now  4b4fdf4c7165-0000  earth.mp4",
+        "next 6b4188afa9b7-0000  big_buck_bunny_0_30.webm  d=0.358",
+        "sync: searching",
+    ]
+    texts = [
+        base,  # from nothing: every line new
+        [base[0].replace("5.2", "6.1"), base[1].replace("2/4", "3/4"), *base[2:]],  # a refresh: two lines
+        [*base, 'HEARING NOTHING: device "x" not found'],  # a line more
+        [*base[:3], base[4], 'HEARING NOTHING: device "x" not found'],  # one gone from the middle: the rest move up
+        [*base[:3]],  # two lines gone from the end
+        [*base, "layer 2: 456e6eaef8d3-0000 mdn_bug.mp4 50% alpha   " * 3],  # and one that wraps
+    ]
+    run_gl_script(HUD_LINES, str(library), json.dumps(["\n".join(t) for t in texts]), str(tmp_path), timeout=120)
+    data, meta = np.load(tmp_path / "hud.npz"), json.loads((tmp_path / "hud.json").read_text())
+    frames, refs, wanted, height = data["frames"], data["refs"], meta["wanted"], meta["line_height"]
+    assert [n for n, _ in wanted] == [8 * k for k in range(len(texts))]  # each text given once, when new
+    lit = frames[-1].max(axis=-1) > 0
+    assert all(lit[12 + k * height : 12 + (k + 1) * height].any() for k in range(len(texts[-1]) + 2))  # all lines
+    before = [""]
+    for k, ((start, text), ref) in enumerate(zip(wanted, refs, strict=True)):
+        changed = lines_apart(before[-1], text)
+        for n in range(start, start + 8):
+            if n and k < len(texts) - 1:  # (the last text's long line wraps: two lines' height)
+                moved = (frames[n] != frames[n - 1]).any(axis=(1, 2))  # rows that changed since the frame before
+                lines = {(row - 12) // height for row in np.flatnonzero(moved)}
+                assert len(lines) <= 1, (n, sorted(lines), text)  # one line a frame, never the whole text
+            if n >= start + changed - 1:
+                assert np.array_equal(frames[n], ref), (n, changed, text)  # whole within N frames, as one label drew it
+        before.append(text)
 
 
 def test_the_hud_and_osc_feedback_show_the_clock(show):

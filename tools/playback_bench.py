@@ -272,6 +272,35 @@ def show_in(
     return result
 
 
+def show_library(
+    tmp: Path, layers: int, source_height: int, codec: str, seconds: float
+) -> tuple[Path, list[str], Path]:
+    """What show_run plays, made in `tmp`: a library of the footage at `source_height` lines (its matcher's clips in
+    main/, one video per hand-set layer in extra/, played from the sources as they are), the extra videos' names
+    for layers 2..`layers`, and a medley song that outlasts `seconds`."""
+    from livejpp.index import embed_library
+    from livejpp.library.build import build_library
+    from livejpp.library.worker import BuildSettings
+
+    (tmp / "made").mkdir()
+    (tmp / "lib_in" / "main").mkdir(parents=True)
+    (tmp / "lib_in" / "extra").mkdir()
+    song = medley(seconds + 5.0, tmp)
+
+    def source(k: int, folder: str) -> Path:
+        made = scaled_source(FOOTAGE[k % len(FOOTAGE)], source_height, tmp / "made", seconds=6.0)
+        made = hap_source(made, tmp / "made") if codec == "hap" else made
+        return made.rename(tmp / "lib_in" / folder / made.name)
+
+    for k in range(2):  # the matcher's clips: from a library that plays its sources as they are
+        source(k, "main")
+    extras = [source(k, "extra").name for k in range(2, layers + 1)]
+    lib = tmp / "lib"
+    build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=3.0, transcode=False), progress=False)
+    embed_library(lib, "default")
+    return lib, extras, song
+
+
 def run_show(args: argparse.Namespace, table) -> None:
     """`tools/bench.py live --show --layers N`: the real live show with 2 and N layers of pictures (the matcher's
     and N - 1 hand-set layers), rgb vs gpu frames, held; then N layers cutting on the beats; in one table.
@@ -279,29 +308,10 @@ def run_show(args: argparse.Namespace, table) -> None:
     run with the code of REV too, just before this tree's."""
     import baseline_code  # tools/, beside this file
 
-    from livejpp.index import embed_library
-    from livejpp.library.build import build_library
-    from livejpp.library.worker import BuildSettings
-
     counts = sorted({2, args.layers})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "made").mkdir()
-        (tmp / "lib_in" / "main").mkdir(parents=True)
-        (tmp / "lib_in" / "extra").mkdir()
-        song = medley(args.seconds + 5.0, tmp)
-
-        def source(k: int, folder: str) -> Path:
-            made = scaled_source(FOOTAGE[k % len(FOOTAGE)], args.source_height, tmp / "made", seconds=6.0)
-            made = hap_source(made, tmp / "made") if args.codec == "hap" else made
-            return made.rename(tmp / "lib_in" / folder / made.name)
-
-        for k in range(2):  # the matcher's clips: from a library that plays its sources as they are
-            source(k, "main")
-        extras = [source(k, "extra").name for k in range(2, max(counts) + 1)]
-        lib = tmp / "lib"
-        build_library([tmp / "lib_in"], lib, BuildSettings(clip_seconds=3.0, transcode=False), progress=False)
-        embed_library(lib, "default")
+        lib, extras, song = show_library(tmp, max(counts), args.source_height, args.codec, args.seconds)
         plans = [(n, frames, False) for n in counts for frames in ("rgb", "gpu")] + [(max(counts), "rgb", True)]
         if args.only:  # e.g. "4 rgb held", "4 rgb cutting": one long run without the others
             plans = [p for p in plans if f"{p[0]} {p[1]} {'cutting' if p[2] else 'held'}" in args.only]

@@ -87,7 +87,7 @@ class ShowFrame:
     sync_position: float | None = None  # the locked video's position these pictures show (None: not in sync)
     extra: tuple[tuple[Picture | None, LayerDraw], ...] = ()  # layers 2..N: picture (None: draws nothing), how
     # the HUD's lines, laid out every HUD_REFRESH seconds while the HUD shows ("" while hidden): the same string
-    # until then, so the window lays its label out only when this is new (the one HUD throttle)
+    # until then, so the window takes a new text only when this is new (the one HUD throttle; render/hud_lines.py)
     hud_text: str = ""
     show_time: float = 0.0  # the show clock when this was taken (the window stamps its frame statistics with it)
     closing: bool = False  # the show was told to quit: this is its last frame

@@ -15,6 +15,7 @@ import numpy as np
 from livejpp.errors import LivejppError
 from livejpp.media.compose import LayerDraw
 from livejpp.render.frame_stats import FrameStats
+from livejpp.render.hud_lines import HudLines
 
 log = logging.getLogger("livejpp.window")
 
@@ -198,7 +199,7 @@ class ShowWindow:
         self.bus = controls.bus if controls is not None else CommandBus(show, Presets())
         self.recorder: Recorder | None = None
         self.uploaded: dict[int, object] = {}  # per slot: the picture its texture holds
-        self.hud_from: str | None = None  # the show's HUD text the label was last laid out from
+        self.hud_from: str | None = None  # the show's HUD text the labels were last given
         self.learning: int | None = None  # index into keymap.learnable() while the learn key is on
 
     # --- opening ----------------------------------------------------------------------------------
@@ -253,17 +254,7 @@ class ShowWindow:
         # too many layers for this GL: one line
         self.compositor = GLCompositor(width, height, self.layers, max_texture_size=self.max_texture)
         self.batch = pyglet.graphics.Batch()
-        self.hud_label = pyglet.text.Label(
-            "",
-            x=12,
-            y=height - 12,
-            anchor_y="top",
-            multiline=True,
-            width=width - 24,
-            font_size=12,
-            color=(255, 255, 255, 230),
-            batch=self.batch,
-        )
+        self.hud_lines = HudLines(12, height - 12, width - 24, 12, (255, 255, 255, 230), self.batch)
         self.help_label = pyglet.text.Label(
             keymap.help_text(),
             x=width // 2,
@@ -327,14 +318,13 @@ class ShowWindow:
     def _draw_overlays(self, shot) -> None:
         if shot.hud:
             # the show lays its text out anew (a new string) every HUD_REFRESH, the one throttle: the controls'
-            # line is read then too (an OSC fader changes it every frame), and the label laid out only if it changed
+            # line is read then too (an OSC fader changes it every frame)
             if shot.hud_text is not self.hud_from:
                 self.hud_from = shot.hud_text
                 control = self.controls.hud_line() if self.controls is not None else ""
                 figures = self.frame_stats.hud_figures(shot.show_time)  # the window's own: fps, dropped
-                text = figures + shot.hud_text + (f"\n{control}" if control else "")
-                if text != self.hud_label.text:  # laying text out churns memory (measured)
-                    self.hud_label.text = text
+                self.hud_lines.want(figures + shot.hud_text + (f"\n{control}" if control else ""))
+            self.hud_lines.step()  # one changed line a frame at most: no frame lays the whole text out
             self.batch.draw()
         if shot.help:
             self.help_label.draw()
