@@ -24,9 +24,20 @@ SIZE = (320, 180)
 READY = BuildSettings(clip_seconds=4.0, features="hand", playback_height=180)
 
 
+def _moving_pictures(seconds: float):
+    """A bar that sweeps across and a brightness that rises, as RGB pictures: pictures a few seconds apart differ
+    everywhere."""
+    w, h = SIZE
+    for n in range(int(seconds * FPS)):
+        img = frame_picture(w, h, int(200 * n / (seconds * FPS)))
+        x = (n * 7) % (w - 20)
+        img[:, x : x + 20] = (0, 255, 0)
+        yield n, img
+
+
 def _moving_video(path: Path, gop_seconds: float) -> Path:
-    """H.264 as a camera or an editor writes it (B-frames, CABAC) with a keyframe every `gop_seconds`: a bar
-    that sweeps across and a brightness that rises, so pictures a few seconds apart differ everywhere."""
+    """H.264 as a camera or an editor writes it (B-frames, CABAC) with a keyframe every `gop_seconds`, of
+    _moving_pictures."""
     w, h = SIZE
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=FPS)
@@ -35,10 +46,7 @@ def _moving_video(path: Path, gop_seconds: float) -> Path:
         stream.options = {"preset": "veryfast", "g": gop, "keyint_min": gop, "sc_threshold": "0"}
         audio = out.add_stream("aac", rate=44100)
         audio.layout = "mono"
-        for n in range(int(SECONDS * FPS)):
-            img = frame_picture(w, h, int(200 * n / (SECONDS * FPS)))
-            x = (n * 7) % (w - 20)
-            img[:, x : x + 20] = (0, 255, 0)
+        for n, img in _moving_pictures(SECONDS):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
             frame.pts, frame.time_base = n, Fraction(1, FPS)
             for packet in stream.encode(frame):
@@ -156,16 +164,6 @@ def test_library_without_the_column_still_opens(sources, tmp_path, capsys):
     assert len(_first_pictures(lib)) == 10
     with sqlite3.connect(lib / "library.sqlite") as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
-
-
-def _moving_pictures(seconds: float):
-    """The sweeping bar over a rising brightness of _moving_video, as RGB pictures."""
-    w, h = SIZE
-    for n in range(int(seconds * FPS)):
-        img = frame_picture(w, h, int(200 * n / (seconds * FPS)))
-        x = (n * 7) % (w - 20)
-        img[:, x : x + 20] = (0, 255, 0)
-        yield n, img
 
 
 @pytest.fixture(scope="module")
