@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -131,15 +130,12 @@ def probe(
     code: Path, lib: Path, extras: list[str], song: Path, seconds: float, cuts: bool, xvfb: bool, nice: int = 0
 ) -> dict:
     """The instrumented show in a fresh process with the livejpp of `code`; its records."""
-    from playback_bench import under_xvfb
+    from playback_bench import run_with_code
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "probe.json"
         arguments = json.dumps([str(lib), extras, str(song), seconds, cuts, xvfb, str(out), nice])
-        command = [sys.executable, "-c", PROBE, str(ROOT / "tools"), arguments]
-        command = under_xvfb(command, "1280x720") if xvfb else command
-        env = {**os.environ, "PYTHONPATH": str(code)}
-        run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)
+        run = run_with_code(code, PROBE, arguments, xvfb)
         if run.returncode or not out.exists():
             raise SystemExit(f"the probed show failed:\n{run.stderr[-3000:]}")
         return json.loads(out.read_text())

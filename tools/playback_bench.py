@@ -241,6 +241,16 @@ def under_xvfb(command: list[str], size: str) -> list[str]:
     return ["xvfb-run", "-a", "-s", f"-screen 0 {size}x24", *command]
 
 
+def run_with_code(code: Path, script: str, arguments: str, xvfb: bool) -> subprocess.CompletedProcess:
+    """`python -c script TOOLS arguments` in a fresh process (a fresh pyglet) with the livejpp of `code` (this
+    tree, or a baseline's exported copy); with `xvfb`, in a window on a virtual X screen of show_run's size."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    command = [sys.executable, "-c", script, str(ROOT / "tools"), arguments]
+    if xvfb:
+        command = under_xvfb(command, "1280x720")  # show_run's size
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # cwd first on sys.path
+
+
 SHOW_IN = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -257,12 +267,7 @@ def show_in(
 ) -> dict:
     """show_run in a fresh process (a fresh pyglet) with the livejpp of `code`: this tree, or a baseline's;
     `xvfb`: in a window on a virtual X screen (xvfb-run), as the issue's targets are stated."""
-    arguments = json.dumps([str(lib), extras, str(song), seconds, frames, cuts, xvfb])
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    command = [sys.executable, "-c", SHOW_IN, str(ROOT / "tools"), arguments]
-    if xvfb:
-        command = under_xvfb(command, "1280x720")  # show_run's size
-    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # cwd first on sys.path
+    run = run_with_code(code, SHOW_IN, json.dumps([str(lib), extras, str(song), seconds, frames, cuts, xvfb]), xvfb)
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     if run.returncode or not lines:
         raise SystemExit(f"the show with the code of {code} failed:\n{run.stderr[-2000:]}")
