@@ -198,7 +198,7 @@ def _packets(path: Path) -> tuple[str, list[bytes]]:
 def test_gpu_codec_sources_are_copied_as_they_are_into_any_library(gpu_sources, tmp_path):
     """HAP Q and DXV sources are not encoded again, into an H.264 library or a HAP one: each is copied packet for
     packet (HAP Q keeps its tag, so other players read the copy as HAP Q too), and its clips play spans of the
-    copy: HAP's DXT blocks exactly as the source has them, DXV's pictures as FFmpeg decodes the source."""
+    copy: HAP's and DXV's DXT blocks exactly as the source has them, DXV's pictures as FFmpeg decodes the source."""
     for codec in ("h264", "hap"):
         lib = tmp_path / codec
         settings = BuildSettings(**{**READY.__dict__, "codec": codec})
@@ -229,6 +229,8 @@ def test_gpu_codec_sources_are_copied_as_they_are_into_any_library(gpu_sources, 
                     source = ClipFrames(record.source, SIZE, record.start, length)
                     picture = played.frame_at(t)
                     assert np.array_equal(picture, source.frame_at(t))
+                    blocks = played.planes_at(t)  # and to the GPU: its DXT blocks as the source's
+                    assert blocks.format == "dxt1" and bytes(blocks.data) == bytes(source.planes_at(t).data)
                     source.close()
                     shown.append(picture.tobytes())
             played.close()

@@ -16,10 +16,11 @@ model: every preset under the three protocols (eval --table) on the project's re
     python tools/bench.py render [--hd]     render speed at 720p30 (and 1080p), cut timing, repeats
     python tools/bench.py live [--seconds 300] [--xvfb] [--record] [--baseline REV]   a live show: frames,
         drops, latencies, memory (--baseline: the same show with the code of git REV beside it)
-        [--layers N --source-height H --codec h264]: playback cost per layer, RGB on the CPU vs planes to the GPU
+        [--layers N --source-height H --codec h264|hap|dxv]: playback cost per layer, RGB on the CPU vs planes
+        to the GPU
         [--layers N --show]: the real live show (decoder thread, render loop) with 2 and N layers: frame-interval
         p50/p99/max and drops, rgb vs gpu frames, held and cutting on beats (each beat cut's first frame against
-        its beat), decoder running vs paused (does decoding stall the render loop?); --codec hap: HAP sources
+        its beat), decoder running vs paused (does decoding stall the render loop?); --codec hap|dxv: HAP or DXV sources
     python tools/bench.py control           OSC and MIDI latency to state and to frame, paced rates
     python tools/bench.py beats [--set DIR] [--trackers today bar beatnet]   cuts against true beats, per
         song and overall, each beat tracker side by side (default: the bundled truth songs and synthetic cases;
@@ -664,7 +665,12 @@ def main() -> None:
     lv.add_argument("--baseline", metavar="REV", help="also run the show with the code of git REV, side by side")
     lv.add_argument("--layers", type=int, help="playback only: N layers, today's path and GPU-ready planes")
     lv.add_argument("--source-height", type=int, default=1080, help="with --layers: 720, 1080 or 2160 lines")
-    lv.add_argument("--codec", choices=["h264", "hap"], default="h264", help="with --layers: hap adds a HAP column")
+    lv.add_argument(
+        "--codec",
+        choices=["h264", "hap", "dxv"],
+        default="h264",
+        help="with --layers: hap adds a HAP column; dxv adds DXV sources decoded by FFmpeg and as blocks",
+    )
     lv.add_argument("--show", action="store_true", help="with --layers: the real show path, rgb vs gpu frames")
     lv.add_argument("--only", nargs="+", help='with --show: only these runs, e.g. "4 rgb held" "4 rgb cutting"')
     lv.set_defaults(func=bench_live)

@@ -6,7 +6,8 @@ Headless EGL (llvmpipe) at the show's size, paced at 30 fps: per layer and frame
 conversion and upload; frames dropped (a frame later than 1.5 intervals); frame-interval p99; peak memory.
 The sources are the bundled footage scaled to H lines (H.264, in a temp dir); with --codec hap, also the same
 frames as HAP (DXT1, livejpp/media/hap.py) in a third column: demux + Snappy as "decode", the DXT blocks
-uploaded as they are (no conversion)."""
+uploaded as they are (no conversion); with --codec dxv, the same frames as DXV (FFmpeg's encoder) played as
+they were before (FFmpeg decodes them: RGB, or planes) and as blocks (livejpp/media/dxv.py unpacks them)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,23 @@ def hap_source(source: Path, out: Path) -> Path:
     return target
 
 
+def dxv_source(source: Path, out: Path) -> Path:
+    """The H.264 source's frames as a DXV (DXT1) .mov beside it, by FFmpeg's DXV encoder: a VJ's Resolume loop."""
+    target = out / f"{source.stem}_dxv.mov"
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        stream = src.streams.video[0]
+        coded = dst.add_stream("dxv", rate=stream.average_rate)
+        coded.width, coded.height, coded.pix_fmt = stream.width, stream.height, "rgba"
+        for frame in src.decode(video=0):
+            picture = frame.reformat(format="rgba")
+            picture.pts, picture.time_base = frame.pts, frame.time_base
+            for packet in coded.encode(picture):
+                dst.mux(packet)
+        for packet in coded.encode(None):
+            dst.mux(packet)
+    return target
+
+
 def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) -> dict:
     """One paced playback of all layers; per-stage CPU milliseconds per layer and frame, drops, p99."""
     from pyglet import gl as pgl
@@ -78,7 +96,13 @@ def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) 
     from livejpp.render.gl import offscreen
 
     window, compositor = offscreen(*size, layers=max(2, len(sources)))
-    readers = [HapFrames(path) if mode == "hap" else ClipFrames(path, size) for path in sources]
+    from livejpp.media.dxv import parse_frame as dxv_frame
+
+    blocks = mode in ("hap", "dxv")  # the DXT blocks as they are
+    parse = {"hap": None, "dxv": dxv_frame}
+    readers = [HapFrames(path, parse=parse[mode]) if blocks else ClipFrames(path, size) for path in sources]
+    if mode == "dxv":
+        readers[0].picture_at(0.0)  # the coder compiled (or loaded from its cache) before the clock starts
     stages = {"decode": [], "convert": [], "upload": []}
     draws = []
     intervals, last, fps = [], None, 30.0
@@ -88,10 +112,10 @@ def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) 
         t = frame_no / fps
         for layer, reader in enumerate(readers):
             c0 = time.process_time()
-            chosen = reader.picture_at(t % 9.5) if mode == "hap" else reader._chosen(t % 9.5)
+            chosen = reader.picture_at(t % 9.5) if blocks else reader._chosen(t % 9.5)
             c1 = time.process_time()
-            if mode == "hap":
-                picture = chosen  # the DXT blocks as they are
+            if blocks:
+                picture = chosen
             elif mode == "planes":
                 picture = planes_of(chosen[1])
             else:
@@ -138,6 +162,11 @@ def run(args: argparse.Namespace, table) -> None:
         modes = {"today: RGB on the CPU": ("rgb", sources), "planes to the GPU": ("planes", sources)}
         if args.codec == "hap":
             modes["HAP blocks to the GPU"] = ("hap", [hap_source(path, Path(tmp)) for path in sources])
+        if args.codec == "dxv":  # today's DXV path: FFmpeg decodes it (to RGB, or planes), beside H.264's
+            dxv = [dxv_source(path, Path(tmp)) for path in sources]
+            modes["DXV: FFmpeg, RGB on the CPU"] = ("rgb", dxv)
+            modes["DXV: FFmpeg, planes to the GPU"] = ("planes", dxv)
+            modes["DXV blocks to the GPU"] = ("dxv", dxv)
         for name, (mode, paths) in modes.items():
             runs[name] = play(paths, size, args.seconds, mode)
             runs[name]["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak so far, MiB
@@ -155,11 +184,12 @@ def run(args: argparse.Namespace, table) -> None:
         ["frame interval p99, ms", *(f"{r['p99']:.1f}" for r in runs.values())],
         ["peak memory (process, so far), MiB", *(f"{r['rss']:.0f}" for r in runs.values())],
     ]
-    if args.codec == "hap":
+    if args.codec in ("hap", "dxv"):
         cpu = {name: r["decode"] + r["convert"] + r["upload"] for name, r in runs.items()}
         rows.append(["decode + conversion + upload, ms CPU per layer-frame", *(f"{c:.1f}" for c in cpu.values())])
-        hap = cpu["HAP blocks to the GPU"]
-        rows.append(["HAP layer's CPU / this column's", *(f"{hap / c:.2f}" for c in cpu.values())])
+        kind = args.codec.upper()
+        blocks = cpu[f"{kind} blocks to the GPU"]
+        rows.append([f"{kind} blocks layer's CPU / this column's", *(f"{blocks / c:.2f}" for c in cpu.values())])
     print(table(["measure", *runs], rows))
 
 
@@ -294,7 +324,7 @@ def show_library(
 
     def source(k: int, folder: str) -> Path:
         made = scaled_source(FOOTAGE[k % len(FOOTAGE)], source_height, tmp / "made", seconds=6.0)
-        made = hap_source(made, tmp / "made") if codec == "hap" else made
+        made = {"hap": hap_source, "dxv": dxv_source}[codec](made, tmp / "made") if codec != "h264" else made
         return made.rename(tmp / "lib_in" / folder / made.name)
 
     for k in range(2):  # the matcher's clips: from a library that plays its sources as they are

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +42,10 @@ NONE, SNAPPY, COMPLEX = 0xA, 0xB, 0xC
 
 class HapError(ValueError):
     """A HAP frame that cannot be read: damaged or of a kind this player does not show."""
+
+
+class Unpackable(HapError):
+    """A frame of a kind whose blocks are not unpacked here (DXV HQ): FFmpeg decodes the clip instead."""
 
 
 @dataclass(frozen=True)
@@ -164,11 +169,20 @@ def is_hap(stream: av.video.stream.VideoStream) -> bool:
 
 class HapFrames:
     """One HAP clip's pictures by time: packets demuxed (no decoder), blocks handed out as they are.
-    A damaged frame is skipped with one line naming the file; the previous picture stays."""
+    A damaged frame is skipped with one line naming the file; the previous picture stays. `parse` and `kind`:
+    another codec of DXT blocks (DXV: media/dxv.py); a frame it cannot unpack raises (`Unpackable`)."""
 
-    def __init__(self, path: str | Path, base: float = 0.0):
+    def __init__(
+        self,
+        path: str | Path,
+        base: float = 0.0,
+        parse: Callable[[av.Packet, int, int], CompressedPicture] | None = None,
+        kind: str = "HAP",
+    ):
         self.path = str(path)
         self.base = base
+        self._parse_frame = parse or parse_frame
+        self._kind = kind
         try:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError) as exc:
@@ -229,10 +243,12 @@ class HapFrames:
         stays, or with none yet (the clip's first frame), the next good frame shows from this one's time."""
         while True:
             try:
-                return parse_frame(chosen[1], self.width, self.height)
+                return self._parse_frame(chosen[1], self.width, self.height)
+            except Unpackable:
+                raise
             except HapError as exc:
                 if not self._warned:
-                    log.warning("%s: damaged HAP frame at %.2f s skipped (%s)", self.path, chosen[0], exc)
+                    log.warning("%s: damaged %s frame at %.2f s skipped (%s)", self.path, self._kind, chosen[0], exc)
                     self._warned = True
             if current is not None or (self._next is None and not self._read()):
                 return current[1] if current else None

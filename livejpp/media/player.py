@@ -15,8 +15,9 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from livejpp.media import dxv, hap
 from livejpp.media.decode import DecodedFrames, MediaError
-from livejpp.media.hap import CompressedPicture, HapFrames
+from livejpp.media.hap import CompressedPicture, HapFrames, Unpackable
 
 log = logging.getLogger("livejpp")
 
@@ -36,6 +37,8 @@ PLANAR = {
     "yuv444p12le": (1, 1, 12),
 }
 BT709, BT601 = (0.2126, 0.0722), (0.299, 0.114)  # (Kr, Kb)
+#: Codecs of DXT blocks, handed to the GL as they are: each one's frame parser and name (for its one line)
+BLOCK_CODECS = {"hap": (hap.parse_frame, "HAP"), "dxv": (dxv.parse_frame, "DXV")}
 SAID: set[tuple[str, str]] = set()  # (file, problem) said once: a file's clips open many readers over a show
 
 
@@ -159,7 +162,8 @@ class ClipFrames:
         self._next: tuple[float, av.VideoFrame] | None = None
         self._out: tuple[float, np.ndarray] | None = None
         self._planes: tuple[float, Planes] | None = None
-        self._hap: HapFrames | None = None  # HAP clips: packets to the GPU as they are, opened on first use
+        self._hap: HapFrames | None = None  # HAP and DXV clips: packets to the GPU as they are, opened on first use
+        self._decode_blocks = False  # a DXV HQ clip: decoded by FFmpeg
 
     def close(self) -> None:
         self._container.close()
@@ -199,16 +203,22 @@ class ClipFrames:
 
     def planes_at(self, t: float, limit: int | None = None) -> Planes | CompressedPicture | np.ndarray:
         """The picture shown at `t` seconds into the clip, as the decoder made it: the GPU converts,
-        scales and crops it (GLCompositor.upload), the CPU only decodes; HAP: the DXT blocks, not decoded.
+        scales and crops it (GLCompositor.upload), the CPU only decodes; HAP and DXV: the DXT blocks, not decoded.
         The same object while the frame is the same (the window uploads a picture once). A picture larger
         than `limit` (the GL's texture limit) is decimated, or for HAP decoded to RGB at the output size
         (frame_at), with one line for the file: the GL could not hold it."""
-        if self._stream.codec_context.name == "hap":
-            self._hap = self._hap or HapFrames(self.path, self.base)
+        codec = self._stream.codec_context.name
+        if codec in BLOCK_CODECS and not self._decode_blocks:
+            if self._hap is None:
+                self._hap = HapFrames(self.path, self.base, *BLOCK_CODECS[codec])
             if limit is not None and max(self._hap.width, self._hap.height) > limit:
                 self._too_large(self._hap.width, self._hap.height, limit, "decoded to RGB on the CPU")
                 return self.frame_at(t)
-            return self._hap.picture_at(t)
+            try:
+                return self._hap.picture_at(t)
+            except Unpackable as exc:  # DXV HQ: FFmpeg decodes it, as any other codec
+                log.info("%s: %s, decoded by FFmpeg (its blocks are not uploaded as they are)", self.path, exc)
+                self._decode_blocks = True
         chosen = self._chosen(t)
         if self._planes is not None and self._planes[0] == chosen[0]:
             return self._planes[1]

@@ -15,8 +15,8 @@ keyframe gap of heavier frames: ~47 ms with a keyframe every 0.5 s, ~73 ms every
 before a cut (430 ms at 140 BPM).
 
 A source in a GPU codec (HAP, HAP Alpha, HAP Q; Resolume's DXV) is copied whatever the library's codec: every
-frame is a keyframe, the player uploads HAP's DXT blocks as they are (FFmpeg's texture decode for DXV, a copy
-of blocks, far cheaper than H.264), and encoding it again would cost build time and a generation of quality. It
+frame is a keyframe, the player uploads its DXT blocks as they are (HAP's after Snappy, DXV's after its own coder:
+media/dxv.py), and encoding it again would cost build time and a generation of quality. It
 goes into a .mov by FFmpeg's stream copy (the ffmpeg binary of imageio-ffmpeg, as HAP encoding does: PyAV's
 muxer tags every HAP stream Hap1, which would mislabel HAP Q and HAP Alpha for other players).
 
@@ -31,6 +31,7 @@ import subprocess
 
 import av
 
+from livejpp.media import dxv
 from livejpp.media.decode import VideoInfo, video_stream
 
 MAX_KEYFRAME_GAP = 1.0  # seconds between keyframes (see the module's note for the measurement)
@@ -69,6 +70,8 @@ def copy_video(source: str, destination: str) -> bool:
             return False
         if codec in GPU_CODECS:
             _copy_as_is(source, destination)
+            if codec == "dxv":
+                dxv.prepare()
         else:
             _copy(source, destination)
     except (av.FFmpegError, OSError, subprocess.CalledProcessError):

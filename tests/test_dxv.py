@@ -1,0 +1,265 @@
+"""DXV playback: Resolume's codec is played as HAP is, its DXT blocks handed to the GL as they are. The blocks
+unpacked here are checked against FFmpeg's own DXV decoder: FFmpeg's picture of a coded frame is the same,
+pixel for pixel, as its picture of a frame that stores our blocks as they are. DXT1 frames come from FFmpeg's
+DXV encoder; DXT5 (which it cannot write) from a small encoder here that uses every opcode of the format."""
+
+import logging
+import struct
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livejpp.media import dxv, player
+from livejpp.media.hap import CompressedPicture, HapError, HapFrames, Unpackable
+from livejpp.media.player import ClipFrames, Planes, planes_of
+
+MEDIA = Path(__file__).parent / "media"
+FRAMES = 6
+
+
+def ffmpeg_picture(packet: bytes, width: int, height: int) -> np.ndarray:
+    """FFmpeg's DXV decoder's RGBA picture of one frame."""
+    decoder = av.CodecContext.create("dxv", "r")
+    decoder.width, decoder.height = width, height
+    (frame,) = decoder.decode(av.Packet(packet))
+    return frame.to_ndarray(format="rgba")
+
+
+def stored(tag: bytes, blocks: bytes) -> bytes:
+    """A DXV frame that stores `blocks` as they are (the header's third byte set): FFmpeg copies them."""
+    return tag + bytes((4, 0, 1, 0)) + struct.pack("<I", len(blocks)) + blocks
+
+
+def dxv_file(path: Path, width: int, height: int) -> Path:
+    """The first frames of earth.mp4 as DXV (DXT1) by FFmpeg's encoder."""
+    with av.open(str(MEDIA / "footage/earth.mp4")) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("dxv", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgba"
+        for n, frame in enumerate(src.decode(video=0)):
+            picture = frame.reformat(width=width, height=height, format="rgba")
+            picture.pts, picture.time_base = n, Fraction(1, 25)
+            for packet in stream.encode(picture):
+                out.mux(packet)
+            if n + 1 == FRAMES:
+                break
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def earth_dxv(tmp_path_factory):
+    return dxv_file(tmp_path_factory.mktemp("dxv") / "earth.mov", 480, 268)
+
+
+def _packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+@pytest.mark.parametrize("size", [(480, 268), (330, 190)])
+def test_dxt1_blocks_draw_as_ffmpeg_decodes_the_frame(size, tmp_path):
+    """330x190: sides that are not whole 16s (the texture is the picture rounded up to 4, as HAP's)."""
+    width, height = size
+    packets = _packets(dxv_file(tmp_path / "earth.mov", width, height))
+    assert len(packets) == FRAMES and all(p[:4] == b"1TXD" for p in packets)
+    shown = []
+    for packet in packets:
+        picture = dxv.parse_frame(packet, width, height)
+        assert picture.format == "dxt1" and len(picture.data) == (width + 3) // 4 * ((height + 3) // 4) * 8
+        expected = ffmpeg_picture(packet, width, height)
+        assert expected[..., :3].std() > 20  # a real picture
+        assert np.array_equal(ffmpeg_picture(stored(b"1TXD", bytes(picture.data)), width, height), expected)
+        shown.append(bytes(picture.data))
+    assert len(set(shown)) == FRAMES  # the footage moves: each frame its own blocks
+
+
+class Dxt5Writer:
+    """DXV's DXT5 coding of given blocks (uint32 words, 4 a block), greedy, counting the opcodes it uses."""
+
+    def __init__(self, words: np.ndarray):
+        self.blocks = [tuple(int(w) for w in block) for block in words.reshape(-1, 4)]
+        self.out = bytearray(struct.pack("<4I", *self.blocks[0]))
+        self._word_at, self._used = 0, 16
+        self.used: Counter[str] = Counter()
+
+    def _op(self, code: int, name: str) -> None:
+        if self._used == 16:  # the decoder reads an opcodes word where it needs one: here
+            self._word_at, self._used = len(self.out), 0
+            self.out += bytes(4)
+        (word,) = struct.unpack_from("<I", self.out, self._word_at)
+        struct.pack_into("<I", self.out, self._word_at, word | code << (2 * self._used))
+        self._used += 1
+        self.used[name] += 1
+
+    def _count(self, count: int, name: str) -> None:
+        self.out.append(min(count, 255))
+        if count >= 255:
+            self.used[name + " (long count)"] += 1
+            rest = count - 255
+            while rest >= 0xFFFF:
+                self.out += struct.pack("<H", 0xFFFF)
+                rest -= 0xFFFF
+            self.out += struct.pack("<H", rest)
+
+    def _back(self, i: int, match) -> int | None:
+        return next((i - j for j in range(i - 1, -1, -1) if match(self.blocks[j])), None)
+
+    def encode(self) -> bytes:
+        b, i, run = self.blocks, 1, 0
+        while i < len(b):
+            if run:
+                run -= 1
+            else:
+                same = 0
+                while i + same < len(b) and b[i + same] == b[i + same - 1]:
+                    same += 1
+                if same:
+                    self._op(0, "blocks copied")
+                    self._count(same - 1, "blocks copied")
+                    i += same
+                    continue
+                if b[i][:2] == b[i - 1][:2]:
+                    run = 0
+                    while i + 1 + run < len(b) and b[i + 1 + run][:2] == b[i + run][:2]:
+                        run += 1
+                    self._op(1, "alpha run")
+                    self._count(run, "alpha run")
+                else:
+                    back = self._back(i, lambda block, alpha=b[i][:2]: block[:2] == alpha)
+                    if back is not None and back >= 2:
+                        self._op(2, "alpha from back")
+                        self.out += struct.pack("<H", back - 2)
+                    else:
+                        self._op(3, "alpha as it is")
+                        self.out += struct.pack("<2I", *b[i][:2])
+            back = self._back(i, lambda block, colour=b[i][2:]: block[2:] == colour)
+            if back is not None and back - 0x102 <= 0xFFFF:
+                self._reference(back, "colour")
+            else:
+                self._op(0, "colour word by word")
+                for slot in (2, 3):
+                    back = self._back(i, lambda block, word=b[i][slot], slot=slot: block[slot] == word)
+                    if back is None:
+                        self._op(0, "word as it is")
+                        self.out += struct.pack("<I", b[i][slot])
+                    else:
+                        self._reference(back, "word")
+            i += 1
+        return bytes(self.out)
+
+    def _reference(self, back: int, name: str) -> None:
+        if back == 1:
+            self._op(1, f"{name} from the block before")
+        elif back - 2 <= 255:
+            self._op(2, f"{name} from a byte back")
+            self.out.append(back - 2)
+        else:
+            self._op(3, f"{name} from a 16-bit value back")
+            self.out += struct.pack("<H", back - 0x102)
+
+
+def test_dxt5_frames_coded_with_every_opcode_unpack_to_their_blocks():
+    width, height = 256, 128  # 2,048 blocks
+    rng = np.random.default_rng(5)
+    alphas = rng.integers(0, 2**32, (6, 2), dtype=np.uint64)
+    colours = rng.integers(0, 2**32, (60, 2), dtype=np.uint64)
+    n = width * height // 16
+    words = np.empty((n, 4), np.uint64)
+    words[:, :2] = alphas[rng.integers(0, len(alphas), n)]
+    words[:, 2] = colours[rng.integers(0, len(colours), n), 0]
+    words[:, 3] = colours[rng.integers(0, len(colours), n), 1]
+    words[100:400] = words[100]  # 299 blocks copied (a long count)
+    words[500:800, :2] = words[500, :2]  # an alpha run of 299 more (a long count)
+    words[1000:1040, 2:] = rng.integers(0, 2**32, (40, 2), dtype=np.uint64)  # colours seen nowhere else
+    words = words.astype(np.uint32).reshape(-1)
+    writer = Dxt5Writer(words)
+    body = writer.encode()
+    assert set(writer.used) == {
+        "blocks copied",
+        "blocks copied (long count)",
+        "alpha run",
+        "alpha run (long count)",
+        "alpha from back",
+        "alpha as it is",
+        "colour from the block before",
+        "colour from a byte back",
+        "colour from a 16-bit value back",
+        "colour word by word",
+        "word as it is",
+        "word from the block before",
+        "word from a byte back",
+        "word from a 16-bit value back",
+    }, writer.used
+    packet = b"5TXD" + bytes((4, 0, 0, 0)) + struct.pack("<I", len(body)) + body
+    picture = dxv.parse_frame(packet, width, height)
+    assert picture.format == "dxt5" and bytes(picture.data) == words.tobytes()
+    # FFmpeg reads the coded frame as the blocks stored: the writer (and so the test) speaks DXV as FFmpeg does
+    expected = ffmpeg_picture(stored(b"5TXD", words.tobytes()), width, height)
+    assert np.array_equal(ffmpeg_picture(packet, width, height), expected)
+
+
+def test_damaged_and_unpackable_frames():
+    picture = np.random.default_rng(2).integers(0, 2**32, 16, dtype=np.uint32)  # 16x8 DXT1: 8 blocks, 16 words
+    # the first block, an opcodes word of zeros (each block's words as they are), the second block: then nothing
+    body = struct.pack("<2I", *picture[:2]) + bytes(4) + struct.pack("<2I", *picture[2:4])
+    good = dxv.parse_frame(stored(b"1TXD", picture.tobytes()), 16, 8)
+    assert bytes(good.data) == picture.tobytes()
+    with pytest.raises(HapError, match="the header says"):
+        dxv.parse_frame(stored(b"1TXD", picture.tobytes())[:-3], 16, 8)
+    coded = b"1TXD" + bytes(4) + struct.pack("<I", len(body)) + body
+    with pytest.raises(HapError, match="ends before the picture"):
+        dxv.parse_frame(coded, 16, 8)
+    # the first block's opcode copies from 0x102 blocks back: before the picture's start
+    reaching = struct.pack("<2I", 1, 2) + struct.pack("<I", 3) + struct.pack("<H", 5) + bytes(8)
+    with pytest.raises(HapError, match="before the picture's start"):
+        dxv.parse_frame(b"1TXD" + bytes(4) + struct.pack("<I", len(reaching)) + reaching, 16, 8)
+    with pytest.raises(Unpackable, match="HQ"):
+        dxv.parse_frame(b"6GCY" + bytes(12), 16, 8)
+    with pytest.raises(HapError, match="not a DXV frame"):
+        dxv.parse_frame(b"\x10\x00\x00\x01" + bytes(16), 16, 8)
+
+
+def test_the_player_hands_dxv_blocks_to_the_gl_and_skips_a_damaged_frame(earth_dxv, tmp_path, caplog):
+    played = ClipFrames(earth_dxv, (320, 180))
+    pictures = [played.planes_at(n / 25) for n in range(FRAMES)]
+    assert all(isinstance(p, CompressedPicture) and p.format == "dxt1" for p in pictures)
+    assert [bytes(p.data) for p in pictures] == [bytes(dxv.parse_frame(p, 480, 268).data) for p in _packets(earth_dxv)]
+    played.close()
+    damaged = tmp_path / "damaged.mov"
+    data = bytearray(earth_dxv.read_bytes())
+    with av.open(str(earth_dxv)) as container:
+        where = [p.pos for p in container.demux(video=0) if p.size]
+    for frame in (2, 4):  # the header's size no longer matches: two damaged frames, one line for the file
+        data[where[frame] + 8] ^= 0x55
+    damaged.write_bytes(bytes(data))
+    reader = HapFrames(damaged, parse=dxv.parse_frame, kind="DXV")
+    with caplog.at_level(logging.WARNING, logger="livejpp"):
+        shown = [reader.picture_at(n / 25) for n in range(FRAMES)]
+    lines = [r.getMessage() for r in caplog.records if "damaged DXV frame" in r.getMessage()]
+    assert len(lines) == 1 and str(damaged) in lines[0], lines
+    assert shown[2] is shown[1] and shown[4] is shown[3] and bytes(shown[5].data) != bytes(shown[3].data)
+    reader.close()
+
+
+def test_a_dxv_clip_whose_blocks_are_not_unpacked_is_decoded_by_ffmpeg(earth_dxv, monkeypatch):
+    """DXV HQ (no encoder here writes it): its frames raise Unpackable, and the clip is decoded by FFmpeg."""
+
+    def hq(packet, width, height):
+        raise Unpackable("DXV HQ (YCoCg)")
+
+    monkeypatch.setitem(player.BLOCK_CODECS, "dxv", (hq, "DXV"))
+    played = ClipFrames(earth_dxv, (320, 180))
+    pictures = [played.planes_at(n / 25) for n in (0, 3)]
+    assert not any(isinstance(p, CompressedPicture) for p in pictures)
+    with av.open(str(earth_dxv)) as container:
+        decoded = [planes_of(frame) for frame in container.decode(video=0)]
+    for picture, expected in zip(pictures, (decoded[0], decoded[3]), strict=True):
+        assert isinstance(picture, Planes) and picture.y.shape == (268, 480)
+        assert all(np.array_equal(getattr(picture, k), getattr(expected, k)) for k in "yuv")
+    assert not np.array_equal(pictures[0].y, pictures[1].y)
+    played.close()
