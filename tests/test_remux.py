@@ -207,6 +207,7 @@ def test_gpu_codec_sources_are_copied_as_they_are_into_any_library(gpu_sources, 
         with LibraryStore(lib, readonly=True) as store:
             records = sorted(store.clip_table().values(), key=lambda r: (r.source, r.index))
             assert check_clips(store) == []
+            assert store.video_codecs() == {"hap", "dxv"}  # a show prepares DXV's coder before its window opens
         copies = {record.source: lib / record.playback for record in records}
         assert sorted(p.name for p in copies.values()) == ["video.mov", "video.mov"]
         assert [f for f in (lib / "clips").rglob("*") if f.is_file() and f not in copies.values()] == []

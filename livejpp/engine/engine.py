@@ -31,6 +31,7 @@ from livejpp.features.audio import NAMES as AUDIO_NAMES
 from livejpp.features.audio import SILENCE_DBFS, AudioAnalyser, level_dbfs
 from livejpp.fingerprint import Match, MemoryHashStore, StreamMatcher
 from livejpp.library.store import ClipTable, LibraryStore
+from livejpp.media import dxv
 from livejpp.media.decode import AUDIO_RATE
 from livejpp.model.card import resolve
 from livejpp.model.embed import Embedder
@@ -110,6 +111,7 @@ class Engine:
             self.video_paths = {v: p for v, p in store.video_paths().items() if v in playable}
             self.video_names = {v: Path(p).name for v, p in self.video_paths.items()}
             self.video_hashes = {v: h for v, h in store.video_hashes().items() if v in playable}  # finds a clip uid
+            self.video_codecs = store.video_codecs()
             # only videos whose clips may be played: a match must be something the show can put on screen
             self.fingerprints: MemoryHashStore | None = store.load_fingerprints(set(self.video_names))
         self.index.keep_only(self.records.ids)
@@ -146,9 +148,13 @@ class Engine:
 
     def warm_up(self) -> None:
         """One embedding and one search of silence: onnxruntime and hnswlib allocate on their first
-        call, which otherwise lands on the first hop of a live show (a dropped frame, measured)."""
+        call, which otherwise lands on the first hop of a live show (a dropped frame, measured). A library with
+        DXV sources has DXV's coder compiled (or loaded from its cache) now, not in the decoder thread, where it
+        would hold the GIL for up to a second on the show's first DXV clip."""
         embedding = self.embedder.audio([np.zeros((self.window, len(AUDIO_NAMES)), np.float32)])
         self.index.query(embedding, self.settings.neighbours)
+        if "dxv" in self.video_codecs:
+            dxv.prepare()
 
     def restrict(self, allowed: set[int] | None) -> None:
         """Search only `allowed` clips from now on (None: all), starting with the newest window."""

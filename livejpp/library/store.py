@@ -455,6 +455,11 @@ class LibraryStore:
         return dict(self.db.execute("SELECT id, path FROM videos"))
 
     @_damaged
+    def video_codecs(self) -> set[str]:
+        """The codecs of the sources' videos (a show prepares for the ones it will play as blocks)."""
+        return {row[0] for row in self.db.execute("SELECT DISTINCT codec FROM videos")}
+
+    @_damaged
     def video_hashes(self) -> dict[int, str]:
         """Every video's content hash by id (a clip uid names its video by the hash's first digits)."""
         return dict(self.db.execute("SELECT id, content_hash FROM videos"))
