@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from livejpp.media import dxv, player
+from livejpp.media.decode import MediaError
 from livejpp.media.hap import CompressedPicture, HapError, HapFrames, Unpackable
 from livejpp.media.player import ClipFrames, Planes, planes_of
 
@@ -265,6 +266,70 @@ def test_a_dxv_clip_whose_blocks_are_not_unpacked_is_decoded_by_ffmpeg(earth_dxv
         assert isinstance(picture, Planes) and picture.y.shape == (268, 480)
         assert all(np.array_equal(getattr(picture, k), getattr(expected, k)) for k in "yuv")
     assert not np.array_equal(pictures[0].y, pictures[1].y)
+    played.close()
+
+
+def _changed(path: Path, out: Path, frames: dict[int, tuple[int, int]]) -> Path:
+    """A copy of `path` with byte `at` of each frame n's packet XORed with `mask` ({n: (at, mask)})."""
+    data = bytearray(path.read_bytes())
+    with av.open(str(path)) as container:
+        where = [p.pos for p in container.demux(video=0) if p.size]
+    for frame, (at, mask) in frames.items():
+        data[where[frame] + at] ^= mask
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_damaged_tag_midway_is_a_skipped_frame_not_a_switch_to_ffmpeg(earth_dxv, tmp_path, caplog):
+    """A changed byte in a frame's tag reads as DXV 2's LZF (Unpackable): after frames that unpacked, that is
+    damage. The clip went on decoded by FFmpeg (planes converted on the CPU, 8x the CPU, a DXT5 clip's colour
+    no longer premultiplied) for as long as its reader lived."""
+    damaged = _changed(earth_dxv, tmp_path / "tag.mov", {3: (1, 0x01)})  # "1TXD" -> "1UXD"
+    played = ClipFrames(damaged, (320, 180))
+    with caplog.at_level(logging.INFO, logger="livejpp"):
+        pictures = [played.planes_at(n / 25) for n in range(FRAMES)] + [played.planes_at(0.0)]
+    assert all(isinstance(p, CompressedPicture) for p in pictures), [type(p).__name__ for p in pictures]
+    assert pictures[3] is pictures[2] and bytes(pictures[4].data) != bytes(pictures[2].data)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "damaged DXV frame at 0.12 s" in lines[0] and str(damaged) in lines[0], lines
+    played.close()
+
+
+def test_a_dxv_clip_without_a_readable_frame_is_refused_naming_dxv(earth_dxv, tmp_path):
+    damaged = _changed(earth_dxv, tmp_path / "all.mov", {n: (8, 0x55) for n in range(FRAMES)})  # sizes all wrong
+    played = ClipFrames(damaged, (320, 180))
+    with pytest.raises(MediaError, match="no readable DXV picture"):
+        played.planes_at(0.0)
+    played.close()
+
+
+def test_a_dxv_file_whose_pictures_have_no_size_is_refused_not_handed_to_the_gl(earth_dxv, tmp_path):
+    """A damaged sample description (width and height 0) with stored frames: every frame "unpacked" to a 0x0
+    picture, which the GL's cover arithmetic divides by (ZeroDivisionError in GLCompositor.upload, which the
+    window's draw does not catch)."""
+    copy = tmp_path / "stored.mov"
+    with av.open(str(earth_dxv)) as src, av.open(str(copy), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.size:
+                blocks = stored(b"1TXD", bytes(dxv.parse_frame(packet, 480, 268).data))
+                kept = av.Packet(blocks)
+                kept.pts, kept.dts, kept.time_base, kept.stream = packet.pts, packet.dts, packet.time_base, stream
+                out.mux(kept)
+    data = bytearray(copy.read_bytes())
+    # the visual sample entry after "stsd": version and count (8), size and format (8), 6 + 2 + 16 bytes, then
+    # width and height (16-bit big-endian each)
+    size_at = data.index(b"stsd") + 4 + 8 + 8 + 24
+    assert struct.unpack_from(">2H", data, size_at) == (480, 268)
+    data[size_at : size_at + 4] = bytes(4)
+    (zero := tmp_path / "zero.mov").write_bytes(bytes(data))
+    with av.open(str(zero)) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.width, context.height) == (0, 0)  # what the player reads
+    assert isinstance(ClipFrames(copy, (320, 180)).planes_at(0.0), CompressedPicture)  # the file before damage
+    played = ClipFrames(zero, (320, 180))
+    with pytest.raises(MediaError, match=r"zero.mov: cannot play \(its pictures are 0x0\)"):
+        played.planes_at(0.0)
     played.close()
 
 

@@ -8,7 +8,7 @@ The format, as FFmpeg's decoder (libavcodec/dxv.c) reads it:
   that says the blocks are stored as they are, one unused byte, and the size of the rest (little-endian);
   DXV 2's 4-byte header (a size and a type) is older still;
 - the texture covers the picture rounded up to 4 pixels each way, 4x4 blocks row by row, as HAP's does
-  (FFmpeg 7 and later; FFmpeg 6 rounded up to 16, but its encoder wrote only whole 16x16 pictures);
+  (FFmpeg 7 and later; FFmpeg 6's decoder rounded up to 16, and FFmpeg had no DXV encoder before 7);
 - the coder writes 32-bit words, steered by 2-bit opcodes taken from a 32-bit word read whenever the last
   one's 16 are spent. DXT1: per block (two words) an opcode copies the whole block from an earlier place, or,
   when 0, each word is copied or read as it is by its own opcode; back references are 2 words (opcode 1), a
@@ -18,10 +18,10 @@ The format, as FFmpeg's decoder (libavcodec/dxv.c) reads it:
   its colour half is coded as DXT1's, in units of four words. DXV's DXT5 colour is premultiplied by its
   alpha (FFmpeg decodes it as DXT4); the window draws no alpha, so such a clip shows as over black.
 
-Undoing the coder is a loop over every word (130,000 blocks in a 1080p frame: 84 ms in Python), compiled with
-Numba (LLVM, the same loop at C speed: 0.8 ms; it lets go of the GIL while it runs). The first call compiles
-it, once per install: the result is cached beside this file. DXV HQ (YCoCg in two textures) and DXV 2's LZF
-frames are decoded by FFmpeg instead (the player falls back: `Unpackable`).
+Undoing the coder is a loop over every word (130,000 blocks in a 1080p frame: 0.2-0.5 s in Python), compiled
+with Numba (LLVM, the same loop at C speed: 0.7-2 ms, more for a detailed picture; it lets go of the GIL while it
+runs). The first call compiles it, once per install: the result is cached beside this file. DXV HQ (YCoCg in two
+textures) and DXV 2's LZF frames are decoded by FFmpeg instead (the player falls back: `Unpackable`).
 """
 
 from __future__ import annotations

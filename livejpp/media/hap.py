@@ -170,7 +170,9 @@ def is_hap(stream: av.video.stream.VideoStream) -> bool:
 class HapFrames:
     """One HAP clip's pictures by time: packets demuxed (no decoder), blocks handed out as they are.
     A damaged frame is skipped with one line naming the file; the previous picture stays. `parse` and `kind`:
-    another codec of DXT blocks (DXV: media/dxv.py); a frame it cannot unpack raises (`Unpackable`)."""
+    another codec of DXT blocks (DXV: media/dxv.py); a clip whose first frame it cannot unpack raises
+    (`Unpackable`: FFmpeg decodes the clip); after one that unpacked, such a frame is damage (a changed byte
+    in a DXV frame's tag reads as DXV 2's LZF), skipped as any other."""
 
     def __init__(
         self,
@@ -189,12 +191,16 @@ class HapFrames:
             raise MediaError(self.path, f"cannot play ({getattr(exc, 'strerror', None) or exc})") from exc
         self._stream = self._container.streams.video[0]
         self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
+        if self.width <= 0 or self.height <= 0:  # a damaged header: a 0x0 picture would reach the GL's arithmetic
+            self._container.close()
+            raise MediaError(self.path, f"cannot play (its pictures are {self.width}x{self.height})")
         start = self._stream.start_time
         self._origin = float(start * self._stream.time_base) if start is not None else 0.0
         self._packets = None
         self._current: tuple[float, CompressedPicture | None] | None = None
         self._next: tuple[float, av.Packet] | None = None
         self._warned = False
+        self._unpacked = False  # a frame of this file has unpacked: Unpackable after it is damage
 
     def close(self) -> None:
         self._container.close()
@@ -233,7 +239,7 @@ class HapFrames:
         if chosen is not None:
             self._current = (chosen[0], self._parse(chosen, current))
         if self._current is None or self._current[1] is None:
-            raise MediaError(self.path, f"no readable HAP picture at {t:.2f} s")
+            raise MediaError(self.path, f"no readable {self._kind} picture at {t:.2f} s")
         return self._current[1]
 
     def _parse(
@@ -243,10 +249,12 @@ class HapFrames:
         stays, or with none yet (the clip's first frame), the next good frame shows from this one's time."""
         while True:
             try:
-                return self._parse_frame(chosen[1], self.width, self.height)
-            except Unpackable:
-                raise
+                picture = self._parse_frame(chosen[1], self.width, self.height)
+                self._unpacked = True
+                return picture
             except HapError as exc:
+                if isinstance(exc, Unpackable) and not self._unpacked:
+                    raise  # the clip's own kind (DXV HQ): FFmpeg decodes it
                 if not self._warned:
                     log.warning("%s: damaged %s frame at %.2f s skipped (%s)", self.path, self._kind, chosen[0], exc)
                     self._warned = True
