@@ -395,3 +395,15 @@ def test_no_damage_to_a_frame_does_more_than_raise_one_clear_error(tmp_path):
             except HapError:
                 outcomes["refused"] += 1
     assert outcomes["shown"] > 500 and outcomes["refused"] > 500, outcomes  # both kinds of damage were met
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_BOUNDSCHECK") == "1", reason="this is the run with the checks")
+def test_the_damaged_frames_stay_inside_their_arrays_under_numbas_bounds_checks(tmp_path):
+    """The same damaged frames, the coder compiled with Numba's bounds checks (an access outside an array raises
+    IndexError instead of reading memory that happens to be there): an out-of-bounds read fails this test even
+    where it would not crash. Its own compile cache, so the checked build never replaces the shipped one."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    test = f"{__file__}::test_no_damage_to_a_frame_does_more_than_raise_one_clear_error"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test, "--basetemp", str(tmp_path / "t")]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]

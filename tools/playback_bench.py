@@ -99,8 +99,8 @@ def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) 
     from livejpp.media.dxv import parse_frame as dxv_frame
 
     blocks = mode in ("hap", "dxv")  # the DXT blocks as they are
-    parse = {"hap": None, "dxv": dxv_frame}
-    readers = [HapFrames(path, parse=parse[mode]) if blocks else ClipFrames(path, size) for path in sources]
+    parse = {"hap": (None, "HAP"), "dxv": (dxv_frame, "DXV")}
+    readers = [HapFrames(path, 0.0, *parse[mode]) if blocks else ClipFrames(path, size) for path in sources]
     if mode == "dxv":
         readers[0].picture_at(0.0)  # the coder compiled (or loaded from its cache) before the clock starts
     stages = {"decode": [], "convert": [], "upload": []}

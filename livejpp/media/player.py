@@ -217,8 +217,12 @@ class ClipFrames:
             try:
                 return self._hap.picture_at(t)
             except Unpackable as exc:  # DXV HQ: FFmpeg decodes it, as any other codec
-                log.info("%s: %s, decoded by FFmpeg (its blocks are not uploaded as they are)", self.path, exc)
+                if (self.path, "unpackable") not in SAID:  # once a file: its clips open many readers over a show
+                    SAID.add((self.path, "unpackable"))
+                    log.info("%s: %s, decoded by FFmpeg (its blocks are not uploaded as they are)", self.path, exc)
                 self._decode_blocks = True
+                self._hap.close()
+                self._hap = None
         chosen = self._chosen(t)
         if self._planes is not None and self._planes[0] == chosen[0]:
             return self._planes[1]
