@@ -407,3 +407,13 @@ def test_the_damaged_frames_stay_inside_their_arrays_under_numbas_bounds_checks(
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test, "--basetemp", str(tmp_path / "t")]
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_a_block_texture_over_the_gl_limit_is_decoded_to_rgb_not_left_blank(tmp_path):
+    """330x190 is held as a 332x192 texture of blocks: a GL limit of 331 cannot take it (GLCompositor refuses it
+    and the layer stays blank), so the player decodes that clip to RGB at the output size instead."""
+    played = ClipFrames(dxv_file(tmp_path / "odd.mov", 330, 190), (320, 180))
+    assert isinstance(played.planes_at(0.0, limit=332), CompressedPicture)
+    picture = played.planes_at(0.0, limit=331)
+    assert isinstance(picture, np.ndarray) and picture.shape == (180, 320, 3) and picture.std() > 20
+    played.close()

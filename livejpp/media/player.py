@@ -211,7 +211,8 @@ class ClipFrames:
         if codec in BLOCK_CODECS and not self._decode_blocks:
             if self._hap is None:
                 self._hap = HapFrames(self.path, self.base, *BLOCK_CODECS[codec])
-            if limit is not None and max(self._hap.width, self._hap.height) > limit:
+            blocks_size = -(-self._hap.width // 4) * 4, -(-self._hap.height // 4) * 4  # the texture the GL holds
+            if limit is not None and max(blocks_size) > limit:
                 self._too_large(self._hap.width, self._hap.height, limit, "decoded to RGB on the CPU")
                 return self.frame_at(t)
             try:
