@@ -175,6 +175,31 @@ def test_hap_library_plays_in_rgb_frames(hap_library, tmp_path):
     assert_close(errors)
 
 
+def test_a_dxv_library_plays_its_blocks_in_the_show(tmp_path):
+    """Resolume DXV loops copied into a library as they are: `live --frames gpu` draws their DXT blocks (a damaged
+    first frame of one says so, once: the frames went through the block path) as the CPU's decode shows them."""
+    folder = tmp_path / "loops"
+    folder.mkdir()
+    gradient_video(folder / "small.mov", "dxv", "rgba", 320, 180, hue=0)
+    gradient_video(folder / "large.mov", "dxv", "rgba", 640, 360, hue=120)
+    lib = build(folder, tmp_path / "lib")
+    copies = sorted({Path(path) for path, _, _ in clips(lib).values()})
+    assert [p.name for p in copies] == ["video.mov", "video.mov"]  # copied as they are, not encoded again
+    for copy in copies:
+        with av.open(str(copy)) as container:
+            if container.streams.video[0].codec_context.width == 320:
+                damaged, first = copy, next(p.pos for p in container.demux(video=0) if p.size)
+    data = bytearray(damaged.read_bytes())
+    data[first + 8] ^= 0x55  # the first frame's header no longer says its size
+    damaged.write_bytes(bytes(data))
+    stats, frames, lines = show(lib, tmp_path, "--frames", "gpu")
+    assert len(said(lines, "damaged DXV frame at 0.00 s skipped")) == 1, lines
+    assert not said(lines, "decoded by FFmpeg"), lines
+    errors, shown = errors_against_rgb(lib, stats, frames)
+    assert shown == {"small.mov", "large.mov"} and not stats["skipped_clips"], stats["cuts"]
+    assert_close(errors)
+
+
 AUTO = r"""
 import logging
 logging.basicConfig(level=logging.INFO)
