@@ -92,15 +92,12 @@ def play(sources: list[Path], size: tuple[int, int], seconds: float, mode: str) 
 
     from livejpp.media.compose import LayerDraw
     from livejpp.media.hap import HapFrames
-    from livejpp.media.player import ClipFrames, cover, planes_of
+    from livejpp.media.player import BLOCK_CODECS, ClipFrames, cover, planes_of
     from livejpp.render.gl import offscreen
 
     window, compositor = offscreen(*size, layers=max(2, len(sources)))
-    from livejpp.media.dxv import parse_frame as dxv_frame
-
-    blocks = mode in ("hap", "dxv")  # the DXT blocks as they are
-    parse = {"hap": (None, "HAP"), "dxv": (dxv_frame, "DXV")}
-    readers = [HapFrames(path, 0.0, *parse[mode]) if blocks else ClipFrames(path, size) for path in sources]
+    blocks = mode in BLOCK_CODECS  # the DXT blocks as they are, as the player hands them out
+    readers = [HapFrames(path, 0.0, *BLOCK_CODECS[mode]) if blocks else ClipFrames(path, size) for path in sources]
     if mode == "dxv":
         readers[0].picture_at(0.0)  # the coder compiled (or loaded from its cache) before the clock starts
     stages = {"decode": [], "convert": [], "upload": []}

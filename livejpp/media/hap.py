@@ -60,12 +60,18 @@ class CompressedPicture:
 
     @property
     def texture_size(self) -> tuple[int, int]:
-        return -(-self.width // 4) * 4, -(-self.height // 4) * 4
+        return texture_size(self.width, self.height)
+
+
+def texture_size(width: int, height: int) -> tuple[int, int]:
+    """The texture of a `width` x `height` picture's 4x4 blocks: both sides rounded up to 4 (what the GL holds)."""
+    return -(-width // 4) * 4, -(-height // 4) * 4
 
 
 def texture_bytes(fmt: str, width: int, height: int) -> int:
     block = 8 if fmt == "dxt1" else 16
-    return -(-width // 4) * -(-height // 4) * block
+    texture_width, texture_height = texture_size(width, height)
+    return texture_width * texture_height // 16 * block
 
 
 def _section(buf: memoryview, pos: int) -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ from av.video.reformatter import VideoReformatter
 
 from livejpp.media import dxv, hap
 from livejpp.media.decode import DecodedFrames, MediaError
-from livejpp.media.hap import CompressedPicture, HapFrames, Unpackable
+from livejpp.media.hap import CompressedPicture, HapFrames, Unpackable, texture_size
 
 log = logging.getLogger("livejpp")
 
@@ -211,8 +211,7 @@ class ClipFrames:
         if codec in BLOCK_CODECS and not self._decode_blocks:
             if self._hap is None:
                 self._hap = HapFrames(self.path, self.base, *BLOCK_CODECS[codec])
-            blocks_size = -(-self._hap.width // 4) * 4, -(-self._hap.height // 4) * 4  # the texture the GL holds
-            if limit is not None and max(blocks_size) > limit:
+            if limit is not None and max(texture_size(self._hap.width, self._hap.height)) > limit:
                 self._too_large(self._hap.width, self._hap.height, limit, "decoded to RGB on the CPU")
                 return self.frame_at(t)
             try:
