@@ -85,6 +85,6 @@ def _unpack(fmt: str, body: np.ndarray, words: np.ndarray) -> int:
 
 def prepare() -> None:
     """Compile the coder now (about a second, once per install; then its cache loads in 0.3 s), so a show's first
-    DXV clip does not hold the decoder thread's GIL for it: the library build calls this when it copies a DXV."""
+    DXV clip does not hold the decoder thread's GIL for it: `Engine.warm_up` calls this before the window opens."""
     _unpack("dxt1", np.zeros(8, np.uint8), np.zeros(2, np.uint32))
     _unpack("dxt5", np.zeros(16, np.uint8), np.zeros(4, np.uint32))

@@ -31,7 +31,6 @@ import subprocess
 
 import av
 
-from livejpp.media import dxv
 from livejpp.media.decode import VideoInfo, video_stream
 
 MAX_KEYFRAME_GAP = 1.0  # seconds between keyframes (see the module's note for the measurement)
@@ -70,8 +69,6 @@ def copy_video(source: str, destination: str) -> bool:
             return False
         if codec in GPU_CODECS:
             _copy_as_is(source, destination)
-            if codec == "dxv":
-                dxv.prepare()
         else:
             _copy(source, destination)
     except (av.FFmpegError, OSError, subprocess.CalledProcessError):
