@@ -259,13 +259,16 @@ def build_library(folder: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> None:
-    groups = [("real set" if args.set else "bundled truth", real_cases(args.set or BUNDLED))]
+    sets = args.set or [BUNDLED]
+    groups = [(f"real set {folder.name}" if args.set else "bundled truth", real_cases(folder)) for folder in sets]
+    real = len(groups)
     if not args.no_synthetic:
         groups.append(("synthetic", synthetic_cases()))
     with tempfile.TemporaryDirectory() as tmp:
         library = args.library or build_library(Path(tmp))
         skipped: set[str] = set()
-        for label, cases in groups:
+        pooled: dict[str, list[Result]] = {t: [] for t in args.trackers}  # every real song: the targets
+        for number, (label, cases) in enumerate(groups):
             rows, results = [], {t: [] for t in args.trackers}
             for case in cases:
                 for tracker in args.trackers:
@@ -278,9 +281,15 @@ def run(args: argparse.Namespace) -> None:
                         skipped.add(tracker)
                         continue
                     results[tracker].append(result)
+                    if number < real:
+                        pooled[tracker].append(result)
                     rows.append(row(case.name, tracker, case.truth.bpm, result))
                     print(f"  {case.name} / {tracker}: {rows[-1][4]} % on beat, {rows[-1][5]} % on the one", flush=True)
             print(f"\n{label}: {len(cases)} songs; a cut is on a beat within 70 ms")
             print(table(HEADERS, rows))
             totals = [overall(f"all {label}", t, r) for t, r in results.items() if r]
             print(table(HEADERS, totals) + "\n")
+        if real > 1:
+            songs = sum(len(cases) for _, cases in groups[:real])
+            print(f"every real song: {songs} songs of {real} sets, pooled as above")
+            print(table(HEADERS, [overall(f"all {songs} real songs", t, r) for t, r in pooled.items() if r]) + "\n")

@@ -681,8 +681,13 @@ def main() -> None:
     ctl.add_argument("--midi-rates", type=int, nargs="+", default=[500, 1000, 2000, 5000])
     ctl.set_defaults(func=bench_control)
     bt = sub.add_parser("beats", help="beat-scheduled cuts against true beats: each tracker, per song and overall")
-    bt.add_argument("--set", type=Path, help="a folder built by tools/beats_data.py (default: the bundled truth)")
-    bt.add_argument("--trackers", nargs="+", default=["today", "bar", "beatnet"])
+    bt.add_argument(
+        "--set",
+        type=Path,
+        nargs="+",
+        help="folders built by tools/beats_data.py, each scored alone and all pooled (default: the bundled truth)",
+    )
+    bt.add_argument("--trackers", nargs="+", default=["today", "bar", "beatnet", "auto"])
     bt.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic stress cases")
     bt.add_argument("--library", type=Path, help="a built, embedded library to reuse (default: built from the footage)")
     bt.set_defaults(func=bench_beats)
