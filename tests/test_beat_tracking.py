@@ -13,7 +13,7 @@ import pytest
 from synth import beat_times, groove
 
 from livejpp.engine.activation import Activations
-from livejpp.engine.trackers import TodayTracker, make_tracker
+from livejpp.engine.trackers import HOLD_BELOW, TodayTracker, make_tracker
 from livejpp.features.audio import AudioAnalyser
 from livejpp.media.decode import AUDIO_RATE, read_audio_file
 
@@ -281,6 +281,16 @@ class PulseSource:
         return acts
 
 
+def each_hop(tracker, audio: np.ndarray):
+    """(now, estimate) after each half second of `audio` pushed to a fresh analyser and read by `tracker`."""
+    analyser = AudioAnalyser(keep_seconds=20)
+    for i in range(0, len(audio), 11025):
+        analyser.push(audio[i : i + 11025])
+        tracker.advance(analyser)
+        now = analyser.samples_in / AUDIO_RATE
+        yield now, tracker.estimate(now)
+
+
 def test_the_bar_comes_from_the_music_not_from_a_learned_downbeat_activation():
     """The activation's beats set the grid; its downbeats do not set the bar: measured on the truth set,
     BeatNet's downbeat activation put the one right on far fewer beats than the music's own changes of
@@ -314,14 +324,41 @@ def test_auto_counts_the_bars_on_the_pulse_it_follows_when_the_learned_grid_hear
     seconds = 30.0
     audio = groove(beat_times(120, seconds + 0.5), seconds + 0.5)[int(0.5 * AUDIO_RATE) :]  # ones at 1.5, 3.5, ...
     tracker = EnsembleTracker(bar=BarTracker(PulseSource(bpm=170.0)), pulse=TodayTracker())
-    analyser = AudioAnalyser(keep_seconds=20)
-    for i in range(0, len(audio), 11025):
-        analyser.push(audio[i : i + 11025])
-        tracker.advance(analyser)
-        est = tracker.estimate(analyser.samples_in / AUDIO_RATE)
+    _, est = list(each_hop(tracker, audio))[-1]
     assert tracker.following is tracker.pulse
     assert abs(est.period - 0.5) < 0.01 and est.beats_per_bar == 4
     assert abs((est.bar_anchor - 1.5 + 1.0) % 2.0 - 1.0) < 0.05, f"a one at {est.bar_anchor:.2f} s, not 1.5 + 2k"
+
+
+def test_auto_puts_the_pulses_grid_on_the_beats_the_learned_activation_marks_not_on_the_loud_off_beat():
+    """Syncopated music puts more onset on the off-beat (loud off-beat hats over a soft kick): the autocorrelation
+    pulse's comb then sits on the off-beat. The learned activation marks the beats, so "auto" takes the pulse's
+    tempo with its grid moved onto them: a grid on the beats to follow before the learned one alone is sure,
+    and never one on the off-beat."""
+    from livejpp.engine.bar_tracker import BarTracker
+    from livejpp.engine.ensemble import EnsembleTracker
+
+    seconds, period = 12.0, 0.5
+    audio = groove(beat_times(120, seconds), seconds, hats="offbeat", hat_level=1.0, kick_level=0.05)
+    tracker = EnsembleTracker(bar=BarTracker(PulseSource(bpm=120.0)), pulse=TodayTracker())
+
+    def from_beat(t: float) -> float:
+        return abs((t / period + 0.5) % 1.0 - 0.5) * period
+
+    # per grid at the song's tempo that auto would have the clock follow: (its anchor, the pulse's own anchor,
+    # whether the learned tracker alone was sure then). (The pulse also jumps to 2/3 of the tempo here at times,
+    # and auto follows it there too: a fault of its own, see the issue's notes.)
+    followed = []
+    for now, est in each_hop(tracker, audio):
+        if est is not None and est.confidence >= HOLD_BELOW and abs(est.period - period) < 0.005:
+            learned = tracker.bar.estimate(now)
+            sure = learned is not None and learned.confidence >= HOLD_BELOW
+            followed.append((est.anchor, tracker.pulse.anchor, sure))
+    assert followed, "auto never had a grid to follow"
+    assert all(from_beat(anchor) < 0.03 for anchor, _, _ in followed), [round(from_beat(a), 3) for a, _, _ in followed]
+    anchor, pulse_own, learned_sure = followed[0]
+    assert not learned_sure, "the first grid to follow came when the learned tracker alone was sure already"
+    assert from_beat(pulse_own) > 0.2, "the pulse's own comb was not on the off-beat: nothing to move"
 
 
 @pytest.mark.parametrize(
@@ -394,13 +431,9 @@ def test_after_an_intro_followed_at_a_wrong_tempo_the_bars_are_counted_again_on_
     seconds, period, change = 44.0, 60.0 / 128.0, 20.0
     audio = groove(beat_times(128, seconds + period), seconds + period)[int(period * AUDIO_RATE) :]
     ones = np.arange(3 * period, seconds, 4 * period)  # the song enters on its bar's second beat
-    tracker, analyser = BarTracker(WrongIntroSource(171.0, 128.0, change)), AudioAnalyser(keep_seconds=20)
+    tracker = BarTracker(WrongIntroSource(171.0, 128.0, change))
     placed = []
-    for i in range(0, len(audio), 11025):
-        analyser.push(audio[i : i + 11025])
-        tracker.advance(analyser)
-        now = analyser.samples_in / AUDIO_RATE
-        est = tracker.estimate(now)
+    for now, est in each_hop(tracker, audio):
         if est is not None and now >= change + 4.0 and abs(est.period - period) < 0.01:
             bar = 4 * period  # the true bar: the estimate's period is a little off, and the ones are far apart
             placed.append(
