@@ -442,3 +442,36 @@ def test_after_an_intro_followed_at_a_wrong_tempo_the_bars_are_counted_again_on_
     assert len(placed) >= 30
     wrong = [round(t, 1) for t, right in placed if not right]
     assert not wrong, f"the one not on the music's ones at {wrong}"
+
+
+def test_a_grid_left_for_a_moment_takes_its_bars_back_where_the_music_no_longer_marks_them():
+    """A tracker leaves its grid for a hop (another tempo) and comes back, in a section whose every beat sounds
+    alike (a kick and a new bass note on each: nothing marks the bar). The bar must stay on the ones the music
+    marked before it: counted again over the 16 s kept, that section says nothing, and the bar fell back to
+    every fourth beat from the counter's first (the song enters on its bar's second beat here)."""
+    from livejpp.engine.bar_counter import BarCounter
+
+    period, marked, flat = 60.0 / 120.0, 40, 48  # beats: bars the music marks, then beats that all sound alike
+    beats = beat_times(120, (marked + flat + 1) * period)
+    audio = np.concatenate(
+        [
+            groove(beats[: marked + 1], marked * period)[: int(marked * period * AUDIO_RATE)],
+            groove(beats[: flat + 1], flat * period, beats_per_bar=1)[: int(flat * period * AUDIO_RATE)],
+        ]
+    )[int(period * AUDIO_RATE) :]  # from the first bar's second beat: ones at 1.5, 3.5, ...
+    counter, analyser = BarCounter(), AudioAnalyser(keep_seconds=20)
+    away = (marked + 36) * period - period  # 18 s into the flat section: all the audio kept is flat
+    placed = []
+    for i in range(0, len(audio), 11025):
+        analyser.push(audio[i : i + 11025])
+        now = analyser.samples_in / AUDIO_RATE
+        left = abs(now - away) < 0.25
+        grid = (4 / 3 * period, 0.0) if left else (period, period)  # the true grid: beats at 0.5 k
+        counter.count(analyser, *grid, now)
+        if now > 30.0 and not left:
+            one = counter.bar_anchor(period, period)
+            placed.append((round(now, 1), counter.beats_per_bar == 4 and abs((one - 1.5 + 1.0) % 2.0 - 1.0) < 0.05))
+    assert len(placed) > 20
+    assert all(right for _, right in placed[:4]), f"the bar was not the music's before the grid left: {placed[:4]}"
+    wrong = [t for t, right in placed if not right]
+    assert not wrong, f"the one not on the music's ones at {wrong} (the grid left at {away:.1f} s)"
