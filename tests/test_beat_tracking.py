@@ -475,3 +475,80 @@ def test_a_grid_left_for_a_moment_takes_its_bars_back_where_the_music_no_longer_
     assert all(right for _, right in placed[:4]), f"the bar was not the music's before the grid left: {placed[:4]}"
     wrong = [t for t, right in placed if not right]
     assert not wrong, f"the one not on the music's ones at {wrong} (the grid left at {away:.1f} s)"
+
+
+@pytest.mark.parametrize("told", [20.5, 21.0, 21.5, 22.0])
+def test_a_vjs_resync_stands_when_the_grid_is_refined_by_a_fraction_of_a_beat(told):
+    """Where the music does not mark the bar (every beat alike), the VJ says where the one is (on each of the
+    four beats of the bar the counter had). The tracker then refines its grid by a fifth of a beat (a phase the
+    filter settles on): the bar counted on the refined grid must stay where the VJ put it, not fall back to a
+    bar counted before the VJ spoke."""
+    from livejpp.engine.bar_counter import BarCounter
+
+    period, seconds = 60.0 / 120.0, 40.0
+    audio = groove(beat_times(120, seconds + 1.0), seconds + 1.0, beats_per_bar=1)[: int(seconds * AUDIO_RATE)]
+    counter, analyser = BarCounter(), AudioAnalyser(keep_seconds=20)
+    refined = 26.0  # when the grid moves by 0.2 beat
+    placed = []
+    for i in range(0, len(audio), 11025):
+        analyser.push(audio[i : i + 11025])
+        now = analyser.samples_in / AUDIO_RATE
+        anchor = 0.2 * period if now >= refined else 0.0
+        counter.count(analyser, period, anchor, now)
+        if told <= now < told + 0.5:
+            counter.resync(told, period, anchor)
+        if now >= told + 0.5:
+            one = counter.bar_anchor(period, anchor)
+            bar = 4 * period
+            placed.append((round(now, 1), abs((one - told + bar / 2) % bar - bar / 2) < 0.3 * period))
+    assert len(placed) > 30
+    assert all(right for t, right in placed if t < refined), f"the resync did not take: {placed[:8]}"
+    wrong = [t for t, right in placed if not right]
+    assert not wrong, f"the one left the VJ's at {wrong} (the grid moved at {refined} s)"
+
+
+def test_a_vjs_resync_holds_against_the_musics_own_bar_until_the_tempo_changes():
+    """The VJ counts the bar from another beat than the music marks (the harmony changes on the music's ones):
+    the VJ's word stands for as long as the song plays, and is not voted back by the music's cues a few bars
+    later (it was, 8.5 s after the resync)."""
+    from livejpp.engine.bar_counter import BarCounter
+
+    period, seconds = 60.0 / 120.0, 60.0
+    audio = groove(beat_times(120, seconds + 1.0), seconds + 1.0)[: int(seconds * AUDIO_RATE)]  # ones at 2 k
+    counter, analyser = BarCounter(), AudioAnalyser(keep_seconds=20)
+    told, bar = 20.5, 4 * period  # the VJ's one: the music's second beat
+    placed = []
+    for i in range(0, len(audio), 11025):
+        analyser.push(audio[i : i + 11025])
+        now = analyser.samples_in / AUDIO_RATE
+        counter.count(analyser, period, 0.0, now)
+        if told <= now < told + 0.5:
+            assert abs((counter.bar_anchor(period, 0.0) + bar / 2) % bar - bar / 2) < 0.05, "premise: the music's ones"
+            counter.resync(told, period, 0.0)
+        if now >= told + 0.5:
+            placed.append(
+                (round(now, 1), abs((counter.bar_anchor(period, 0.0) - told + bar / 2) % bar - bar / 2) < 0.05)
+            )
+    wrong = [t for t, right in placed if not right]
+    assert len(placed) > 70 and not wrong, f"the one left the VJ's at {wrong}"
+
+
+def test_auto_following_the_pulse_counts_the_bar_from_the_vjs_resync():
+    """ "auto" follows the pulse (the learned activation hears another tempo) and counts the bars on it: a VJ's
+    resync must move that bar too, not only the learned tracker's, which "auto" is not following (it moved only
+    that one). Judged while "auto" follows the pulse's grid as its comb put it."""
+    from livejpp.engine.bar_tracker import BarTracker
+    from livejpp.engine.ensemble import EnsembleTracker
+
+    seconds = 45.0
+    audio = groove(beat_times(120, seconds), seconds)  # the music's ones at 2 k
+    tracker, told, placed = EnsembleTracker(bar=BarTracker(PulseSource(bpm=170.0)), pulse=TodayTracker()), 30.5, []
+    for now, est in each_hop(tracker, audio):
+        on_pulse = tracker.following is tracker.pulse and not tracker._half_beat and abs(est.period - 0.5) < 0.01
+        if told <= now < told + 0.5:
+            assert on_pulse and abs((est.bar_anchor + 1.0) % 2.0 - 1.0) < 0.05, "premise: the pulse, the music's ones"
+            tracker.resync(told)  # the VJ: the music's second beat is a one
+        elif now >= told + 0.5 and on_pulse:
+            placed.append((now, abs((est.bar_anchor - told + 1.0) % 2.0 - 1.0) < 0.05))
+    wrong = [t for t, right in placed if not right]
+    assert len(placed) >= 6 and not wrong, f"the one not the VJ's ({told} s) at {wrong} of {placed}"

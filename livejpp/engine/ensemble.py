@@ -49,6 +49,7 @@ class EnsembleTracker:
         self._half_beat = False  # the pulse's grid is taken half a beat from where its comb put it
         self._per_bar = 4
         self.pulse_bars = BarCounter()  # the bars counted on the pulse's own beats
+        self._pulse_grid: tuple[float, float] | None = None  # the grid pulse_bars counts last: (period, anchor)
         self._analyser: AudioAnalyser | None = None
         self.clarity = 0.0
 
@@ -67,6 +68,7 @@ class EnsembleTracker:
             pulse = dataclasses.replace(pulse, confidence=pulse.confidence * evidence, follow=follow)
             if self._analyser is not None:
                 self.pulse_bars.count(self._analyser, pulse.period, pulse.anchor, now)
+                self._pulse_grid = (pulse.period, pulse.anchor)
         self.following = self._choose(bar, pulse)
         if self.following is self.bar:
             self._bar, self._shift = bar, None
@@ -127,6 +129,8 @@ class EnsembleTracker:
     def resync(self, downbeat: float) -> None:
         self.bar.resync(downbeat)
         self.pulse.resync(downbeat)
+        if self._pulse_grid is not None:  # the bars "auto" counts on the pulse's grid, for when it follows that
+            self.pulse_bars.resync(downbeat, *self._pulse_grid)
 
 
 def _same_beat(a: Estimate, b: Estimate) -> bool:

@@ -65,6 +65,7 @@ class Meter:
         self.posterior = np.array([(PRIOR_FOUR if b == 4 else 1 - PRIOR_FOUR) / b for b, _ in self.states])
         self._index = {s: i for i, s in enumerate(self.states)}
         self._published: int | None = None  # the state the bar is counted from (index in states)
+        self._pinned = False  # the VJ said where the one is (force_one): the music's cues do not move it
 
     def observe(self, downbeatness: Mapping[int, float]) -> None:
         """One beat passed; `downbeatness[B]` (0..1) says how much it sounded like the first beat of a
@@ -80,14 +81,16 @@ class Meter:
         if self._published is None:  # the first bar is published once one state stands out (no coin-toss)
             if self.posterior[best] >= MOVE_RATIO * float(np.partition(self.posterior, -2)[-2]):
                 self._published = best
-        elif self.posterior[best] >= MOVE_RATIO * self.posterior[self._published]:
+        elif not self._pinned and self.posterior[best] >= MOVE_RATIO * self.posterior[self._published]:
             self._published = best
 
     def force_one(self) -> None:
-        """The last beat observed is the one (the VJ said so): keep the meter's odds, move k to 0."""
+        """The last beat observed is the one (the VJ said so): keep the meter's odds, move k to 0, and hold the
+        bar there whatever the cues say next (the VJ's word outranks them; BarCounter ends it at a new tempo)."""
         four = float(self.posterior[self._four].sum())
         self.posterior = np.where(self._is_one, np.where(self._four, four, 1 - four), 0.0)
         self._published = self._index[(4 if four >= 0.5 else 3, 0)]
+        self._pinned = True
 
     def skip(self) -> None:
         """One beat passed that says nothing of the bar (the VJ's resync counts on from the one)."""
