@@ -227,7 +227,12 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("tap", TRIGGER, "tap tempo: tap on the beat, twice or more", lambda show, _: show.tap()),
         Command("follow", TRIGGER, "let go of the tap tempo: follow the music again", lambda show, _: show.follow()),
-        Command("resync", TRIGGER, "the beat is now, and bars count from here", lambda show, _: show.resync()),
+        Command(
+            "resync",
+            TRIGGER,
+            "the beat is now, and bars count from here until the tempo changes",
+            lambda show, _: show.resync(),
+        ),
         Command(
             "clock",
             NUMBER,
